@@ -1,0 +1,70 @@
+//! `candle-bcd`: train fully connected networks on Candle by block coordinate descent.
+
+mod progress;
+mod train;
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Backprop-free training by block coordinate descent on lifted variables (Zeng et al., 2019).
+#[derive(Parser, Debug)]
+#[command(name = "candle-bcd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train an MLP with BCD and report train/test accuracy every iteration.
+    Train(Box<train::TrainArgs>),
+}
+
+/// Compute device.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// The CPU (products by faer, all cores unless --threads).
+    Cpu,
+    /// The first CUDA GPU (build with `--features cuda`).
+    Cuda,
+    /// The Metal GPU (build with `--features metal`, Apple only).
+    Metal,
+}
+
+/// Opens the requested device, with a hint when the build lacks its feature.
+pub fn open_device(arg: DeviceArg) -> Result<Device> {
+    let (device, feature) = match arg {
+        DeviceArg::Cpu => return Ok(Device::Cpu),
+        DeviceArg::Cuda => (Device::new_cuda(0), "cuda"),
+        DeviceArg::Metal => (Device::new_metal(0), "metal"),
+    };
+    match device {
+        Ok(d) => Ok(d),
+        Err(e) => bail!(
+            "device {feature} is not available: {e} (build with `cargo build --release --features {feature}` on a machine that has it)"
+        ),
+    }
+}
+
+/// Sizes the thread pools of faer/rayon and Candle's CPU kernels.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => train::run(*args),
+    }
+}

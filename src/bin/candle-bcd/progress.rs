@@ -1,0 +1,137 @@
+//! Rendering of training progress: a progress bar on a terminal, plain lines otherwise, and
+//! the JSON Lines metrics file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use candle_bcd::trainer::{IterationRecord, Observer, TerminationReason, TrainSummary};
+use candle_bcd::{BcdError, ObjectiveParts, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// One line of the metrics file.
+#[derive(Serialize)]
+struct MetricsLine {
+    iteration: usize,
+    objective: f64,
+    loss: f64,
+    regularizer: f64,
+    activation_penalty: f64,
+    preactivation_penalty: f64,
+    step_sq_norm: f64,
+    train_accuracy: Option<f64>,
+    test_accuracy: Option<f64>,
+    seconds: f64,
+    eval_seconds: f64,
+}
+
+/// The CLI's observer.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    metrics: Option<(PathBuf, BufWriter<File>)>,
+}
+
+fn fmt_acc(a: Option<f64>) -> String {
+    a.map_or_else(|| "-".into(), |a| format!("{a:.4}"))
+}
+
+impl Progress {
+    /// Opens the metrics file (appending when resuming) and decides how to render.
+    pub fn new(metrics: Option<&Path>, append: bool) -> Result<Self> {
+        let metrics = match metrics {
+            Some(p) => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(append)
+                    .truncate(!append)
+                    .open(p)
+                    .map_err(|e| BcdError::Io { path: p.into(), source: e })?;
+                Some((p.to_path_buf(), BufWriter::new(file)))
+            }
+            None => None,
+        };
+        Ok(Self { bar: None, metrics })
+    }
+
+    fn line(&self, msg: String) {
+        match &self.bar {
+            Some(bar) => bar.println(msg),
+            None => println!("{msg}"),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn observe_init(&mut self, objective: &ObjectiveParts, start: usize, iterations: usize) -> Result<()> {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(iterations as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            self.bar = Some(bar);
+        }
+        self.line(format!("start at iteration {start}: objective {:.6e}", objective.total()));
+        Ok(())
+    }
+
+    fn observe_iter(&mut self, r: &IterationRecord) -> Result<()> {
+        let o = &r.step.objective;
+        let msg = format!(
+            "iter {:>4}  objective {:.6e}  step² {:.3e}  train {}  test {}  {:.2}s (+{:.2}s eval)",
+            r.step.iteration,
+            o.total(),
+            r.step.step_sq_norm,
+            fmt_acc(r.train_accuracy),
+            fmt_acc(r.test_accuracy),
+            r.step.seconds,
+            r.eval_seconds
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(format!("Φ {:.4e} test {}", o.total(), fmt_acc(r.test_accuracy)));
+                bar.println(msg);
+            }
+            None => println!("{msg}"),
+        }
+        if let Some((path, w)) = &mut self.metrics {
+            let line = MetricsLine {
+                iteration: r.step.iteration,
+                objective: o.total(),
+                loss: o.loss,
+                regularizer: o.regularizer,
+                activation_penalty: o.activation_penalty,
+                preactivation_penalty: o.preactivation_penalty,
+                step_sq_norm: r.step.step_sq_norm,
+                train_accuracy: r.train_accuracy,
+                test_accuracy: r.test_accuracy,
+                seconds: r.step.seconds,
+                eval_seconds: r.eval_seconds,
+            };
+            let json = serde_json::to_string(&line).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            writeln!(w, "{json}")
+                .and_then(|_| w.flush())
+                .map_err(|e| BcdError::Io { path: path.clone(), source: e })?;
+        }
+        Ok(())
+    }
+
+    fn observe_checkpoint(&mut self, path: &Path, iteration: usize) -> Result<()> {
+        self.line(format!("checkpoint after iteration {iteration}: {}", path.display()));
+        Ok(())
+    }
+
+    fn observe_final(&mut self, summary: &TrainSummary) -> Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let TerminationReason::Diverged(why) = &summary.reason {
+            eprintln!("diverged: {why}");
+        }
+        println!("finished {} iterations in {:.1}s", summary.iterations, summary.seconds);
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! `candle-bcd train`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_bcd::data::{self, DatasetKind};
+use candle_bcd::trainer::{self, EvalSet, TrainOptions};
+use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, WeightInit};
+use candle_core::DType;
+use candle_nn::{VarBuilder, VarMap};
+use clap::{Args, ValueEnum};
+
+use crate::progress::Progress;
+use crate::{open_device, set_threads, DeviceArg};
+
+/// Hidden activation.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ActivationArg {
+    /// max(0, u).
+    Relu,
+    /// u for u ≥ 0, slope·u otherwise (see --leaky-slope).
+    LeakyRelu,
+    /// u (a linear network).
+    Identity,
+}
+
+/// Dataset.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DatasetArg {
+    /// MNIST digits.
+    Mnist,
+    /// Fashion-MNIST.
+    FashionMnist,
+}
+
+/// Weight initialisation.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum InitArg {
+    /// W ~ 0.01·N(0,1), b = 0.1 (the official code).
+    Official,
+    /// W ~ N(0, 2/fan_in), b = 0.
+    Kaiming,
+    /// W ~ N(0, 2/(fan_in+fan_out)), b = 0.
+    Glorot,
+}
+
+/// Options of `candle-bcd train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Directory with the IDX files (train-images-idx3-ubyte[.gz], ...); without it the
+    /// dataset is downloaded from the Hugging Face hub.
+    #[arg(long, env = "BCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Dataset to train on.
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: DatasetArg,
+    /// Hidden widths, comma separated [default: 1500,1500,1500, or the checkpoint's].
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Hidden activation.
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: ActivationArg,
+    /// Negative slope of --activation leaky-relu.
+    #[arg(long, default_value_t = 0.01)]
+    pub leaky_slope: f64,
+    /// Number of BCD sweeps to run.
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
+    /// Activation penalty weight γ [default: 1].
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Pre-activation penalty weight ρ [default: 1].
+    #[arg(long)]
+    pub rho: Option<f64>,
+    /// Proximal weight α [default: 5].
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Ridge weight λ on the weights [default: 0].
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// Seed of the weight initialisation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Weight initialisation [default: official].
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate train/test accuracy every K iterations (always after the last).
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Write one JSON object per iteration to FILE (JSON Lines; appended to when resuming).
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Save the whole optimizer state to FILE at the end (safetensors).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Also save the checkpoint every K iterations.
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Continue from a checkpoint written by --checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Compute device.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl TrainArgs {
+    fn activation(&self) -> Activation {
+        match self.activation {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::LeakyRelu => Activation::LeakyRelu { slope: self.leaky_slope },
+            ActivationArg::Identity => Activation::Identity,
+        }
+    }
+
+    /// `base` with every hyperparameter given on the command line replacing its value.
+    fn config(&self, base: BcdConfig) -> BcdConfig {
+        BcdConfig {
+            gamma: self.gamma.unwrap_or(base.gamma),
+            rho: self.rho.unwrap_or(base.rho),
+            alpha: self.alpha.unwrap_or(base.alpha),
+            lambda: self.lambda.unwrap_or(base.lambda),
+            seed: self.seed.unwrap_or(base.seed),
+            init: match self.init {
+                Some(InitArg::Official) => WeightInit::Official,
+                Some(InitArg::Kaiming) => WeightInit::Kaiming,
+                Some(InitArg::Glorot) => WeightInit::Glorot,
+                None => base.init,
+            },
+        }
+    }
+
+    fn architecture(&self, input: usize, output: usize, hidden: &[usize]) -> Result<Architecture> {
+        let widths: Vec<usize> = std::iter::once(input)
+            .chain(hidden.iter().copied())
+            .chain(std::iter::once(output))
+            .collect();
+        Ok(Architecture::mlp(&widths, self.activation())?)
+    }
+}
+
+/// Runs `candle-bcd train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let device = open_device(args.device)?;
+    let kind = match args.dataset {
+        DatasetArg::Mnist => DatasetKind::Mnist,
+        DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+    };
+    let mut ds = data::load(kind, args.data_dir.as_deref())?;
+    if let Some(n) = args.train_limit {
+        ds = data::take_train(&ds, n)?;
+    }
+    let (n, d0) = ds.train_images.dims2()?;
+    let x = ds.train_images.to_device(&device)?;
+    let y = data::one_hot(&ds.train_labels, ds.labels)?.to_device(&device)?;
+    let varmap = VarMap::new();
+    let (model, mut opt) = match &args.resume {
+        Some(path) => {
+            let ckpt = checkpoint::load(path, &device)?;
+            let hidden = args.hidden.clone().unwrap_or_else(|| {
+                let w = ckpt.architecture.widths();
+                w[1..w.len() - 1].to_vec()
+            });
+            let arch = args.architecture(d0, ds.labels, &hidden)?;
+            ckpt.check_compatible(&arch, n, path)?;
+            ckpt.load_weights_into(&varmap)?;
+            let model = BcdNet::new(&arch, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+            let config = args.config(ckpt.config.clone());
+            let opt = BcdOptimizer::from_state(&varmap, &arch, x, y, config, ckpt.state)
+                .with_context(|| format!("resuming from {}", path.display()))?;
+            (model, opt)
+        }
+        None => {
+            let hidden = args.hidden.clone().unwrap_or_else(|| vec![1500, 1500, 1500]);
+            let arch = args.architecture(d0, ds.labels, &hidden)?;
+            let config = args.config(BcdConfig::default());
+            config.validate()?;
+            let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &device)?;
+            let opt = BcdOptimizer::new(&varmap, &arch, x, y, config)?;
+            (model, opt)
+        }
+    };
+    let train_set = EvalSet { x: ds.train_images.to_device(&device)?, labels: ds.train_labels.clone() };
+    let test_set = EvalSet { x: ds.test_images.to_device(&device)?, labels: ds.test_labels.clone() };
+    let opts = TrainOptions {
+        iterations: args.iterations,
+        eval_every: args.eval_every,
+        checkpoint: args.checkpoint.clone(),
+        checkpoint_every: args.checkpoint_every,
+    };
+    let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
+    let summary = trainer::train(&mut opt, &model, Some(&train_set), Some(&test_set), &opts, &mut progress)?;
+    if let trainer::TerminationReason::Diverged(why) = &summary.reason {
+        anyhow::bail!("training stopped: {why}");
+    }
+    match summary.test_accuracy {
+        Some(acc) => println!("test accuracy: {acc:.4}"),
+        None => println!("test accuracy: not evaluated"),
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Checkpoints: the whole optimizer state in one safetensors file.
+//!
+//! Tensors (all `f32`):
+//!
+//! | name | shape | meaning |
+//! |---|---|---|
+//! | `layers.{l}.weight` | `[d_{l+1}, d_l]` | `W_{l+1}` (candle-nn `Linear` layout) |
+//! | `layers.{l}.bias` | `[d_{l+1}]` | `b_{l+1}` |
+//! | `lifted.u.{l}` | `[N, d_{l+1}]` | pre-activations `U_{l+1}` |
+//! | `lifted.v.{l}` | `[N, d_{l+1}]` | activations `V_{l+1}` (`V_L` for the last `l`) |
+//!
+//! Metadata (strings): `format = candle-bcd-checkpoint`, `format_version = 1`,
+//! `architecture` and `config` (JSON of [`Architecture`] and [`BcdConfig`]), `iteration`
+//! (completed sweeps) and `num_samples` (`N`).
+//!
+//! Files are written atomically: to a temporary file in the same directory, synced, then
+//! renamed over the target, so an interrupted save never destroys the previous checkpoint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+
+use crate::arch::Architecture;
+use crate::config::BcdConfig;
+use crate::error::{BcdError, Result};
+use crate::optimizer::BcdOptimizer;
+use crate::state::LiftedState;
+
+/// Value of the `format` metadata key.
+pub const FORMAT: &str = "candle-bcd-checkpoint";
+/// Value of the `format_version` metadata key.
+pub const FORMAT_VERSION: &str = "1";
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The network's architecture.
+    pub architecture: Architecture,
+    /// The hyperparameters it was trained with.
+    pub config: BcdConfig,
+    /// Number of training samples `N` of the lifted state.
+    pub num_samples: usize,
+    /// Lifted variables and iteration count.
+    pub state: LiftedState,
+    /// Weights and biases by candle-nn name.
+    pub weights: HashMap<String, Tensor>,
+}
+
+/// Writes `tensors` with `metadata` to `path` atomically (temporary file, sync, rename).
+pub fn write_atomic(
+    path: &Path,
+    tensors: Vec<(String, Tensor)>,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| BcdError::checkpoint(path, "not a file path"))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp: PathBuf = path.with_file_name(format!(".{file_name}.tmp.{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        safetensors::serialize_to_file(tensors, Some(metadata), &tmp)
+            .map_err(|e| BcdError::checkpoint(&tmp, format!("cannot write: {e}")))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| BcdError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| BcdError::io(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Saves the optimizer's weights, lifted state, configuration and iteration count.
+pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
+    let arch = opt.architecture();
+    let state = opt.state();
+    let mut tensors = Vec::new();
+    for l in 0..arch.num_layers() {
+        let prefix = Architecture::layer_prefix(l);
+        tensors.push((format!("{prefix}.weight"), opt.weight_vars()[l].as_tensor().clone()));
+        tensors.push((format!("{prefix}.bias"), opt.bias_vars()[l].as_tensor().clone()));
+        tensors.push((LiftedState::u_name(l), state.u[l].clone()));
+        tensors.push((LiftedState::v_name(l), state.v[l].clone()));
+    }
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("architecture".to_string(), to_json(arch)?),
+        ("config".to_string(), to_json(opt.config())?),
+        ("iteration".to_string(), state.iteration.to_string()),
+        ("num_samples".to_string(), opt.num_samples().to_string()),
+    ]);
+    write_atomic(path, tensors, metadata)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| candle_core::Error::Msg(format!("json: {e}")).into())
+}
+
+/// Reads the safetensors metadata of `path`.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let file = std::fs::File::open(path).map_err(|e| BcdError::io(path, e))?;
+    // SAFETY: the file is only read; a concurrent truncation would surface as a read error.
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| BcdError::io(path, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&mmap)
+        .map_err(|e| BcdError::checkpoint(path, format!("not a safetensors file: {e}")))?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+fn field<'a>(meta: &'a HashMap<String, String>, key: &str, path: &Path) -> Result<&'a str> {
+    meta.get(key)
+        .map(String::as_str)
+        .ok_or_else(|| BcdError::checkpoint(path, format!("metadata key `{key}` is missing")))
+}
+
+fn parse<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str, path: &Path) -> Result<T> {
+    field(meta, key, path)?
+        .parse()
+        .map_err(|_| BcdError::checkpoint(path, format!("metadata key `{key}` is malformed")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(meta: &HashMap<String, String>, key: &str, path: &Path) -> Result<T> {
+    serde_json::from_str(field(meta, key, path)?)
+        .map_err(|e| BcdError::checkpoint(path, format!("metadata key `{key}`: {e}")))
+}
+
+/// Loads a checkpoint onto `device`, checking its format and that every tensor is present.
+pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
+    let meta = read_metadata(path)?;
+    let format = field(&meta, "format", path)?;
+    if format != FORMAT {
+        return Err(BcdError::checkpoint(path, format!("format `{format}` is not `{FORMAT}`")));
+    }
+    let version = field(&meta, "format_version", path)?;
+    if version != FORMAT_VERSION {
+        return Err(BcdError::checkpoint(path, format!("format version {version} is not {FORMAT_VERSION}")));
+    }
+    let architecture: Architecture = json(&meta, "architecture", path)?;
+    let config: BcdConfig = json(&meta, "config", path)?;
+    let iteration: usize = parse(&meta, "iteration", path)?;
+    let num_samples: usize = parse(&meta, "num_samples", path)?;
+    let mut tensors = candle_core::safetensors::load(path, device)
+        .map_err(|e| BcdError::checkpoint(path, format!("cannot read tensors: {e}")))?;
+    let mut take = |name: String| -> Result<Tensor> {
+        tensors
+            .remove(&name)
+            .ok_or_else(|| BcdError::checkpoint(path, format!("tensor `{name}` is missing")))
+    };
+    let mut state = LiftedState { iteration, u: Vec::new(), v: Vec::new() };
+    let mut weights = HashMap::new();
+    for l in 0..architecture.num_layers() {
+        let prefix = Architecture::layer_prefix(l);
+        for name in [format!("{prefix}.weight"), format!("{prefix}.bias")] {
+            let t = take(name.clone())?;
+            weights.insert(name, t);
+        }
+        state.u.push(take(LiftedState::u_name(l))?);
+        state.v.push(take(LiftedState::v_name(l))?);
+    }
+    Ok(Checkpoint { architecture, config, num_samples, state, weights })
+}
+
+impl Checkpoint {
+    /// Inserts the weights as `Var`s into `varmap` (replacing entries of the same names),
+    /// checking their shapes against the architecture.
+    pub fn load_weights_into(&self, varmap: &VarMap) -> Result<()> {
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
+        for l in 0..self.architecture.num_layers() {
+            let (n, m) = self.architecture.layer_dims(l);
+            let prefix = Architecture::layer_prefix(l);
+            for (name, expected) in [(format!("{prefix}.weight"), vec![m, n]), (format!("{prefix}.bias"), vec![m])] {
+                let t = &self.weights[&name];
+                if t.dims() != expected.as_slice() {
+                    return Err(BcdError::ShapeMismatch { name, expected, got: t.dims().to_vec() });
+                }
+                data.insert(name, Var::from_tensor(t)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that this checkpoint was made for `arch` and `num_samples` training samples.
+    pub fn check_compatible(&self, arch: &Architecture, num_samples: usize, path: &Path) -> Result<()> {
+        if &self.architecture != arch {
+            return Err(BcdError::checkpoint(
+                path,
+                format!(
+                    "architecture mismatch: checkpoint has widths {:?} ({:?}), requested {:?} ({:?})",
+                    self.architecture.widths(),
+                    self.architecture.activation(),
+                    arch.widths(),
+                    arch.activation()
+                ),
+            ));
+        }
+        if self.num_samples != num_samples {
+            return Err(BcdError::checkpoint(
+                path,
+                format!(
+                    "its lifted state has {} training samples, the data {num_samples} (use the same --train-limit)",
+                    self.num_samples
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

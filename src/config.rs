@@ -1,0 +1,116 @@
+//! Hyperparameters of the BCD objective and of the weight initialisation.
+//!
+//! The three-splitting objective (see the crate docs and `ALGORITHM.md`) is
+//!
+//! ```text
+//! Φ = R(V_L; Y) + Σ_i λ/2 ‖W_i‖² + γ/2 Σ_i ‖V_i − σ_i(U_i)‖² + ρ/2 Σ_i ‖U_i − Ṽ_{i−1} W̃_iᵀ‖²
+//! ```
+//!
+//! and every block update adds the proximal term `α/2 ‖x − x^old‖²` where the specification
+//! says so.
+//!
+//! | Name | Default | Purpose | Range |
+//! |---|---|---|---|
+//! | `gamma` | 1.0 | weight of the activation penalties `‖V_i − σ(U_i)‖²` | `> 0`, finite |
+//! | `rho` | 1.0 | weight of the pre-activation penalties `‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` | `> 0`, finite |
+//! | `alpha` | 5.0 | proximal weight of the `V_L`, `W̃_i` and `U_i` updates | `≥ 0`, finite (`> 0` for the descent guarantee) |
+//! | `lambda` | 0.0 | ridge weight on `W_i` (never on biases) | `≥ 0`, finite |
+//! | `seed` | 0 | seed of the weight initialisation | any |
+//! | `init` | `Official` | weight initialisation scheme | see [`WeightInit`] |
+//!
+//! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BcdError, Result};
+
+/// Weight initialisation scheme. **(choice, documented)**: the default follows the official
+/// code so that its published accuracy curve is the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightInit {
+    /// The official code's scheme: `W ~ 0.01·N(0, 1)`, `b = 0.1`.
+    #[default]
+    Official,
+    /// Kaiming/He normal: `W ~ N(0, 2/fan_in)`, `b = 0`.
+    Kaiming,
+    /// Glorot/Xavier normal: `W ~ N(0, 2/(fan_in + fan_out))`, `b = 0`.
+    Glorot,
+}
+
+impl WeightInit {
+    /// Standard deviation of the weights and constant bias value for a layer `fan_in → fan_out`.
+    pub fn std_and_bias(self, fan_in: usize, fan_out: usize) -> (f64, f64) {
+        match self {
+            WeightInit::Official => (0.01, 0.1),
+            WeightInit::Kaiming => ((2.0 / fan_in as f64).sqrt(), 0.0),
+            WeightInit::Glorot => ((2.0 / (fan_in + fan_out) as f64).sqrt(), 0.0),
+        }
+    }
+}
+
+/// Hyperparameters of [`crate::BcdOptimizer`]. Build with struct update syntax and check
+/// with [`BcdConfig::validate`] (the optimizer does so before any work):
+///
+/// ```
+/// use candle_bcd::BcdConfig;
+/// let config = BcdConfig { alpha: 1.0, ..Default::default() };
+/// assert!(config.validate().is_ok());
+/// assert!(BcdConfig { gamma: 0.0, ..config }.validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BcdConfig {
+    /// Weight `γ` of the activation penalties.
+    pub gamma: f64,
+    /// Weight `ρ` of the pre-activation penalties.
+    pub rho: f64,
+    /// Proximal weight `α`.
+    pub alpha: f64,
+    /// Ridge weight `λ` on the weights `W_i` (not on biases).
+    pub lambda: f64,
+    /// Seed of the weight initialisation.
+    pub seed: u64,
+    /// Weight initialisation scheme.
+    pub init: WeightInit,
+}
+
+impl Default for BcdConfig {
+    fn default() -> Self {
+        Self {
+            gamma: 1.0,
+            rho: 1.0,
+            alpha: 5.0,
+            lambda: 0.0,
+            seed: 0,
+            init: WeightInit::Official,
+        }
+    }
+}
+
+fn check(name: &'static str, value: f64, strictly_positive: bool) -> Result<()> {
+    let ok = value.is_finite() && if strictly_positive { value > 0.0 } else { value >= 0.0 };
+    if ok {
+        Ok(())
+    } else {
+        Err(BcdError::InvalidHyperparameter {
+            name,
+            value,
+            reason: if strictly_positive {
+                "must be finite and > 0"
+            } else {
+                "must be finite and >= 0"
+            },
+        })
+    }
+}
+
+impl BcdConfig {
+    /// Checks every hyperparameter's range; the first offending one is named in the error.
+    pub fn validate(&self) -> Result<()> {
+        check("gamma", self.gamma, true)?;
+        check("rho", self.rho, true)?;
+        check("alpha", self.alpha, false)?;
+        check("lambda", self.lambda, false)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Datasets: MNIST-like IDX files from a local directory (gzipped or not), or the Hugging Face
+//! hub through candle-datasets when no directory is given.
+//!
+//! Images become `[N, pixels]` `f32` rows scaled to `[0, 1]`; labels stay `[N]` `u8` class ids
+//! ([`one_hot`] makes the `[N, C]` targets of the squared loss).
+
+pub mod idx;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+pub use candle_datasets::vision::Dataset;
+
+use crate::error::{BcdError, Result};
+
+/// A supported public dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// MNIST handwritten digits (28×28, 10 classes).
+    Mnist,
+    /// Fashion-MNIST (28×28, 10 classes, same IDX file names).
+    FashionMnist,
+}
+
+/// The four standard IDX file names (each may carry a `.gz` suffix).
+pub const IDX_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// Loads `kind` from `dir` when given, otherwise from the Hugging Face hub (needs network).
+pub fn load(kind: DatasetKind, dir: Option<&Path>) -> Result<Dataset> {
+    match dir {
+        Some(dir) => load_idx_dir(dir),
+        None => {
+            let loaded = match kind {
+                DatasetKind::Mnist => candle_datasets::vision::mnist::load(),
+                DatasetKind::FashionMnist => candle_datasets::vision::fashion_mnist::load(),
+            };
+            loaded.map_err(|e| BcdError::Data {
+                path: format!("hf-hub:{kind:?}").into(),
+                reason: format!(
+                    "download through hf-hub failed ({e}); offline, pass --data-dir with the IDX files"
+                ),
+            })
+        }
+    }
+}
+
+/// Reads one images/labels pair, checking that the counts agree.
+fn load_split(dir: &Path, images: &str, labels: &str) -> Result<(Tensor, Tensor)> {
+    let ipath = idx::find(dir, images)?;
+    let lpath = idx::find(dir, labels)?;
+    let img = idx::read(&ipath, 3)?;
+    let lab = idx::read(&lpath, 1)?;
+    if img.dims[0] != lab.dims[0] {
+        return Err(BcdError::data(
+            &lpath,
+            format!("{} labels for {} images in {}", lab.dims[0], img.dims[0], ipath.display()),
+        ));
+    }
+    let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
+    let images = (Tensor::from_vec(img.data, (n, pixels), &Device::Cpu)?.to_dtype(DType::F32)? / 255.0)?;
+    let labels = Tensor::from_vec(lab.data, n, &Device::Cpu)?;
+    Ok((images, labels))
+}
+
+/// Loads an MNIST-like dataset from the four IDX files in `dir` (any image size and class
+/// count; the class count is the largest label plus one).
+pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
+    let (train_images, train_labels) = load_split(dir, IDX_FILES[0], IDX_FILES[1])?;
+    let (test_images, test_labels) = load_split(dir, IDX_FILES[2], IDX_FILES[3])?;
+    if train_images.dim(1)? != test_images.dim(1)? {
+        return Err(BcdError::data(
+            dir.join(IDX_FILES[2]),
+            format!(
+                "test images have {} pixels, training images {}",
+                test_images.dim(1)?,
+                train_images.dim(1)?
+            ),
+        ));
+    }
+    let max = |t: &Tensor| -> Result<usize> {
+        Ok(t.max(0)?.to_scalar::<u8>()? as usize)
+    };
+    let labels = max(&train_labels)?.max(max(&test_labels)?) + 1;
+    Ok(Dataset {
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        labels,
+    })
+}
+
+/// `[N, classes]` one-hot `f32` targets from `[N]` integer labels.
+pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
+    let ids = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    let n = ids.len();
+    let mut data = vec![0f32; n * classes];
+    for (i, &c) in ids.iter().enumerate() {
+        let c = c as usize;
+        if c >= classes {
+            return Err(BcdError::ShapeMismatch {
+                name: format!("label {c} of sample {i}"),
+                expected: vec![classes],
+                got: vec![c + 1],
+            });
+        }
+        data[i * classes + c] = 1.0;
+    }
+    Ok(Tensor::from_vec(data, (n, classes), labels.device())?)
+}
+
+/// The first `n` training samples (all of them when `n` is larger).
+pub fn take_train(ds: &Dataset, n: usize) -> Result<Dataset> {
+    let n = n.min(ds.train_images.dim(0)?);
+    Ok(Dataset {
+        train_images: ds.train_images.narrow(0, 0, n)?,
+        train_labels: ds.train_labels.narrow(0, 0, n)?,
+        test_images: ds.test_images.clone(),
+        test_labels: ds.test_labels.clone(),
+        labels: ds.labels,
+    })
+}

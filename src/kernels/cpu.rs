@@ -1,0 +1,141 @@
+//! CPU fast path: faer products on zero-copy views of Candle's `f32` buffers.
+
+use candle_core::{Device, Storage, Tensor};
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use super::{Addend, Op};
+use crate::error::Result;
+
+/// Runs `f` on the contiguous `f32` buffer of a CPU tensor (copying only if it is strided).
+pub(super) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Err(candle_core::Error::Msg("cpu kernel on a non-cpu tensor".into()).into());
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("non-contiguous tensor".into()))?;
+    Ok(f(&data[start..end]))
+}
+
+fn view<'a>(op: Op, data: &'a [f32]) -> Result<MatRef<'a, f32>> {
+    let (r, c) = op.tensor().dims2()?;
+    let m = MatRef::from_row_major_slice(data, r, c);
+    Ok(match op {
+        Op::N(_) => m,
+        Op::T(_) => m.transpose(),
+    })
+}
+
+fn par() -> Par {
+    Par::rayon(0)
+}
+
+/// Initial contents of the output buffer for an addend.
+fn init_out(addend: Addend, m: usize, n: usize) -> Result<(Vec<f32>, Accum)> {
+    Ok(match addend {
+        Addend::None => (vec![0f32; m * n], Accum::Replace),
+        Addend::Matrix(c) => {
+            let (cm, cn) = c.dims2()?;
+            if (cm, cn) != (m, n) {
+                return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                    lhs: (m, n).into(),
+                    rhs: c.shape().clone(),
+                    op: "bcd-matmul-add",
+                }
+                .into());
+            }
+            (with_slice(c, |s| s.to_vec())?, Accum::Add)
+        }
+        Addend::Row(c) => {
+            let row = with_slice(c, |s| s.to_vec())?;
+            if row.len() != n {
+                return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                    lhs: (m, n).into(),
+                    rhs: c.shape().clone(),
+                    op: "bcd-matmul-add-row",
+                }
+                .into());
+            }
+            let mut out = vec![0f32; m * n];
+            out.par_chunks_mut(n.max(1))
+                .for_each(|r| r.copy_from_slice(&row));
+            (out, Accum::Add)
+        }
+    })
+}
+
+/// `addend + alpha · op(a) · op(b)` by faer.
+pub(super) fn matmul(
+    a: Op,
+    b: Op,
+    (m, _k, n): (usize, usize, usize),
+    alpha: f32,
+    addend: Addend,
+) -> Result<Tensor> {
+    let (mut out, accum) = init_out(addend, m, n)?;
+    with_slice(a.tensor(), |sa| {
+        with_slice(b.tensor(), |sb| -> Result<()> {
+            let lhs = view(a, sa)?;
+            let rhs = view(b, sb)?;
+            let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+            faer::linalg::matmul::matmul(dst, accum, lhs, rhs, alpha, par());
+            Ok(())
+        })
+    })???;
+    Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+}
+
+/// `AᵀA`: faer computes the lower triangle only, which is then mirrored.
+pub(super) fn gram(a: &Tensor) -> Result<Tensor> {
+    let (_rows, n) = a.dims2()?;
+    let mut out = vec![0f32; n * n];
+    with_slice(a, |sa| -> Result<()> {
+        let x = view(Op::N(a), sa)?;
+        let dst = MatMut::from_row_major_slice_mut(&mut out, n, n);
+        triangular::matmul(
+            dst,
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            x.transpose(),
+            BlockStructure::Rectangular,
+            x,
+            BlockStructure::Rectangular,
+            1.0f32,
+            par(),
+        );
+        Ok(())
+    })??;
+    for i in 0..n {
+        for j in 0..i {
+            out[j * n + i] = out[i * n + j];
+        }
+    }
+    Ok(Tensor::from_vec(out, (n, n), &Device::Cpu)?)
+}
+
+/// Column sums accumulated in `f64`. Blocks of rows are summed in parallel and the partial
+/// sums combined in a fixed order, so the result does not depend on thread scheduling.
+pub(super) fn col_sums(a: &Tensor) -> Result<Vec<f64>> {
+    let (_rows, n) = a.dims2()?;
+    with_slice(a, |s| {
+        let partials: Vec<Vec<f64>> = s
+            .par_chunks(n.max(1) * 512)
+            .map(|block| {
+                let mut acc = vec![0f64; n];
+                for row in block.chunks(n) {
+                    acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x as f64);
+                }
+                acc
+            })
+            .collect();
+        partials.into_iter().fold(vec![0f64; n], |mut acc, p| {
+            acc.iter_mut().zip(&p).for_each(|(a, x)| *a += x);
+            acc
+        })
+    })
+}

@@ -1,0 +1,144 @@
+//! The network BCD trains: an ordinary candle-nn model.
+//!
+//! [`BcdNet`] holds its weights as tensors of `Var`s in a [`candle_nn::VarMap`] under
+//! candle-nn's names (`layers.{l}.weight` as `[out, in]`, `layers.{l}.bias` as `[out]`) and
+//! implements [`candle_nn::Module`]: `forward` is the plain forward pass
+//! `U_i = V_{i−1}W_iᵀ + 1b_iᵀ`, `V_i = σ(U_i)`, linear output. The optimizer updates the
+//! `Var`s in place, so the model always computes with the newest weights.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Module, VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::arch::Architecture;
+use crate::config::WeightInit;
+use crate::error::{BcdError, Result};
+use crate::kernels;
+
+/// A fully connected network whose weights live in a `VarMap`.
+#[derive(Debug, Clone)]
+pub struct BcdNet {
+    arch: Architecture,
+    weights: Vec<Tensor>,
+    biases: Vec<Tensor>,
+}
+
+impl BcdNet {
+    /// Reads the weights from a `VarBuilder` (a `VarMap`, a safetensors file, ...).
+    pub fn new(arch: &Architecture, vb: VarBuilder) -> Result<Self> {
+        let mut weights = Vec::new();
+        let mut biases = Vec::new();
+        for l in 0..arch.num_layers() {
+            let (n, m) = arch.layer_dims(l);
+            let vb = vb.pp(Architecture::layer_prefix(l));
+            weights.push(vb.get((m, n), "weight")?);
+            biases.push(vb.get(m, "bias")?);
+        }
+        Ok(Self {
+            arch: arch.clone(),
+            weights,
+            biases,
+        })
+    }
+
+    /// Creates freshly initialised weights in `varmap` (seeded, see [`WeightInit`]) and
+    /// returns the model reading them. Existing entries of the same names are replaced.
+    pub fn init(
+        arch: &Architecture,
+        varmap: &VarMap,
+        init: WeightInit,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        {
+            let mut data = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
+            for l in 0..arch.num_layers() {
+                let (n, m) = arch.layer_dims(l);
+                let (std, bias) = init.std_and_bias(n, m);
+                let normal = Normal::new(0.0, std).map_err(|e| {
+                    BcdError::InvalidArchitecture(format!("weight init of layer {l}: {e}"))
+                })?;
+                let w: Vec<f32> = (0..m * n).map(|_| normal.sample(&mut rng) as f32).collect();
+                let w = Tensor::from_vec(w, (m, n), device)?;
+                let b = Tensor::full(bias as f32, m, device)?;
+                let prefix = Architecture::layer_prefix(l);
+                data.insert(format!("{prefix}.weight"), Var::from_tensor(&w)?);
+                data.insert(format!("{prefix}.bias"), Var::from_tensor(&b)?);
+            }
+        }
+        Self::new(arch, VarBuilder::from_varmap(varmap, DType::F32, device))
+    }
+
+    /// The architecture.
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    /// `W_{l+1}` (0-based layer index `l`), `[d_{l+1}, d_l]`.
+    pub fn weight(&self, l: usize) -> &Tensor {
+        &self.weights[l]
+    }
+
+    /// `b_{l+1}` (0-based layer index `l`), `[d_{l+1}]`.
+    pub fn bias(&self, l: usize) -> &Tensor {
+        &self.biases[l]
+    }
+
+    /// The network's outputs (logits) for inputs `x` of shape `[N, d_0]`.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let act = self.arch.activation();
+        let last = self.arch.num_layers() - 1;
+        let mut h = x.clone();
+        for l in 0..=last {
+            h = kernels::linear(&h, &self.weights[l], &self.biases[l])?;
+            if l < last {
+                h = kernels::map([&h], |[u]| act.apply(u as f64) as f32)?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// Fraction of rows of `x` whose arg-max output equals `labels` (integer class ids).
+    pub fn accuracy(&self, x: &Tensor, labels: &Tensor) -> Result<f64> {
+        crate::metrics::accuracy(&self.logits(x)?, labels)
+    }
+}
+
+impl Module for BcdNet {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        self.logits(xs).map_err(candle_core::Error::wrap)
+    }
+}
+
+/// Looks up the `Var`s of layer `l` in a `VarMap` and checks their shapes.
+pub(crate) fn layer_vars(varmap: &VarMap, arch: &Architecture, l: usize) -> Result<(Var, Var)> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
+    let (n, m) = arch.layer_dims(l);
+    let prefix = Architecture::layer_prefix(l);
+    let get = |name: String, expected: Vec<usize>| -> Result<Var> {
+        let var = data
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| BcdError::MissingTensor(name.clone()))?;
+        if var.dims() != expected.as_slice() {
+            return Err(BcdError::ShapeMismatch {
+                name,
+                expected,
+                got: var.dims().to_vec(),
+            });
+        }
+        Ok(var)
+    };
+    Ok((
+        get(format!("{prefix}.weight"), vec![m, n])?,
+        get(format!("{prefix}.bias"), vec![m])?,
+    ))
+}

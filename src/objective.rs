@@ -1,0 +1,97 @@
+//! The three-splitting objective and its parts.
+//!
+//! ```text
+//! Φ = ½‖V_L − Y‖²                                         (loss)
+//!   + λ/2 Σ_i ‖W_i‖²                                      (regulariser, no bias)
+//!   + γ/2 Σ_{i<L} ‖V_i − σ(U_i)‖² + γ/2 ‖V_L − U_L‖²      (activation penalty)
+//!   + ρ/2 Σ_i ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²                        (pre-activation penalty)
+//! ```
+//!
+//! All sums are accumulated in `f64`. The paper's sufficient-descent property says `Φ` never
+//! increases from one sweep to the next.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::activation::Activation;
+use crate::config::BcdConfig;
+use crate::error::Result;
+use crate::kernels;
+
+/// `Φ` split into its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct ObjectiveParts {
+    /// `R(V_L; Y)`.
+    pub loss: f64,
+    /// `Σ r_i(W̃_i)`.
+    pub regularizer: f64,
+    /// `γ/2 Σ ‖V_i − σ(U_i)‖²` including the output tie `γ/2‖V_L − U_L‖²`.
+    pub activation_penalty: f64,
+    /// `ρ/2 Σ ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²`.
+    pub preactivation_penalty: f64,
+}
+
+impl ObjectiveParts {
+    /// `Φ`, the sum of the parts.
+    pub fn total(&self) -> f64 {
+        self.loss + self.regularizer + self.activation_penalty + self.preactivation_penalty
+    }
+
+    /// The name of the first part that is NaN or infinite, if any.
+    pub fn non_finite_part(&self) -> Option<&'static str> {
+        [
+            ("loss", self.loss),
+            ("regularizer", self.regularizer),
+            ("activation penalty", self.activation_penalty),
+            ("pre-activation penalty", self.preactivation_penalty),
+        ]
+        .into_iter()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(n, _)| n)
+    }
+}
+
+/// Everything `Φ` reads.
+pub struct ObjectiveInputs<'a> {
+    /// Targets `Y`.
+    pub y: &'a Tensor,
+    /// `U_1 … U_L`.
+    pub u: &'a [Tensor],
+    /// `V_1 … V_L`.
+    pub v: &'a [Tensor],
+    /// `Z_i = Ṽ_{i−1}W̃_iᵀ` for the current `V` and `W`.
+    pub z: &'a [Tensor],
+    /// `W_1 … W_L`.
+    pub weights: &'a [Tensor],
+    /// Hidden activation.
+    pub activation: Activation,
+}
+
+/// Evaluates `Φ`'s parts.
+pub fn evaluate(inp: &ObjectiveInputs, cfg: &BcdConfig) -> Result<ObjectiveParts> {
+    let last = inp.u.len() - 1;
+    let act = inp.activation;
+    let mut act_pen = kernels::sq_dist(&inp.v[last], &inp.u[last])?;
+    for l in 0..last {
+        act_pen += kernels::sum_map([&inp.v[l], &inp.u[l]], |[v, u]| {
+            let d = v as f64 - act.apply(u as f64);
+            d * d
+        })?;
+    }
+    let mut pre_pen = 0.0;
+    for (u, z) in inp.u.iter().zip(inp.z) {
+        pre_pen += kernels::sq_dist(u, z)?;
+    }
+    let mut reg = 0.0;
+    if cfg.lambda > 0.0 {
+        for w in inp.weights {
+            reg += kernels::sq_norm(w)?;
+        }
+    }
+    Ok(ObjectiveParts {
+        loss: 0.5 * kernels::sq_dist(&inp.v[last], inp.y)?,
+        regularizer: 0.5 * cfg.lambda * reg,
+        activation_penalty: 0.5 * cfg.gamma * act_pen,
+        preactivation_penalty: 0.5 * cfg.rho * pre_pen,
+    })
+}

@@ -1,0 +1,369 @@
+//! [`BcdOptimizer`]: one backward Gauss–Seidel sweep over all blocks per [`BcdOptimizer::step`].
+//!
+//! Block order of a sweep (`ALGORITHM.md`, three-splitting), each block taking the newest
+//! values of the others:
+//!
+//! 1. `V_L` (output activation), 2. `U_L`, 3. `W̃_L`,
+//! 4. for `i = L−1 … 1`: `V_i`, `U_i`, `W̃_i`.
+//!
+//! Work shared between blocks: `Z_i = Ṽ_{i−1}W̃_iᵀ` is computed once, right after `V_{i−1}`
+//! (or, for `i = 1`, `W̃_1`) is updated. From then until the next sweep's `U_i` update neither
+//! `V_{i−1}` nor `W̃_i` changes, so the same product serves both the objective of this sweep and
+//! the `U_i` update of the next. The input Gram `X̃ᵀX̃` is computed once.
+
+use std::time::Instant;
+
+use candle_core::{DType, Tensor, Var};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Architecture;
+use crate::config::BcdConfig;
+use crate::error::{BcdError, Result};
+use crate::kernels;
+use crate::model::layer_vars;
+use crate::objective::{self, ObjectiveInputs, ObjectiveParts};
+use crate::state::LiftedState;
+use crate::updates::{self, AugmentedGram};
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Number of completed sweeps after this one.
+    pub iteration: usize,
+    /// `Φ` after the sweep, by parts.
+    pub objective: ObjectiveParts,
+    /// `‖x^k − x^{k−1}‖²` summed over all blocks (weights, biases, `U_i`, `V_i`).
+    pub step_sq_norm: f64,
+    /// Wall-clock seconds of the sweep (including the objective).
+    pub seconds: f64,
+}
+
+/// Block coordinate descent on lifted variables for a fully connected network.
+///
+/// ```
+/// use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+/// use candle_core::{Device, Tensor};
+/// use candle_nn::VarMap;
+/// # fn main() -> candle_bcd::Result<()> {
+/// let device = Device::Cpu;
+/// let arch = Architecture::mlp(&[4, 8, 3], Activation::Relu)?;
+/// let x = Tensor::randn(0f32, 1.0, (32, 4), &device)?;
+/// let y = Tensor::randn(0f32, 1.0, (32, 3), &device)?;
+/// let varmap = VarMap::new();
+/// let config = BcdConfig::default();
+/// let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &device)?;
+/// let mut opt = BcdOptimizer::new(&varmap, &arch, x.clone(), y, config)?;
+/// let before = opt.objective()?.total();
+/// let report = opt.step()?;
+/// assert!(report.objective.total() <= before);
+/// let _outputs = candle_nn::Module::forward(&model, &x)?; // uses the updated weights
+/// # Ok(()) }
+/// ```
+pub struct BcdOptimizer {
+    arch: Architecture,
+    config: BcdConfig,
+    weights: Vec<Var>,
+    biases: Vec<Var>,
+    x: Tensor,
+    y: Tensor,
+    x_gram: AugmentedGram,
+    state: LiftedState,
+    /// `Z_i = Ṽ_{i−1}W̃_iᵀ` for the current blocks (derived, not part of the state).
+    z: Vec<Tensor>,
+}
+
+impl BcdOptimizer {
+    /// Builds the optimizer for the weights `layers.{l}.{weight,bias}` in `varmap`, inputs
+    /// `x` (`[N, d_0]`) and targets `y` (`[N, d_L]`), and initialises the lifted variables by a
+    /// forward pass: `U_i = Ṽ_{i−1}W̃_iᵀ`, `V_i = σ(U_i)`, `V_L = U_L`.
+    pub fn new(
+        varmap: &VarMap,
+        arch: &Architecture,
+        x: Tensor,
+        y: Tensor,
+        config: BcdConfig,
+    ) -> Result<Self> {
+        let mut opt = Self::build(varmap, arch, x, y, config)?;
+        let last = arch.num_layers() - 1;
+        let act = arch.activation();
+        let mut input = opt.x.clone();
+        for l in 0..=last {
+            let u = opt.affine(l, &input)?;
+            let v = if l < last {
+                kernels::map([&u], |[u]| act.apply(u as f64) as f32)?
+            } else {
+                u.clone()
+            };
+            opt.z.push(u.clone());
+            opt.state.u.push(u);
+            opt.state.v.push(v.clone());
+            input = v;
+        }
+        Ok(opt)
+    }
+
+    /// Rebuilds an optimizer from a saved [`LiftedState`] (the weights are read from `varmap`).
+    /// Continuing from here gives the same iterates as an uninterrupted run.
+    pub fn from_state(
+        varmap: &VarMap,
+        arch: &Architecture,
+        x: Tensor,
+        y: Tensor,
+        config: BcdConfig,
+        state: LiftedState,
+    ) -> Result<Self> {
+        let mut opt = Self::build(varmap, arch, x, y, config)?;
+        let n = opt.x.dim(0)?;
+        let layers = arch.num_layers();
+        if state.u.len() != layers || state.v.len() != layers {
+            return Err(BcdError::InvalidArchitecture(format!(
+                "lifted state has {} U and {} V blocks, the architecture {} layers",
+                state.u.len(),
+                state.v.len(),
+                layers
+            )));
+        }
+        for l in 0..layers {
+            let expected = vec![n, arch.layer_dims(l).1];
+            for (name, t) in [
+                (LiftedState::u_name(l), &state.u[l]),
+                (LiftedState::v_name(l), &state.v[l]),
+            ] {
+                if t.dims() != expected.as_slice() {
+                    return Err(BcdError::ShapeMismatch {
+                        name,
+                        expected: expected.clone(),
+                        got: t.dims().to_vec(),
+                    });
+                }
+            }
+        }
+        let device = opt.x.device().clone();
+        let to_dev = |t: &Tensor| -> Result<Tensor> { Ok(t.to_device(&device)?.to_dtype(DType::F32)?) };
+        opt.state = LiftedState {
+            iteration: state.iteration,
+            u: state.u.iter().map(to_dev).collect::<Result<_>>()?,
+            v: state.v.iter().map(to_dev).collect::<Result<_>>()?,
+        };
+        for l in 0..layers {
+            let input = if l == 0 { opt.x.clone() } else { opt.state.v[l - 1].clone() };
+            let z = opt.affine(l, &input)?;
+            opt.z.push(z);
+        }
+        Ok(opt)
+    }
+
+    /// Validation and the parts shared by both constructors.
+    fn build(
+        varmap: &VarMap,
+        arch: &Architecture,
+        x: Tensor,
+        y: Tensor,
+        config: BcdConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let x = x.to_dtype(DType::F32)?;
+        let y = y.to_dtype(DType::F32)?.to_device(x.device())?;
+        let (n, d0) = x.dims2().map_err(|_| BcdError::ShapeMismatch {
+            name: "inputs".into(),
+            expected: vec![0, arch.input_dim()],
+            got: x.dims().to_vec(),
+        })?;
+        for (name, t, width) in [("inputs", &x, arch.input_dim()), ("targets", &y, arch.output_dim())] {
+            if t.dims() != [n, width] || n == 0 {
+                return Err(BcdError::ShapeMismatch {
+                    name: name.into(),
+                    expected: vec![n.max(1), width],
+                    got: t.dims().to_vec(),
+                });
+            }
+            if kernels::sum_map([t], |[v]| if v.is_finite() { 0.0 } else { 1.0 })? > 0.0 {
+                return Err(BcdError::NonFinite {
+                    iteration: 0,
+                    what: format!("{name} contain NaN or Inf and"),
+                });
+            }
+        }
+        debug_assert_eq!(d0, arch.input_dim());
+        let mut weights = Vec::new();
+        let mut biases = Vec::new();
+        for l in 0..arch.num_layers() {
+            let (w, b) = layer_vars(varmap, arch, l)?;
+            for (name, var) in [("weight", &w), ("bias", &b)] {
+                if !var.device().same_device(x.device()) {
+                    return Err(BcdError::Device {
+                        device: format!("{:?}", var.device().location()),
+                        reason: format!(
+                            "layers.{l}.{name} is not on the data's device {:?}",
+                            x.device().location()
+                        ),
+                    });
+                }
+            }
+            weights.push(w);
+            biases.push(b);
+        }
+        let x_gram = AugmentedGram::new(&x)?;
+        Ok(Self {
+            arch: arch.clone(),
+            config,
+            weights,
+            biases,
+            x,
+            y,
+            x_gram,
+            state: LiftedState {
+                iteration: 0,
+                u: Vec::new(),
+                v: Vec::new(),
+            },
+            z: Vec::new(),
+        })
+    }
+
+    /// `Ṽ W̃_lᵀ` for layer `l`'s current weights.
+    fn affine(&self, l: usize, input: &Tensor) -> Result<Tensor> {
+        kernels::linear(input, self.weights[l].as_tensor(), self.biases[l].as_tensor())
+    }
+
+    /// Input of layer `l`: `X` or `V_l` (0-based).
+    fn input(&self, l: usize) -> &Tensor {
+        if l == 0 {
+            &self.x
+        } else {
+            &self.state.v[l - 1]
+        }
+    }
+
+    /// `W̃_l` update; returns `‖ΔW‖² + ‖Δb‖²`.
+    fn update_weights(&mut self, l: usize) -> Result<f64> {
+        let gram_owned;
+        let gram = if l == 0 {
+            &self.x_gram
+        } else {
+            gram_owned = AugmentedGram::new(self.input(l))?;
+            &gram_owned
+        };
+        let (w_old, b_old) = (self.weights[l].as_tensor(), self.biases[l].as_tensor());
+        let (w, b) = updates::weights(
+            gram,
+            self.input(l),
+            &self.state.u[l],
+            w_old,
+            b_old,
+            &self.config,
+            &format!("W_{}", l + 1),
+        )?;
+        let dx = kernels::sq_dist(&w, w_old)? + kernels::sq_dist(&b, b_old)?;
+        self.weights[l].set(&w)?;
+        self.biases[l].set(&b)?;
+        Ok(dx)
+    }
+
+    /// Replaces a lifted block and returns `‖new − old‖²`.
+    fn replace(slot: &mut Tensor, new: Tensor) -> Result<f64> {
+        let dx = kernels::sq_dist(&new, slot)?;
+        *slot = new;
+        Ok(dx)
+    }
+
+    /// One full backward Gauss–Seidel sweep over all blocks.
+    pub fn step(&mut self) -> Result<StepReport> {
+        let start = Instant::now();
+        let cfg = self.config.clone();
+        let act = self.arch.activation();
+        let last = self.arch.num_layers() - 1;
+        let mut dx = 0.0;
+
+        let v_l = updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
+        dx += Self::replace(&mut self.state.v[last], v_l)?;
+        let u_l = updates::output_preactivation(&self.state.v[last], &self.z[last], &cfg)?;
+        dx += Self::replace(&mut self.state.u[last], u_l)?;
+        dx += self.update_weights(last)?;
+
+        for l in (0..last).rev() {
+            let v = updates::hidden_activation(
+                &self.state.u[l],
+                act,
+                &self.state.u[l + 1],
+                self.weights[l + 1].as_tensor(),
+                self.biases[l + 1].as_tensor(),
+                &cfg,
+                &format!("V_{}", l + 1),
+            )?;
+            dx += Self::replace(&mut self.state.v[l], v)?;
+            self.z[l + 1] = self.affine(l + 1, &self.state.v[l])?;
+            let u = updates::hidden_preactivation(&self.z[l], &self.state.u[l], &self.state.v[l], act, &cfg)?;
+            dx += Self::replace(&mut self.state.u[l], u)?;
+            dx += self.update_weights(l)?;
+        }
+        self.z[0] = self.affine(0, &self.x)?;
+        self.state.iteration += 1;
+
+        let objective = self.objective()?;
+        if let Some(part) = objective.non_finite_part() {
+            return Err(BcdError::NonFinite {
+                iteration: self.state.iteration,
+                what: format!("the objective's {part}"),
+            });
+        }
+        Ok(StepReport {
+            iteration: self.state.iteration,
+            objective,
+            step_sq_norm: dx,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// `Φ` at the current blocks, by parts.
+    pub fn objective(&self) -> Result<ObjectiveParts> {
+        let weights: Vec<Tensor> = self.weights.iter().map(|w| w.as_tensor().clone()).collect();
+        objective::evaluate(
+            &ObjectiveInputs {
+                y: &self.y,
+                u: &self.state.u,
+                v: &self.state.v,
+                z: &self.z,
+                weights: &weights,
+                activation: self.arch.activation(),
+            },
+            &self.config,
+        )
+    }
+
+    /// The lifted variables and iteration count.
+    pub fn state(&self) -> &LiftedState {
+        &self.state
+    }
+
+    /// Completed sweeps.
+    pub fn iteration(&self) -> usize {
+        self.state.iteration
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &BcdConfig {
+        &self.config
+    }
+
+    /// The architecture.
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    /// Number of training samples `N`.
+    pub fn num_samples(&self) -> usize {
+        self.x.dim(0).unwrap_or(0)
+    }
+
+    /// The weight `Var`s `W_1 … W_L` (updated in place by [`Self::step`]).
+    pub fn weight_vars(&self) -> &[Var] {
+        &self.weights
+    }
+
+    /// The bias `Var`s `b_1 … b_L`.
+    pub fn bias_vars(&self) -> &[Var] {
+        &self.biases
+    }
+}

@@ -1,0 +1,129 @@
+//! The closed-form block updates of the three-splitting sweep, one function per block.
+//!
+//! Notation as in `ALGORITHM.md`: `Ṽ = [V 1]`, `W̃ = [W b]`, `Z_i = Ṽ_{i−1}W̃_iᵀ` (the layer's
+//! affine map applied to the current lifted input). Every function returns the exact
+//! minimiser of its block's subproblem (up to floating-point round-off), taking the newest
+//! values of all other blocks as arguments.
+
+use candle_core::Tensor;
+use faer::Mat;
+
+use crate::activation::Activation;
+use crate::config::BcdConfig;
+use crate::error::Result;
+use crate::kernels::{self, Addend, Op};
+use crate::solve::{self, RowSolve};
+
+/// `V_L ← argmin ½‖V − Y‖² + γ/2‖V − U_L‖² + α/2‖V − V_L^old‖²
+///       = (Y + γU_L + αV_L^old)/(1 + γ + α)` (squared loss).
+pub fn output_activation(y: &Tensor, u_l: &Tensor, v_old: &Tensor, cfg: &BcdConfig) -> Result<Tensor> {
+    let (g, a) = (cfg.gamma, cfg.alpha);
+    let denom = 1.0 + g + a;
+    kernels::map([y, u_l, v_old], |[y, u, v]| {
+        ((y as f64 + g * u as f64 + a * v as f64) / denom) as f32
+    })
+}
+
+/// `U_L ← argmin γ/2‖V_L − U‖² + ρ/2‖U − Z_L‖² = (γV_L + ρZ_L)/(γ + ρ)`.
+pub fn output_preactivation(v_l: &Tensor, z_l: &Tensor, cfg: &BcdConfig) -> Result<Tensor> {
+    let (g, r) = (cfg.gamma, cfg.rho);
+    kernels::map([v_l, z_l], |[v, z]| {
+        ((g * v as f64 + r * z as f64) / (g + r)) as f32
+    })
+}
+
+/// The augmented Gram matrix `ṼᵀṼ = [[VᵀV, Vᵀ1], [1ᵀV, N]]` of a layer's input, in `f64`.
+#[derive(Debug, Clone)]
+pub struct AugmentedGram(pub Mat<f64>);
+
+impl AugmentedGram {
+    /// Computes `ṼᵀṼ` for `V` of shape `[N, n]` (one symmetric product plus column sums).
+    pub fn new(v: &Tensor) -> Result<Self> {
+        let (rows, n) = v.dims2()?;
+        let g = solve::to_mat(&kernels::gram(v)?)?;
+        let sums = kernels::col_sums(v)?;
+        Ok(Self(Mat::from_fn(n + 1, n + 1, |i, j| match (i < n, j < n) {
+            (true, true) => g[(i, j)],
+            (true, false) => sums[i],
+            (false, true) => sums[j],
+            (false, false) => rows as f64,
+        })))
+    }
+}
+
+/// `W̃_i ← argmin λ/2‖W‖² + ρ/2‖U_i − Ṽ_{i−1}W̃ᵀ‖² + α/2‖W̃ − W̃_i^old‖²`, i.e. the SPD system
+/// `(ρṼᵀṼ + D) W̃ᵀ = ρṼᵀU_i + αW̃^oldᵀ` with `D = diag(α+λ, …, α+λ, α)` (no ridge on the bias),
+/// solved by Cholesky in `f64`. Returns `(W, b)`.
+pub fn weights(
+    gram: &AugmentedGram,
+    v_prev: &Tensor,
+    u: &Tensor,
+    w_old: &Tensor,
+    b_old: &Tensor,
+    cfg: &BcdConfig,
+    block: &str,
+) -> Result<(Tensor, Tensor)> {
+    let (m, n) = w_old.dims2()?;
+    let (r, a, l) = (cfg.rho, cfg.alpha, cfg.lambda);
+    let utv = solve::to_mat(&kernels::matmul(Op::T(u), Op::N(v_prev), 1.0, Addend::None)?)?;
+    let usum = kernels::col_sums(u)?;
+    let w0 = solve::to_mat(w_old)?;
+    let b0 = solve::to_mat(&b_old.reshape((1, m))?)?;
+    let lhs = Mat::from_fn(n + 1, n + 1, |i, j| {
+        let diag = match (i == j, i < n) {
+            (true, true) => a + l,
+            (true, false) => a,
+            _ => 0.0,
+        };
+        r * gram.0[(i, j)] + diag
+    });
+    let rhs = Mat::from_fn(n + 1, m, |i, j| {
+        if i < n {
+            r * utv[(j, i)] + a * w0[(j, i)]
+        } else {
+            r * usum[j] + a * b0[(0, j)]
+        }
+    });
+    let x = solve::solve_spd(&lhs, rhs, block)?;
+    let device = w_old.device();
+    let w = solve::to_tensor(&Mat::from_fn(m, n, |i, j| x[(j, i)]), device)?;
+    let b = solve::to_tensor(&Mat::from_fn(1, m, |_, j| x[(n, j)]), device)?.reshape(m)?;
+    Ok((w, b))
+}
+
+/// Hidden `V_i ← argmin γ/2‖V − σ(U_i)‖² + ρ/2‖U_{i+1} − [V 1]W̃_{i+1}ᵀ‖²
+///                 = (γσ(U_i) + ρ(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (γI + ρW_{i+1}ᵀW_{i+1})⁻¹`.
+pub fn hidden_activation(
+    u_i: &Tensor,
+    act: Activation,
+    u_next: &Tensor,
+    w_next: &Tensor,
+    b_next: &Tensor,
+    cfg: &BcdConfig,
+    block: &str,
+) -> Result<Tensor> {
+    let (g, r) = (cfg.gamma, cfg.rho);
+    // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
+    let c = solve::to_mat(&b_next.unsqueeze(0)?)? * solve::to_mat(w_next)?;
+    let c: Vec<f64> = (0..c.ncols()).map(|j| r * c[(0, j)]).collect();
+    let s = kernels::map_cols([u_i], |[u], j| (g * act.apply(u as f64) - c[j]) as f32)?;
+    let rhs = kernels::matmul(Op::N(u_next), Op::N(w_next), r as f32, Addend::Matrix(&s))?;
+    RowSolve::new(w_next, g, r, block)?.apply(&rhs)
+}
+
+/// Hidden `U_i ← argmin γ/2‖V_i − σ(U)‖² + ρ/2‖U − Z_i‖² + α/2‖U − U_i^old‖²`, elementwise
+/// by [`Activation::prox`] with `a = (ρz + αu^old)/(ρ + α)` and `c = (ρ + α)/γ`.
+pub fn hidden_preactivation(
+    z: &Tensor,
+    u_old: &Tensor,
+    v: &Tensor,
+    act: Activation,
+    cfg: &BcdConfig,
+) -> Result<Tensor> {
+    let (g, r, a) = (cfg.gamma, cfg.rho, cfg.alpha);
+    let c = (r + a) / g;
+    kernels::map([z, u_old, v], |[z, u, v]| {
+        let target = (r * z as f64 + a * u as f64) / (r + a);
+        act.prox(v as f64, target, c) as f32
+    })
+}
