@@ -1,0 +1,119 @@
+//! An independent `f64` implementation of one three-splitting sweep of `ALGORITHM.md`,
+//! written from the specification with naive loops and Gaussian elimination (no faer, no
+//! Cholesky, no Woodbury, no cached products), for ReLU hidden layers and squared loss.
+
+use super::M;
+
+/// Hyperparameters.
+#[derive(Clone, Copy)]
+pub struct Hp {
+    pub gamma: f64,
+    pub rho: f64,
+    pub alpha: f64,
+    pub lambda: f64,
+}
+
+/// All blocks of a network: `w[l]` is `[d_{l+1}, d_l]`, `b[l]` is `[1, d_{l+1}]`.
+#[derive(Clone)]
+pub struct Blocks {
+    pub w: Vec<M>,
+    pub b: Vec<M>,
+    pub u: Vec<M>,
+    pub v: Vec<M>,
+}
+
+fn relu(x: f64) -> f64 {
+    x.max(0.0)
+}
+
+/// `Ṽ W̃ᵀ = V Wᵀ + 1 bᵀ`.
+pub fn affine(v: &M, w: &M, b: &M) -> M {
+    let p = v.mul(&w.t());
+    M::from_fn(p.r, p.c, |i, j| p.at(i, j) + b.at(0, j))
+}
+
+/// Minimiser of `½(relu(u) − v)² + c/2 (u − a)²`: the better of the two branch candidates.
+pub fn relu_prox(v: f64, a: f64, c: f64) -> f64 {
+    let up = ((v + c * a) / (1.0 + c)).max(0.0);
+    let um = a.min(0.0);
+    let f = |u: f64| 0.5 * (relu(u) - v).powi(2) + 0.5 * c * (u - a).powi(2);
+    if f(um) < f(up) {
+        um
+    } else {
+        up
+    }
+}
+
+/// `W̃ ← argmin λ/2‖W‖² + ρ/2‖U − ṼW̃ᵀ‖² + α/2‖W̃ − W̃_old‖²` via the normal equations.
+pub fn weights(vin: &M, u: &M, w: &M, b: &M, hp: Hp) -> (M, M) {
+    let va = vin.aug();
+    let n = vin.c;
+    let g = va.t().mul(&va);
+    let a = M::from_fn(n + 1, n + 1, |i, j| {
+        hp.rho * g.at(i, j) + if i == j { hp.alpha + if i < n { hp.lambda } else { 0.0 } } else { 0.0 }
+    });
+    let wt_old = M::from_fn(n + 1, w.r, |i, j| if i < n { w.at(j, i) } else { b.at(0, j) });
+    let rhs = va.t().mul(u).zip(&wt_old, |x, y| hp.rho * x + hp.alpha * y);
+    let x = a.solve(&rhs);
+    (
+        M::from_fn(w.r, n, |i, j| x.at(j, i)),
+        M::from_fn(1, w.r, |_, j| x.at(n, j)),
+    )
+}
+
+/// One backward Gauss–Seidel sweep, in the order of `ALGORITHM.md`.
+pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp) -> Blocks {
+    let mut s = blk.clone();
+    let last = s.w.len() - 1;
+    let input = |s: &Blocks, l: usize| if l == 0 { x.clone() } else { s.v[l - 1].clone() };
+    // 1. V_L
+    s.v[last] = M::from_fn(y.r, y.c, |i, j| {
+        (y.at(i, j) + hp.gamma * s.u[last].at(i, j) + hp.alpha * s.v[last].at(i, j))
+            / (1.0 + hp.gamma + hp.alpha)
+    });
+    // 2. U_L
+    let z = affine(&input(&s, last), &s.w[last], &s.b[last]);
+    s.u[last] = s.v[last].zip(&z, |v, z| (hp.gamma * v + hp.rho * z) / (hp.gamma + hp.rho));
+    // 3. W_L
+    let (w, b) = weights(&input(&s, last), &s.u[last], &s.w[last], &s.b[last], hp);
+    s.w[last] = w;
+    s.b[last] = b;
+    for l in (0..last).rev() {
+        // V_l: (γ relu(U_l) + ρ (U_{l+1} − 1bᵀ) W) (γI + ρWᵀW)⁻¹, solved as M Vᵀ = rhsᵀ.
+        let (wn, bn) = (&s.w[l + 1], &s.b[l + 1]);
+        let centered = M::from_fn(s.u[l + 1].r, s.u[l + 1].c, |i, j| s.u[l + 1].at(i, j) - bn.at(0, j));
+        let rhs = s.u[l].map(relu).zip(&centered.mul(wn), |a, b| hp.gamma * a + hp.rho * b);
+        let d = wn.c;
+        let wtw = wn.t().mul(wn);
+        let m = M::from_fn(d, d, |i, j| hp.rho * wtw.at(i, j) + if i == j { hp.gamma } else { 0.0 });
+        s.v[l] = m.solve(&rhs.t()).t();
+        // U_l
+        let z = affine(&input(&s, l), &s.w[l], &s.b[l]);
+        let c = (hp.rho + hp.alpha) / hp.gamma;
+        s.u[l] = M::from_fn(z.r, z.c, |i, j| {
+            let a = (hp.rho * z.at(i, j) + hp.alpha * s.u[l].at(i, j)) / (hp.rho + hp.alpha);
+            relu_prox(s.v[l].at(i, j), a, c)
+        });
+        // W_l
+        let (w, b) = weights(&input(&s, l), &s.u[l], &s.w[l], &s.b[l], hp);
+        s.w[l] = w;
+        s.b[l] = b;
+    }
+    s
+}
+
+/// `Φ` of `ALGORITHM.md` (three-splitting, squared loss, ReLU).
+pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp) -> f64 {
+    let last = s.w.len() - 1;
+    let mut phi = 0.5 * s.v[last].zip(y, |a, b| a - b).sq_norm();
+    phi += 0.5 * hp.gamma * s.v[last].zip(&s.u[last], |a, b| a - b).sq_norm();
+    for l in 0..=last {
+        let input = if l == 0 { x.clone() } else { s.v[l - 1].clone() };
+        phi += 0.5 * hp.rho * s.u[l].zip(&affine(&input, &s.w[l], &s.b[l]), |a, b| a - b).sq_norm();
+        phi += 0.5 * hp.lambda * s.w[l].sq_norm();
+        if l < last {
+            phi += 0.5 * hp.gamma * s.v[l].zip(&s.u[l], |v, u| v - relu(u)).sq_norm();
+        }
+    }
+    phi
+}
