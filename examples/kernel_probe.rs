@@ -11,22 +11,38 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let _ = kernels::matmul(Op::N(&a), Op::T(&w), 1.0, Addend::None)?;
         let s = t.elapsed().as_secs_f64();
-        println!("nt   {:.3}s {:.0} GF/s", s, 2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9);
+        println!(
+            "nt   {:.3}s {:.0} GF/s",
+            s,
+            2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9
+        );
         let t = Instant::now();
         let _ = kernels::matmul(Op::N(&a), Op::N(&w), 1.0, Addend::Matrix(&a))?;
         let s = t.elapsed().as_secs_f64();
-        println!("nn+C {:.3}s {:.0} GF/s", s, 2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9);
+        println!(
+            "nn+C {:.3}s {:.0} GF/s",
+            s,
+            2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9
+        );
         let t = Instant::now();
         let _ = kernels::linear(&a, &w, &b)?;
         println!("linear {:.3}s", t.elapsed().as_secs_f64());
         let t = Instant::now();
         let _ = kernels::matmul(Op::T(&a), Op::N(&a), 1.0, Addend::None)?;
         let s = t.elapsed().as_secs_f64();
-        println!("tn   {:.3}s {:.0} GF/s", s, 2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9);
+        println!(
+            "tn   {:.3}s {:.0} GF/s",
+            s,
+            2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9
+        );
         let t = Instant::now();
         let _ = kernels::gram(&a)?;
         let s = t.elapsed().as_secs_f64();
-        println!("gram {:.3}s {:.0} GF/s eff", s, 2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9);
+        println!(
+            "gram {:.3}s {:.0} GF/s eff",
+            s,
+            2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9
+        );
         let t = Instant::now();
         let _ = kernels::map([&a, &a, &a], |[x, y, z]| x + y * z)?;
         println!("map3 {:.3}s", t.elapsed().as_secs_f64());
@@ -39,7 +55,11 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let _ = a.matmul(&w.t()?)?;
         let s = t.elapsed().as_secs_f64();
-        println!("candle nt {:.3}s {:.0} GF/s", s, 2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9);
+        println!(
+            "candle nt {:.3}s {:.0} GF/s",
+            s,
+            2.0 * n as f64 * 1500.0 * 1500.0 / s / 1e9
+        );
     }
     Ok(())
 }

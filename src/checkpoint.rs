@@ -81,8 +81,14 @@ pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
     let mut tensors = Vec::new();
     for l in 0..arch.num_layers() {
         let prefix = Architecture::layer_prefix(l);
-        tensors.push((format!("{prefix}.weight"), opt.weight_vars()[l].as_tensor().clone()));
-        tensors.push((format!("{prefix}.bias"), opt.bias_vars()[l].as_tensor().clone()));
+        tensors.push((
+            format!("{prefix}.weight"),
+            opt.weight_vars()[l].as_tensor().clone(),
+        ));
+        tensors.push((
+            format!("{prefix}.bias"),
+            opt.bias_vars()[l].as_tensor().clone(),
+        ));
         tensors.push((LiftedState::u_name(l), state.u[l].clone()));
         tensors.push((LiftedState::v_name(l), state.v[l].clone()));
     }
@@ -117,13 +123,21 @@ fn field<'a>(meta: &'a HashMap<String, String>, key: &str, path: &Path) -> Resul
         .ok_or_else(|| BcdError::checkpoint(path, format!("metadata key `{key}` is missing")))
 }
 
-fn parse<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str, path: &Path) -> Result<T> {
+fn parse<T: std::str::FromStr>(
+    meta: &HashMap<String, String>,
+    key: &str,
+    path: &Path,
+) -> Result<T> {
     field(meta, key, path)?
         .parse()
         .map_err(|_| BcdError::checkpoint(path, format!("metadata key `{key}` is malformed")))
 }
 
-fn json<T: serde::de::DeserializeOwned>(meta: &HashMap<String, String>, key: &str, path: &Path) -> Result<T> {
+fn json<T: serde::de::DeserializeOwned>(
+    meta: &HashMap<String, String>,
+    key: &str,
+    path: &Path,
+) -> Result<T> {
     serde_json::from_str(field(meta, key, path)?)
         .map_err(|e| BcdError::checkpoint(path, format!("metadata key `{key}`: {e}")))
 }
@@ -133,11 +147,17 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     let meta = read_metadata(path)?;
     let format = field(&meta, "format", path)?;
     if format != FORMAT {
-        return Err(BcdError::checkpoint(path, format!("format `{format}` is not `{FORMAT}`")));
+        return Err(BcdError::checkpoint(
+            path,
+            format!("format `{format}` is not `{FORMAT}`"),
+        ));
     }
     let version = field(&meta, "format_version", path)?;
     if version != FORMAT_VERSION {
-        return Err(BcdError::checkpoint(path, format!("format version {version} is not {FORMAT_VERSION}")));
+        return Err(BcdError::checkpoint(
+            path,
+            format!("format version {version} is not {FORMAT_VERSION}"),
+        ));
     }
     let architecture: Architecture = json(&meta, "architecture", path)?;
     let config: BcdConfig = json(&meta, "config", path)?;
@@ -150,7 +170,11 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
             .remove(&name)
             .ok_or_else(|| BcdError::checkpoint(path, format!("tensor `{name}` is missing")))
     };
-    let mut state = LiftedState { iteration, u: Vec::new(), v: Vec::new() };
+    let mut state = LiftedState {
+        iteration,
+        u: Vec::new(),
+        v: Vec::new(),
+    };
     let mut weights = HashMap::new();
     for l in 0..architecture.num_layers() {
         let prefix = Architecture::layer_prefix(l);
@@ -161,7 +185,13 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         state.u.push(take(LiftedState::u_name(l))?);
         state.v.push(take(LiftedState::v_name(l))?);
     }
-    Ok(Checkpoint { architecture, config, num_samples, state, weights })
+    Ok(Checkpoint {
+        architecture,
+        config,
+        num_samples,
+        state,
+        weights,
+    })
 }
 
 impl Checkpoint {
@@ -175,10 +205,17 @@ impl Checkpoint {
         for l in 0..self.architecture.num_layers() {
             let (n, m) = self.architecture.layer_dims(l);
             let prefix = Architecture::layer_prefix(l);
-            for (name, expected) in [(format!("{prefix}.weight"), vec![m, n]), (format!("{prefix}.bias"), vec![m])] {
+            for (name, expected) in [
+                (format!("{prefix}.weight"), vec![m, n]),
+                (format!("{prefix}.bias"), vec![m]),
+            ] {
                 let t = &self.weights[&name];
                 if t.dims() != expected.as_slice() {
-                    return Err(BcdError::ShapeMismatch { name, expected, got: t.dims().to_vec() });
+                    return Err(BcdError::ShapeMismatch {
+                        name,
+                        expected,
+                        got: t.dims().to_vec(),
+                    });
                 }
                 data.insert(name, Var::from_tensor(t)?);
             }
@@ -187,7 +224,12 @@ impl Checkpoint {
     }
 
     /// Checks that this checkpoint was made for `arch` and `num_samples` training samples.
-    pub fn check_compatible(&self, arch: &Architecture, num_samples: usize, path: &Path) -> Result<()> {
+    pub fn check_compatible(
+        &self,
+        arch: &Architecture,
+        num_samples: usize,
+        path: &Path,
+    ) -> Result<()> {
         if &self.architecture != arch {
             return Err(BcdError::checkpoint(
                 path,

@@ -88,7 +88,12 @@ impl Default for BcdConfig {
 }
 
 fn check(name: &'static str, value: f64, strictly_positive: bool) -> Result<()> {
-    let ok = value.is_finite() && if strictly_positive { value > 0.0 } else { value >= 0.0 };
+    let ok = value.is_finite()
+        && if strictly_positive {
+            value > 0.0
+        } else {
+            value >= 0.0
+        };
     if ok {
         Ok(())
     } else {

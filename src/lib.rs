@@ -21,6 +21,8 @@
 //! [`candle_nn::Module`], its weights are `Var`s of a [`candle_nn::VarMap`] named like
 //! `candle_nn::linear` layers).
 
+#![warn(missing_docs)]
+
 pub mod activation;
 pub mod arch;
 pub mod checkpoint;

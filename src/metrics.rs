@@ -19,6 +19,10 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     }
     let pred = logits.argmax(1)?.to_dtype(DType::U32)?;
     let labels = labels.to_dtype(DType::U32)?;
-    let correct = pred.eq(&labels)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    let correct = pred
+        .eq(&labels)?
+        .to_dtype(DType::F64)?
+        .sum_all()?
+        .to_scalar::<f64>()?;
     Ok(correct / n as f64)
 }

@@ -140,14 +140,19 @@ impl BcdOptimizer {
             }
         }
         let device = opt.x.device().clone();
-        let to_dev = |t: &Tensor| -> Result<Tensor> { Ok(t.to_device(&device)?.to_dtype(DType::F32)?) };
+        let to_dev =
+            |t: &Tensor| -> Result<Tensor> { Ok(t.to_device(&device)?.to_dtype(DType::F32)?) };
         opt.state = LiftedState {
             iteration: state.iteration,
             u: state.u.iter().map(to_dev).collect::<Result<_>>()?,
             v: state.v.iter().map(to_dev).collect::<Result<_>>()?,
         };
         for l in 0..layers {
-            let input = if l == 0 { opt.x.clone() } else { opt.state.v[l - 1].clone() };
+            let input = if l == 0 {
+                opt.x.clone()
+            } else {
+                opt.state.v[l - 1].clone()
+            };
             let z = opt.affine(l, &input)?;
             opt.z.push(z);
         }
@@ -170,7 +175,10 @@ impl BcdOptimizer {
             expected: vec![0, arch.input_dim()],
             got: x.dims().to_vec(),
         })?;
-        for (name, t, width) in [("inputs", &x, arch.input_dim()), ("targets", &y, arch.output_dim())] {
+        for (name, t, width) in [
+            ("inputs", &x, arch.input_dim()),
+            ("targets", &y, arch.output_dim()),
+        ] {
             if t.dims() != [n, width] || n == 0 {
                 return Err(BcdError::ShapeMismatch {
                     name: name.into(),
@@ -224,7 +232,11 @@ impl BcdOptimizer {
 
     /// `Ṽ W̃_lᵀ` for layer `l`'s current weights.
     fn affine(&self, l: usize, input: &Tensor) -> Result<Tensor> {
-        kernels::linear(input, self.weights[l].as_tensor(), self.biases[l].as_tensor())
+        kernels::linear(
+            input,
+            self.weights[l].as_tensor(),
+            self.biases[l].as_tensor(),
+        )
     }
 
     /// Input of layer `l`: `X` or `V_l` (0-based).
@@ -276,7 +288,8 @@ impl BcdOptimizer {
         let last = self.arch.num_layers() - 1;
         let mut dx = 0.0;
 
-        let v_l = updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
+        let v_l =
+            updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
         dx += Self::replace(&mut self.state.v[last], v_l)?;
         let u_l = updates::output_preactivation(&self.state.v[last], &self.z[last], &cfg)?;
         dx += Self::replace(&mut self.state.u[last], u_l)?;
@@ -294,7 +307,13 @@ impl BcdOptimizer {
             )?;
             dx += Self::replace(&mut self.state.v[l], v)?;
             self.z[l + 1] = self.affine(l + 1, &self.state.v[l])?;
-            let u = updates::hidden_preactivation(&self.z[l], &self.state.u[l], &self.state.v[l], act, &cfg)?;
+            let u = updates::hidden_preactivation(
+                &self.z[l],
+                &self.state.u[l],
+                &self.state.v[l],
+                act,
+                &cfg,
+            )?;
             dx += Self::replace(&mut self.state.u[l], u)?;
             dx += self.update_weights(l)?;
         }

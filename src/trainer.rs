@@ -76,7 +76,12 @@ pub struct TrainSummary {
 /// Receives progress; every method has a no-op default.
 pub trait Observer {
     /// Called once before the first sweep with the starting objective and sweep count.
-    fn observe_init(&mut self, _objective: &ObjectiveParts, _start: usize, _iterations: usize) -> Result<()> {
+    fn observe_init(
+        &mut self,
+        _objective: &ObjectiveParts,
+        _start: usize,
+        _iterations: usize,
+    ) -> Result<()> {
         Ok(())
     }
     /// Called after every sweep.
@@ -136,7 +141,8 @@ pub fn train(
         };
         test_accuracy = record.test_accuracy.or(test_accuracy);
         observer.observe_iter(&record)?;
-        let save_now = k == opts.iterations || (opts.checkpoint_every > 0 && k % opts.checkpoint_every == 0);
+        let save_now =
+            k == opts.iterations || (opts.checkpoint_every > 0 && k % opts.checkpoint_every == 0);
         if let (Some(path), true) = (&opts.checkpoint, save_now) {
             checkpoint::save(path, opt)?;
             observer.observe_checkpoint(path, opt.iteration())?;

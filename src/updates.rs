@@ -16,7 +16,12 @@ use crate::solve::{self, RowSolve};
 
 /// `V_L ← argmin ½‖V − Y‖² + γ/2‖V − U_L‖² + α/2‖V − V_L^old‖²
 ///       = (Y + γU_L + αV_L^old)/(1 + γ + α)` (squared loss).
-pub fn output_activation(y: &Tensor, u_l: &Tensor, v_old: &Tensor, cfg: &BcdConfig) -> Result<Tensor> {
+pub fn output_activation(
+    y: &Tensor,
+    u_l: &Tensor,
+    v_old: &Tensor,
+    cfg: &BcdConfig,
+) -> Result<Tensor> {
     let (g, a) = (cfg.gamma, cfg.alpha);
     let denom = 1.0 + g + a;
     kernels::map([y, u_l, v_old], |[y, u, v]| {
@@ -42,11 +47,13 @@ impl AugmentedGram {
         let (rows, n) = v.dims2()?;
         let g = solve::to_mat(&kernels::gram(v)?)?;
         let sums = kernels::col_sums(v)?;
-        Ok(Self(Mat::from_fn(n + 1, n + 1, |i, j| match (i < n, j < n) {
-            (true, true) => g[(i, j)],
-            (true, false) => sums[i],
-            (false, true) => sums[j],
-            (false, false) => rows as f64,
+        Ok(Self(Mat::from_fn(n + 1, n + 1, |i, j| {
+            match (i < n, j < n) {
+                (true, true) => g[(i, j)],
+                (true, false) => sums[i],
+                (false, true) => sums[j],
+                (false, false) => rows as f64,
+            }
         })))
     }
 }
@@ -65,7 +72,12 @@ pub fn weights(
 ) -> Result<(Tensor, Tensor)> {
     let (m, n) = w_old.dims2()?;
     let (r, a, l) = (cfg.rho, cfg.alpha, cfg.lambda);
-    let utv = solve::to_mat(&kernels::matmul(Op::T(u), Op::N(v_prev), 1.0, Addend::None)?)?;
+    let utv = solve::to_mat(&kernels::matmul(
+        Op::T(u),
+        Op::N(v_prev),
+        1.0,
+        Addend::None,
+    )?)?;
     let usum = kernels::col_sums(u)?;
     let w0 = solve::to_mat(w_old)?;
     let b0 = solve::to_mat(&b_old.reshape((1, m))?)?;

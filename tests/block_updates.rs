@@ -10,24 +10,44 @@ use common::reference::{self, Hp};
 use common::{rand_m, M};
 
 fn cfg() -> BcdConfig {
-    BcdConfig { gamma: 1.5, rho: 0.7, alpha: 2.0, lambda: 0.3, ..Default::default() }
+    BcdConfig {
+        gamma: 1.5,
+        rho: 0.7,
+        alpha: 2.0,
+        lambda: 0.3,
+        ..Default::default()
+    }
 }
 
 fn hp(c: &BcdConfig) -> Hp {
-    Hp { gamma: c.gamma, rho: c.rho, alpha: c.alpha, lambda: c.lambda }
+    Hp {
+        gamma: c.gamma,
+        rho: c.rho,
+        alpha: c.alpha,
+        lambda: c.lambda,
+    }
 }
 
 /// `‖g‖ / scale` must be at f32 round-off level.
 fn assert_stationary(name: &str, grad: &M, scale: f64) {
     let rel = grad.sq_norm().sqrt() / scale;
-    assert!(rel < 1e-5, "{name}: gradient norm {rel:.3e} (relative) is not ~0");
+    assert!(
+        rel < 1e-5,
+        "{name}: gradient norm {rel:.3e} (relative) is not ~0"
+    );
 }
 
 #[test]
 fn output_activation_is_exact() {
     let c = cfg();
-    let (y, u, v0) = (rand_m(20, 4, 1, 1.0), rand_m(20, 4, 2, 1.0), rand_m(20, 4, 3, 1.0));
-    let v = M::from_tensor(&updates::output_activation(&y.to_tensor(), &u.to_tensor(), &v0.to_tensor(), &c).unwrap());
+    let (y, u, v0) = (
+        rand_m(20, 4, 1, 1.0),
+        rand_m(20, 4, 2, 1.0),
+        rand_m(20, 4, 3, 1.0),
+    );
+    let v = M::from_tensor(
+        &updates::output_activation(&y.to_tensor(), &u.to_tensor(), &v0.to_tensor(), &c).unwrap(),
+    );
     // ∇ = (V − Y) + γ(V − U) + α(V − V0)
     let grad = M::from_fn(20, 4, |i, j| {
         let x = v.at(i, j);
@@ -40,8 +60,11 @@ fn output_activation_is_exact() {
 fn output_preactivation_is_exact() {
     let c = cfg();
     let (v, z) = (rand_m(20, 4, 4, 1.0), rand_m(20, 4, 5, 1.0));
-    let u = M::from_tensor(&updates::output_preactivation(&v.to_tensor(), &z.to_tensor(), &c).unwrap());
-    let grad = M::from_fn(20, 4, |i, j| c.gamma * (u.at(i, j) - v.at(i, j)) + c.rho * (u.at(i, j) - z.at(i, j)));
+    let u =
+        M::from_tensor(&updates::output_preactivation(&v.to_tensor(), &z.to_tensor(), &c).unwrap());
+    let grad = M::from_fn(20, 4, |i, j| {
+        c.gamma * (u.at(i, j) - v.at(i, j)) + c.rho * (u.at(i, j) - z.at(i, j))
+    });
     assert_stationary("U_L", &grad, v.sq_norm().sqrt());
 }
 
@@ -65,12 +88,22 @@ fn weights_are_exact() {
         .unwrap();
         let (w, b) = (M::from_tensor(&w), M::from_tensor(&b));
         let (w_ref, b_ref) = reference::weights(&vin, &u, &w0, &b0, hp(&c));
-        assert!(w.rel_err(&w_ref) < 1e-5, "W vs reference: {:.3e}", w.rel_err(&w_ref));
-        assert!(b.rel_err(&b_ref) < 1e-4, "b vs reference: {:.3e}", b.rel_err(&b_ref));
+        assert!(
+            w.rel_err(&w_ref) < 1e-5,
+            "W vs reference: {:.3e}",
+            w.rel_err(&w_ref)
+        );
+        assert!(
+            b.rel_err(&b_ref) < 1e-4,
+            "b vs reference: {:.3e}",
+            b.rel_err(&b_ref)
+        );
         // ∇_W = ρ(ṼW̃ᵀ − U)ᵀV + λW + α(W − W0); ∇_b = ρ(ṼW̃ᵀ − U)ᵀ1 + α(b − b0)
         let r = reference::affine(&vin, &w, &b).zip(&u, |a, b| a - b);
         let gw = r.t().mul(&vin);
-        let gw = M::from_fn(m, n_in, |i, j| c.rho * gw.at(i, j) + c.lambda * w.at(i, j) + c.alpha * (w.at(i, j) - w0.at(i, j)));
+        let gw = M::from_fn(m, n_in, |i, j| {
+            c.rho * gw.at(i, j) + c.lambda * w.at(i, j) + c.alpha * (w.at(i, j) - w0.at(i, j))
+        });
         let gb = M::from_fn(1, m, |_, j| {
             c.rho * (0..30).map(|i| r.at(i, j)).sum::<f64>() + c.alpha * (b.at(0, j) - b0.at(0, j))
         });
@@ -99,18 +132,36 @@ fn hidden_activation_is_exact_dense_and_woodbury() {
         .unwrap();
         let v = M::from_tensor(&v);
         // ∇ = γ(V − relu(U_i)) − ρ(U_{i+1} − ṼW̃ᵀ)W
-        let r = u_next.zip(&reference::affine(&v, &w, &b), |a, b| a - b).mul(&w);
-        let grad = M::from_fn(25, d, |i, j| c.gamma * (v.at(i, j) - u_i.at(i, j).max(0.0)) - c.rho * r.at(i, j));
-        assert_stationary(&format!("V ({d}→{k})"), &grad, c.gamma * u_i.sq_norm().sqrt());
+        let r = u_next
+            .zip(&reference::affine(&v, &w, &b), |a, b| a - b)
+            .mul(&w);
+        let grad = M::from_fn(25, d, |i, j| {
+            c.gamma * (v.at(i, j) - u_i.at(i, j).max(0.0)) - c.rho * r.at(i, j)
+        });
+        assert_stationary(
+            &format!("V ({d}→{k})"),
+            &grad,
+            c.gamma * u_i.sq_norm().sqrt(),
+        );
     }
 }
 
 #[test]
 fn hidden_preactivation_is_exact() {
     let c = cfg();
-    let (z, u0, v) = (rand_m(30, 6, 14, 2.0), rand_m(30, 6, 15, 2.0), rand_m(30, 6, 16, 2.0));
-    for act in [Activation::Relu, Activation::LeakyRelu { slope: 0.2 }, Activation::Identity] {
-        let u = updates::hidden_preactivation(&z.to_tensor(), &u0.to_tensor(), &v.to_tensor(), act, &c).unwrap();
+    let (z, u0, v) = (
+        rand_m(30, 6, 14, 2.0),
+        rand_m(30, 6, 15, 2.0),
+        rand_m(30, 6, 16, 2.0),
+    );
+    for act in [
+        Activation::Relu,
+        Activation::LeakyRelu { slope: 0.2 },
+        Activation::Identity,
+    ] {
+        let u =
+            updates::hidden_preactivation(&z.to_tensor(), &u0.to_tensor(), &v.to_tensor(), act, &c)
+                .unwrap();
         let u = M::from_tensor(&u);
         // Elementwise subproblem γ/2(σ(u) − v)² + ρ/2(u − z)² + α/2(u − u0)²: no perturbation
         // of the returned point does better (it is the global minimiser, not just stationary).
@@ -124,7 +175,11 @@ fn hidden_preactivation_is_exact() {
                 let best = f(u.at(i, j), i, j);
                 for k in -2000..=2000 {
                     let x = k as f64 * 0.005;
-                    assert!(f(x, i, j) >= best - 1e-6, "{act:?} ({i},{j}): u={} beaten by {x}", u.at(i, j));
+                    assert!(
+                        f(x, i, j) >= best - 1e-6,
+                        "{act:?} ({i},{j}): u={} beaten by {x}",
+                        u.at(i, j)
+                    );
                 }
                 if act == Activation::Relu {
                     let a = (c.rho * z.at(i, j) + c.alpha * u0.at(i, j)) / (c.rho + c.alpha);

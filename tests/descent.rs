@@ -15,7 +15,13 @@ use common::rand_m;
 const ROUND_OFF: f64 = 1e-6;
 
 /// Runs `iterations` sweeps and asserts Φ_{k+1} ≤ Φ_k (1 + ROUND_OFF) at each; returns Φ_0, Φ_end.
-fn assert_monotone(arch: &Architecture, x: Tensor, y: Tensor, cfg: BcdConfig, iterations: usize) -> (f64, f64) {
+fn assert_monotone(
+    arch: &Architecture,
+    x: Tensor,
+    y: Tensor,
+    cfg: BcdConfig,
+    iterations: usize,
+) -> (f64, f64) {
     let varmap = VarMap::new();
     BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
     let mut opt = BcdOptimizer::new(&varmap, arch, x, y, cfg.clone()).unwrap();
@@ -37,9 +43,36 @@ fn assert_monotone(arch: &Architecture, x: Tensor, y: Tensor, cfg: BcdConfig, it
 fn objective_never_increases_on_random_problems() {
     let cases: Vec<(Vec<usize>, Activation, BcdConfig)> = vec![
         (vec![10, 20, 20, 3], Activation::Relu, BcdConfig::default()),
-        (vec![10, 30, 5, 30, 4], Activation::Relu, BcdConfig { alpha: 0.5, lambda: 0.01, init: WeightInit::Kaiming, ..Default::default() }),
-        (vec![8, 16, 2], Activation::LeakyRelu { slope: 0.1 }, BcdConfig { gamma: 3.0, rho: 0.2, alpha: 1.0, seed: 7, ..Default::default() }),
-        (vec![8, 12, 12, 12, 12, 5], Activation::Identity, BcdConfig { init: WeightInit::Glorot, seed: 3, ..Default::default() }),
+        (
+            vec![10, 30, 5, 30, 4],
+            Activation::Relu,
+            BcdConfig {
+                alpha: 0.5,
+                lambda: 0.01,
+                init: WeightInit::Kaiming,
+                ..Default::default()
+            },
+        ),
+        (
+            vec![8, 16, 2],
+            Activation::LeakyRelu { slope: 0.1 },
+            BcdConfig {
+                gamma: 3.0,
+                rho: 0.2,
+                alpha: 1.0,
+                seed: 7,
+                ..Default::default()
+            },
+        ),
+        (
+            vec![8, 12, 12, 12, 12, 5],
+            Activation::Identity,
+            BcdConfig {
+                init: WeightInit::Glorot,
+                seed: 3,
+                ..Default::default()
+            },
+        ),
     ];
     for (i, (widths, act, cfg)) in cases.into_iter().enumerate() {
         let arch = Architecture::mlp(&widths, act).unwrap();

@@ -34,6 +34,9 @@ fn small_mlp_learns_mnist() {
     let logits = model.forward(&ds.test_images).unwrap();
     let acc = candle_bcd::metrics::accuracy(&logits, &ds.test_labels).unwrap();
     eprintln!("test accuracy before {before:.4}, after 8 sweeps {acc:.4}");
-    assert!(before < 0.3, "untrained accuracy {before} is suspiciously high");
+    assert!(
+        before < 0.3,
+        "untrained accuracy {before} is suspiciously high"
+    );
     assert!(acc > 0.80, "test accuracy {acc} after 8 sweeps");
 }

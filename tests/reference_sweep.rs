@@ -12,8 +12,16 @@ use common::{rand_m, M};
 
 fn blocks_of(opt: &BcdOptimizer) -> Blocks {
     Blocks {
-        w: opt.weight_vars().iter().map(|v| M::from_tensor(v.as_tensor())).collect(),
-        b: opt.bias_vars().iter().map(|v| M::from_tensor(v.as_tensor())).collect(),
+        w: opt
+            .weight_vars()
+            .iter()
+            .map(|v| M::from_tensor(v.as_tensor()))
+            .collect(),
+        b: opt
+            .bias_vars()
+            .iter()
+            .map(|v| M::from_tensor(v.as_tensor()))
+            .collect(),
         u: opt.state().u.iter().map(M::from_tensor).collect(),
         v: opt.state().v.iter().map(M::from_tensor).collect(),
     }
@@ -26,11 +34,17 @@ fn check(widths: &[usize], n: usize, cfg: BcdConfig, sweeps_before: usize) {
     let y = rand_m(n, *widths.last().unwrap(), 12, 1.0);
     let varmap = VarMap::new();
     BcdNet::init(&arch, &varmap, candle_bcd::WeightInit::Kaiming, 3, &device).unwrap();
-    let mut opt = BcdOptimizer::new(&varmap, &arch, x.to_tensor(), y.to_tensor(), cfg.clone()).unwrap();
+    let mut opt =
+        BcdOptimizer::new(&varmap, &arch, x.to_tensor(), y.to_tensor(), cfg.clone()).unwrap();
     for _ in 0..sweeps_before {
         opt.step().unwrap();
     }
-    let hp = Hp { gamma: cfg.gamma, rho: cfg.rho, alpha: cfg.alpha, lambda: cfg.lambda };
+    let hp = Hp {
+        gamma: cfg.gamma,
+        rho: cfg.rho,
+        alpha: cfg.alpha,
+        lambda: cfg.lambda,
+    };
     let start = blocks_of(&opt);
     let expected = reference::sweep(&x, &y, &start, hp);
     let report = opt.step().unwrap();
@@ -39,7 +53,13 @@ fn check(widths: &[usize], n: usize, cfg: BcdConfig, sweeps_before: usize) {
     // relative error of its own).
     let joint = |b: &Blocks, l: usize| {
         let (w, bias) = (&b.w[l], &b.b[l]);
-        M::from_fn(w.r, w.c + 1, |i, j| if j < w.c { w.at(i, j) } else { bias.at(0, i) })
+        M::from_fn(w.r, w.c + 1, |i, j| {
+            if j < w.c {
+                w.at(i, j)
+            } else {
+                bias.at(0, i)
+            }
+        })
     };
     for l in 0..arch.num_layers() {
         for (name, g, e) in [
@@ -48,7 +68,11 @@ fn check(widths: &[usize], n: usize, cfg: BcdConfig, sweeps_before: usize) {
             ("V", got.v[l].clone(), expected.v[l].clone()),
         ] {
             let err = g.rel_err(&e);
-            assert!(err < 1e-4, "{widths:?}: {name}_{} relative error {err:.3e}", l + 1);
+            assert!(
+                err < 1e-4,
+                "{widths:?}: {name}_{} relative error {err:.3e}",
+                l + 1
+            );
         }
     }
     let phi_ref = reference::objective(&x, &y, &expected, hp);
@@ -68,7 +92,13 @@ fn one_sweep_matches_reference_deep_narrow_head() {
 #[test]
 fn one_sweep_matches_reference_wide_head_after_some_sweeps() {
     // d_{i+1} >= d_i everywhere: dense inverse path; also from a non-initial state, with ridge.
-    let cfg = BcdConfig { gamma: 2.0, rho: 0.5, alpha: 1.0, lambda: 0.1, ..Default::default() };
+    let cfg = BcdConfig {
+        gamma: 2.0,
+        rho: 0.5,
+        alpha: 1.0,
+        lambda: 0.1,
+        ..Default::default()
+    };
     check(&[5, 4, 7, 8], 30, cfg, 3);
 }
 

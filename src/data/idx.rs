@@ -27,7 +27,10 @@ pub fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     } else if gz.is_file() {
         Ok(gz)
     } else {
-        Err(BcdError::data(&plain, format!("not found (nor {})", gz.display())))
+        Err(BcdError::data(
+            &plain,
+            format!("not found (nor {})", gz.display()),
+        ))
     }
 }
 
@@ -53,7 +56,10 @@ pub fn read(path: &Path, expected_dims: usize) -> Result<IdxArray> {
 
 fn parse(bytes: &[u8], expected_dims: usize) -> std::result::Result<IdxArray, String> {
     if bytes.len() < 4 {
-        return Err(format!("truncated: {} bytes, not even an IDX header", bytes.len()));
+        return Err(format!(
+            "truncated: {} bytes, not even an IDX header",
+            bytes.len()
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(format!(
@@ -62,15 +68,23 @@ fn parse(bytes: &[u8], expected_dims: usize) -> std::result::Result<IdxArray, St
         ));
     }
     if bytes[2] != 0x08 {
-        return Err(format!("unsupported IDX element type 0x{:02x} (expected 0x08, unsigned byte)", bytes[2]));
+        return Err(format!(
+            "unsupported IDX element type 0x{:02x} (expected 0x08, unsigned byte)",
+            bytes[2]
+        ));
     }
     let ndims = bytes[3] as usize;
     if ndims != expected_dims {
-        return Err(format!("IDX file has {ndims} dimensions, expected {expected_dims}"));
+        return Err(format!(
+            "IDX file has {ndims} dimensions, expected {expected_dims}"
+        ));
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
-        return Err(format!("truncated header: {} bytes, need {header}", bytes.len()));
+        return Err(format!(
+            "truncated header: {} bytes, need {header}",
+            bytes.len()
+        ));
     }
     let dims: Vec<usize> = (0..ndims)
         .map(|d| {
@@ -118,9 +132,15 @@ mod tests {
         let ok = parse(&idx(&[2, 3], &[1, 2, 3, 4, 5, 6]), 2).unwrap();
         assert_eq!(ok.dims, vec![2, 3]);
         assert_eq!(ok.data, vec![1, 2, 3, 4, 5, 6]);
-        assert!(parse(&idx(&[2, 3], &[1, 2, 3]), 2).unwrap_err().contains("truncated"));
-        assert!(parse(&idx(&[2], &[1, 2, 3]), 1).unwrap_err().contains("trailing"));
-        assert!(parse(&idx(&[2], &[1, 2]), 3).unwrap_err().contains("dimensions"));
+        assert!(parse(&idx(&[2, 3], &[1, 2, 3]), 2)
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(parse(&idx(&[2], &[1, 2, 3]), 1)
+            .unwrap_err()
+            .contains("trailing"));
+        assert!(parse(&idx(&[2], &[1, 2]), 3)
+            .unwrap_err()
+            .contains("dimensions"));
         assert!(parse(b"\x1f\x8bxx", 1).unwrap_err().contains("not an IDX"));
         assert!(parse(&[0, 0], 1).unwrap_err().contains("truncated"));
     }

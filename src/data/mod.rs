@@ -59,11 +59,17 @@ fn load_split(dir: &Path, images: &str, labels: &str) -> Result<(Tensor, Tensor)
     if img.dims[0] != lab.dims[0] {
         return Err(BcdError::data(
             &lpath,
-            format!("{} labels for {} images in {}", lab.dims[0], img.dims[0], ipath.display()),
+            format!(
+                "{} labels for {} images in {}",
+                lab.dims[0],
+                img.dims[0],
+                ipath.display()
+            ),
         ));
     }
     let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
-    let images = (Tensor::from_vec(img.data, (n, pixels), &Device::Cpu)?.to_dtype(DType::F32)? / 255.0)?;
+    let images =
+        (Tensor::from_vec(img.data, (n, pixels), &Device::Cpu)?.to_dtype(DType::F32)? / 255.0)?;
     let labels = Tensor::from_vec(lab.data, n, &Device::Cpu)?;
     Ok((images, labels))
 }
@@ -83,9 +89,7 @@ pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
             ),
         ));
     }
-    let max = |t: &Tensor| -> Result<usize> {
-        Ok(t.max(0)?.to_scalar::<u8>()? as usize)
-    };
+    let max = |t: &Tensor| -> Result<usize> { Ok(t.max(0)?.to_scalar::<u8>()? as usize) };
     let labels = max(&train_labels)?.max(max(&test_labels)?) + 1;
     Ok(Dataset {
         train_images,

@@ -18,7 +18,11 @@ pub struct M {
 
 impl M {
     pub fn zeros(r: usize, c: usize) -> Self {
-        Self { r, c, d: vec![0.0; r * c] }
+        Self {
+            r,
+            c,
+            d: vec![0.0; r * c],
+        }
     }
     pub fn from_fn(r: usize, c: usize, mut f: impl FnMut(usize, usize) -> f64) -> Self {
         let mut m = Self::zeros(r, c);
@@ -51,17 +55,31 @@ impl M {
     }
     pub fn zip(&self, o: &M, f: impl Fn(f64, f64) -> f64) -> M {
         assert_eq!((self.r, self.c), (o.r, o.c));
-        M { r: self.r, c: self.c, d: self.d.iter().zip(&o.d).map(|(a, b)| f(*a, *b)).collect() }
+        M {
+            r: self.r,
+            c: self.c,
+            d: self.d.iter().zip(&o.d).map(|(a, b)| f(*a, *b)).collect(),
+        }
     }
     pub fn map(&self, f: impl Fn(f64) -> f64) -> M {
-        M { r: self.r, c: self.c, d: self.d.iter().map(|a| f(*a)).collect() }
+        M {
+            r: self.r,
+            c: self.c,
+            d: self.d.iter().map(|a| f(*a)).collect(),
+        }
     }
     pub fn sq_norm(&self) -> f64 {
         self.d.iter().map(|x| x * x).sum()
     }
     /// `[self 1]`: a column of ones appended.
     pub fn aug(&self) -> M {
-        M::from_fn(self.r, self.c + 1, |i, j| if j < self.c { self.at(i, j) } else { 1.0 })
+        M::from_fn(self.r, self.c + 1, |i, j| {
+            if j < self.c {
+                self.at(i, j)
+            } else {
+                1.0
+            }
+        })
     }
     /// Solves `self · X = B` by Gaussian elimination with partial pivoting.
     pub fn solve(&self, b: &M) -> M {
@@ -70,7 +88,9 @@ impl M {
         let mut a = self.clone();
         let mut x = b.clone();
         for col in 0..n {
-            let p = (col..n).max_by(|&i, &j| a.at(i, col).abs().total_cmp(&a.at(j, col).abs())).unwrap();
+            let p = (col..n)
+                .max_by(|&i, &j| a.at(i, col).abs().total_cmp(&a.at(j, col).abs()))
+                .unwrap();
             for j in 0..n {
                 a.d.swap(col * n + j, p * n + j);
             }
@@ -101,9 +121,19 @@ impl M {
         x
     }
     pub fn from_tensor(t: &Tensor) -> M {
-        let t = if t.rank() == 1 { t.unsqueeze(0).unwrap() } else { t.clone() };
+        let t = if t.rank() == 1 {
+            t.unsqueeze(0).unwrap()
+        } else {
+            t.clone()
+        };
         let (r, c) = t.dims2().unwrap();
-        let d = t.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let d = t
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         M { r, c, d }
     }
     pub fn to_tensor(&self) -> Tensor {
@@ -141,4 +171,24 @@ pub fn mnist_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A fresh, empty temporary directory for one test.
+pub fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "candle-bcd-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the `candle-bcd` binary.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_candle-bcd"))
+        .args(args)
+        .output()
+        .unwrap()
 }

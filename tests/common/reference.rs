@@ -50,9 +50,18 @@ pub fn weights(vin: &M, u: &M, w: &M, b: &M, hp: Hp) -> (M, M) {
     let n = vin.c;
     let g = va.t().mul(&va);
     let a = M::from_fn(n + 1, n + 1, |i, j| {
-        hp.rho * g.at(i, j) + if i == j { hp.alpha + if i < n { hp.lambda } else { 0.0 } } else { 0.0 }
+        hp.rho * g.at(i, j)
+            + if i == j {
+                hp.alpha + if i < n { hp.lambda } else { 0.0 }
+            } else {
+                0.0
+            }
     });
-    let wt_old = M::from_fn(n + 1, w.r, |i, j| if i < n { w.at(j, i) } else { b.at(0, j) });
+    let wt_old = M::from_fn(
+        n + 1,
+        w.r,
+        |i, j| if i < n { w.at(j, i) } else { b.at(0, j) },
+    );
     let rhs = va.t().mul(u).zip(&wt_old, |x, y| hp.rho * x + hp.alpha * y);
     let x = a.solve(&rhs);
     (
@@ -65,7 +74,13 @@ pub fn weights(vin: &M, u: &M, w: &M, b: &M, hp: Hp) -> (M, M) {
 pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp) -> Blocks {
     let mut s = blk.clone();
     let last = s.w.len() - 1;
-    let input = |s: &Blocks, l: usize| if l == 0 { x.clone() } else { s.v[l - 1].clone() };
+    let input = |s: &Blocks, l: usize| {
+        if l == 0 {
+            x.clone()
+        } else {
+            s.v[l - 1].clone()
+        }
+    };
     // 1. V_L
     s.v[last] = M::from_fn(y.r, y.c, |i, j| {
         (y.at(i, j) + hp.gamma * s.u[last].at(i, j) + hp.alpha * s.v[last].at(i, j))
@@ -81,11 +96,17 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp) -> Blocks {
     for l in (0..last).rev() {
         // V_l: (γ relu(U_l) + ρ (U_{l+1} − 1bᵀ) W) (γI + ρWᵀW)⁻¹, solved as M Vᵀ = rhsᵀ.
         let (wn, bn) = (&s.w[l + 1], &s.b[l + 1]);
-        let centered = M::from_fn(s.u[l + 1].r, s.u[l + 1].c, |i, j| s.u[l + 1].at(i, j) - bn.at(0, j));
-        let rhs = s.u[l].map(relu).zip(&centered.mul(wn), |a, b| hp.gamma * a + hp.rho * b);
+        let centered = M::from_fn(s.u[l + 1].r, s.u[l + 1].c, |i, j| {
+            s.u[l + 1].at(i, j) - bn.at(0, j)
+        });
+        let rhs = s.u[l]
+            .map(relu)
+            .zip(&centered.mul(wn), |a, b| hp.gamma * a + hp.rho * b);
         let d = wn.c;
         let wtw = wn.t().mul(wn);
-        let m = M::from_fn(d, d, |i, j| hp.rho * wtw.at(i, j) + if i == j { hp.gamma } else { 0.0 });
+        let m = M::from_fn(d, d, |i, j| {
+            hp.rho * wtw.at(i, j) + if i == j { hp.gamma } else { 0.0 }
+        });
         s.v[l] = m.solve(&rhs.t()).t();
         // U_l
         let z = affine(&input(&s, l), &s.w[l], &s.b[l]);
@@ -108,8 +129,16 @@ pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp) -> f64 {
     let mut phi = 0.5 * s.v[last].zip(y, |a, b| a - b).sq_norm();
     phi += 0.5 * hp.gamma * s.v[last].zip(&s.u[last], |a, b| a - b).sq_norm();
     for l in 0..=last {
-        let input = if l == 0 { x.clone() } else { s.v[l - 1].clone() };
-        phi += 0.5 * hp.rho * s.u[l].zip(&affine(&input, &s.w[l], &s.b[l]), |a, b| a - b).sq_norm();
+        let input = if l == 0 {
+            x.clone()
+        } else {
+            s.v[l - 1].clone()
+        };
+        phi += 0.5
+            * hp.rho
+            * s.u[l]
+                .zip(&affine(&input, &s.w[l], &s.b[l]), |a, b| a - b)
+                .sq_norm();
         phi += 0.5 * hp.lambda * s.w[l].sq_norm();
         if l < last {
             phi += 0.5 * hp.gamma * s.v[l].zip(&s.u[l], |v, u| v - relu(u)).sq_norm();

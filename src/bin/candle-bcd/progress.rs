@@ -47,7 +47,10 @@ impl Progress {
                     .append(append)
                     .truncate(!append)
                     .open(p)
-                    .map_err(|e| BcdError::Io { path: p.into(), source: e })?;
+                    .map_err(|e| BcdError::Io {
+                        path: p.into(),
+                        source: e,
+                    })?;
                 Some((p.to_path_buf(), BufWriter::new(file)))
             }
             None => None,
@@ -64,16 +67,26 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn observe_init(&mut self, objective: &ObjectiveParts, start: usize, iterations: usize) -> Result<()> {
+    fn observe_init(
+        &mut self,
+        objective: &ObjectiveParts,
+        start: usize,
+        iterations: usize,
+    ) -> Result<()> {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(iterations as u64);
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             self.bar = Some(bar);
         }
-        self.line(format!("start at iteration {start}: objective {:.6e}", objective.total()));
+        self.line(format!(
+            "start at iteration {start}: objective {:.6e}",
+            objective.total()
+        ));
         Ok(())
     }
 
@@ -92,7 +105,11 @@ impl Observer for Progress {
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);
-                bar.set_message(format!("Φ {:.4e} test {}", o.total(), fmt_acc(r.test_accuracy)));
+                bar.set_message(format!(
+                    "Φ {:.4e} test {}",
+                    o.total(),
+                    fmt_acc(r.test_accuracy)
+                ));
                 bar.println(msg);
             }
             None => println!("{msg}"),
@@ -111,16 +128,23 @@ impl Observer for Progress {
                 seconds: r.step.seconds,
                 eval_seconds: r.eval_seconds,
             };
-            let json = serde_json::to_string(&line).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let json =
+                serde_json::to_string(&line).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             writeln!(w, "{json}")
                 .and_then(|_| w.flush())
-                .map_err(|e| BcdError::Io { path: path.clone(), source: e })?;
+                .map_err(|e| BcdError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
         }
         Ok(())
     }
 
     fn observe_checkpoint(&mut self, path: &Path, iteration: usize) -> Result<()> {
-        self.line(format!("checkpoint after iteration {iteration}: {}", path.display()));
+        self.line(format!(
+            "checkpoint after iteration {iteration}: {}",
+            path.display()
+        ));
         Ok(())
     }
 
@@ -131,7 +155,10 @@ impl Observer for Progress {
         if let TerminationReason::Diverged(why) = &summary.reason {
             eprintln!("diverged: {why}");
         }
-        println!("finished {} iterations in {:.1}s", summary.iterations, summary.seconds);
+        println!(
+            "finished {} iterations in {:.1}s",
+            summary.iterations, summary.seconds
+        );
         Ok(())
     }
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::trainer::{self, EvalSet, TrainOptions};
-use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, WeightInit};
+use candle_bcd::{
+    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, WeightInit,
+};
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
@@ -67,16 +69,16 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 50)]
     pub iterations: usize,
     /// Activation penalty weight γ [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
     /// Pre-activation penalty weight ρ [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub rho: Option<f64>,
     /// Proximal weight α [default: 5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     /// Ridge weight λ on the weights [default: 0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lambda: Option<f64>,
     /// Seed of the weight initialisation [default: 0].
     #[arg(long)]
@@ -114,7 +116,9 @@ impl TrainArgs {
     fn activation(&self) -> Activation {
         match self.activation {
             ActivationArg::Relu => Activation::Relu,
-            ActivationArg::LeakyRelu => Activation::LeakyRelu { slope: self.leaky_slope },
+            ActivationArg::LeakyRelu => Activation::LeakyRelu {
+                slope: self.leaky_slope,
+            },
             ActivationArg::Identity => Activation::Identity,
         }
     }
@@ -178,7 +182,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (model, opt)
         }
         None => {
-            let hidden = args.hidden.clone().unwrap_or_else(|| vec![1500, 1500, 1500]);
+            let hidden = args
+                .hidden
+                .clone()
+                .unwrap_or_else(|| vec![1500, 1500, 1500]);
             let arch = args.architecture(d0, ds.labels, &hidden)?;
             let config = args.config(BcdConfig::default());
             config.validate()?;
@@ -187,8 +194,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (model, opt)
         }
     };
-    let train_set = EvalSet { x: ds.train_images.to_device(&device)?, labels: ds.train_labels.clone() };
-    let test_set = EvalSet { x: ds.test_images.to_device(&device)?, labels: ds.test_labels.clone() };
+    let train_set = EvalSet {
+        x: ds.train_images.to_device(&device)?,
+        labels: ds.train_labels.clone(),
+    };
+    let test_set = EvalSet {
+        x: ds.test_images.to_device(&device)?,
+        labels: ds.test_labels.clone(),
+    };
     let opts = TrainOptions {
         iterations: args.iterations,
         eval_every: args.eval_every,
@@ -196,7 +209,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
     };
     let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
-    let summary = trainer::train(&mut opt, &model, Some(&train_set), Some(&test_set), &opts, &mut progress)?;
+    let summary = trainer::train(
+        &mut opt,
+        &model,
+        Some(&train_set),
+        Some(&test_set),
+        &opts,
+        &mut progress,
+    )?;
     if let trainer::TerminationReason::Diverged(why) = &summary.reason {
         anyhow::bail!("training stopped: {why}");
     }

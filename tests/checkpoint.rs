@@ -1,0 +1,185 @@
+//! Checkpoint round trip: k sweeps, save, load into a fresh optimizer (and a fresh process),
+//! one more sweep — bit for bit the same as k+1 uninterrupted sweeps on the CPU.
+
+mod common;
+
+use std::path::Path;
+
+use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use common::rand_m;
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+fn assert_same_checkpoints(a: &Path, b: &Path) {
+    let ta = candle_core::safetensors::load(a, &Device::Cpu).unwrap();
+    let tb = candle_core::safetensors::load(b, &Device::Cpu).unwrap();
+    assert_eq!(ta.len(), tb.len());
+    for (name, t) in &ta {
+        assert!(
+            bits(t) == bits(&tb[name]),
+            "tensor {name} differs between {a:?} and {b:?}"
+        );
+    }
+    let (ma, mb) = (
+        checkpoint::read_metadata(a).unwrap(),
+        checkpoint::read_metadata(b).unwrap(),
+    );
+    assert_eq!(ma, mb);
+}
+
+#[test]
+fn resume_in_a_fresh_optimizer_is_bit_identical() {
+    let dir = common::tempdir();
+    let arch = Architecture::mlp(&[6, 10, 10, 3], Activation::Relu).unwrap();
+    let (x, y) = (
+        rand_m(50, 6, 1, 1.0).to_tensor(),
+        rand_m(50, 3, 2, 1.0).to_tensor(),
+    );
+    let cfg = BcdConfig {
+        lambda: 0.01,
+        ..Default::default()
+    };
+    let varmap = VarMap::new();
+    BcdNet::init(&arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
+    let mut a = BcdOptimizer::new(&varmap, &arch, x.clone(), y.clone(), cfg).unwrap();
+    for _ in 0..3 {
+        a.step().unwrap();
+    }
+    let path = dir.join("k3.safetensors");
+    checkpoint::save(&path, &a).unwrap();
+    let ra = a.step().unwrap();
+
+    let ckpt = checkpoint::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(ckpt.state.iteration, 3);
+    ckpt.check_compatible(&arch, 50, &path).unwrap();
+    let fresh = VarMap::new();
+    ckpt.load_weights_into(&fresh).unwrap();
+    let model = BcdNet::new(
+        &arch,
+        VarBuilder::from_varmap(&fresh, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let mut b =
+        BcdOptimizer::from_state(&fresh, &arch, x.clone(), y, ckpt.config.clone(), ckpt.state)
+            .unwrap();
+    let rb = b.step().unwrap();
+    assert_eq!(ra.iteration, rb.iteration);
+    assert_eq!(
+        ra.objective.total().to_bits(),
+        rb.objective.total().to_bits()
+    );
+    for l in 0..arch.num_layers() {
+        assert!(
+            bits(a.weight_vars()[l].as_tensor()) == bits(b.weight_vars()[l].as_tensor()),
+            "W_{l}"
+        );
+        assert!(
+            bits(a.bias_vars()[l].as_tensor()) == bits(b.bias_vars()[l].as_tensor()),
+            "b_{l}"
+        );
+        assert!(bits(&a.state().u[l]) == bits(&b.state().u[l]), "U_{l}");
+        assert!(bits(&a.state().v[l]) == bits(&b.state().v[l]), "V_{l}");
+    }
+    // The model built from the fresh VarMap sees the resumed optimizer's updates.
+    let out = candle_nn::Module::forward(&model, &x).unwrap();
+    let out_a = BcdNet::new(
+        &arch,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap()
+    .logits(&x)
+    .unwrap();
+    assert!(bits(&out) == bits(&out_a));
+}
+
+#[test]
+fn resume_in_a_fresh_process_is_bit_identical_and_checks_architecture() {
+    let dir = common::tempdir();
+    let data = common::mnist_dir();
+    let data = data.to_str().unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let base = [
+        "train",
+        "--data-dir",
+        data,
+        "--train-limit",
+        "300",
+        "--hidden",
+        "16,12",
+        "--eval-every",
+        "0",
+    ];
+    let run = |extra: &[&str]| {
+        let out = common::cli(&[&base[..], extra].concat());
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    run(&["--iterations", "3", "--checkpoint", &p("k3.st")]);
+    run(&["--iterations", "4", "--checkpoint", &p("k4.st")]);
+    run(&[
+        "--iterations",
+        "1",
+        "--resume",
+        &p("k3.st"),
+        "--checkpoint",
+        &p("k3p1.st"),
+    ]);
+    assert_same_checkpoints(&dir.join("k4.st"), &dir.join("k3p1.st"));
+
+    // A checkpoint of another architecture is refused with a message naming the mismatch,
+    // and the file is left untouched.
+    let before = std::fs::read(dir.join("k3.st")).unwrap();
+    let out = common::cli(&[
+        "train",
+        "--data-dir",
+        data,
+        "--train-limit",
+        "300",
+        "--hidden",
+        "16,13",
+        "--iterations",
+        "1",
+        "--resume",
+        &p("k3.st"),
+        "--checkpoint",
+        &p("k3.st"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("architecture mismatch") && err.contains("k3.st"),
+        "{err}"
+    );
+    assert_eq!(before, std::fs::read(dir.join("k3.st")).unwrap());
+
+    // So is a lifted state of another sample count.
+    let out = common::cli(&[
+        "train",
+        "--data-dir",
+        data,
+        "--train-limit",
+        "200",
+        "--hidden",
+        "16,12",
+        "--iterations",
+        "1",
+        "--resume",
+        &p("k3.st"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("300 training samples"));
+}
