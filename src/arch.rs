@@ -10,11 +10,27 @@ use serde::{Deserialize, Serialize};
 use crate::activation::Activation;
 use crate::error::{BcdError, Result};
 
-/// A fully connected network: widths and hidden activation.
+/// A fully connected network: widths and hidden activation. Deserialisation validates like
+/// [`Architecture::mlp`], so a corrupt description in a file is an error, not a panic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ArchitectureSpec")]
 pub struct Architecture {
     widths: Vec<usize>,
     activation: Activation,
+}
+
+/// Unvalidated serialised form of [`Architecture`].
+#[derive(Deserialize)]
+struct ArchitectureSpec {
+    widths: Vec<usize>,
+    activation: Activation,
+}
+
+impl TryFrom<ArchitectureSpec> for Architecture {
+    type Error = BcdError;
+    fn try_from(spec: ArchitectureSpec) -> Result<Self> {
+        Architecture::mlp(&spec.widths, spec.activation)
+    }
 }
 
 impl Architecture {

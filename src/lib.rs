@@ -29,6 +29,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod kernels;
 pub mod metrics;
 pub mod model;

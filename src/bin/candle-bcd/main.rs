@@ -1,5 +1,6 @@
 //! `candle-bcd`: train fully connected networks on Candle by block coordinate descent.
 
+mod inspect;
 mod progress;
 mod train;
 
@@ -19,6 +20,10 @@ struct Cli {
 enum Command {
     /// Train an MLP with BCD and report train/test accuracy every iteration.
     Train(Box<train::TrainArgs>),
+    /// Write the weights of a checkpoint as a plain candle-nn/PyTorch safetensors file.
+    Export(inspect::ExportArgs),
+    /// Test accuracy of a checkpoint or an export.
+    Eval(inspect::EvalArgs),
 }
 
 /// Compute device.
@@ -66,6 +71,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
+        Command::Export(args) => inspect::run_export(args),
+        Command::Eval(args) => inspect::run_eval(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

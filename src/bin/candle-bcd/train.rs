@@ -35,6 +35,16 @@ pub enum DatasetArg {
     FashionMnist,
 }
 
+impl DatasetArg {
+    /// The library's dataset kind.
+    pub fn kind(self) -> DatasetKind {
+        match self {
+            DatasetArg::Mnist => DatasetKind::Mnist,
+            DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+        }
+    }
+}
+
 /// Weight initialisation.
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum InitArg {
@@ -153,11 +163,7 @@ impl TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
     let device = open_device(args.device)?;
-    let kind = match args.dataset {
-        DatasetArg::Mnist => DatasetKind::Mnist,
-        DatasetArg::FashionMnist => DatasetKind::FashionMnist,
-    };
-    let mut ds = data::load(kind, args.data_dir.as_deref())?;
+    let mut ds = data::load(args.dataset.kind(), args.data_dir.as_deref())?;
     if let Some(n) = args.train_limit {
         ds = data::take_train(&ds, n)?;
     }

@@ -1,0 +1,56 @@
+//! `candle-bcd export` and `candle-bcd eval`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_bcd::{data, export};
+use clap::Args;
+
+use crate::train::DatasetArg;
+use crate::{open_device, DeviceArg};
+
+/// Options of `candle-bcd export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Checkpoint written by `train --checkpoint`.
+    pub checkpoint: PathBuf,
+    /// Where to write the weights-only safetensors file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Options of `candle-bcd eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A checkpoint or an export.
+    pub model: PathBuf,
+    /// Directory with the IDX files; without it the dataset is downloaded from the hub.
+    #[arg(long, env = "BCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Dataset to evaluate on (its test split).
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: DatasetArg,
+    /// Compute device.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+/// Runs `candle-bcd export`.
+pub fn run_export(args: ExportArgs) -> Result<()> {
+    let model = export::load_model(&args.checkpoint, &candle_core::Device::Cpu)?;
+    export::save(&args.out, &model).with_context(|| format!("exporting to {}", args.out.display()))?;
+    let widths = model.architecture().widths();
+    println!("exported {widths:?} ({} parameters) to {}", model.architecture().num_parameters(), args.out.display());
+    Ok(())
+}
+
+/// Runs `candle-bcd eval`.
+pub fn run_eval(args: EvalArgs) -> Result<()> {
+    let device = open_device(args.device)?;
+    let model = export::load_model(&args.model, &device)?;
+    let ds = data::load(args.dataset.kind(), args.data_dir.as_deref())?;
+    let x = ds.test_images.to_device(&device)?;
+    let acc = model.accuracy(&x, &ds.test_labels)?;
+    println!("test accuracy: {acc:.4}");
+    Ok(())
+}

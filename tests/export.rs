@@ -1,0 +1,94 @@
+//! Exports load into a plain candle-nn model (no candle-bcd types on the inference side) that
+//! reproduces the BCD network's logits on real MNIST test images, and the CLI's
+//! train → export → eval path agrees with itself.
+
+mod common;
+
+use candle_bcd::{data, export, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Module, VarBuilder, VarMap};
+
+/// A plain candle-nn MLP: `candle_nn::linear` layers under `layers.{l}` with ReLU between.
+struct PlainMlp(Vec<candle_nn::Linear>);
+
+impl PlainMlp {
+    fn load(path: &std::path::Path, widths: &[usize]) -> PlainMlp {
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu).unwrap() };
+        PlainMlp(
+            (0..widths.len() - 1)
+                .map(|l| candle_nn::linear(widths[l], widths[l + 1], vb.pp(format!("layers.{l}"))).unwrap())
+                .collect(),
+        )
+    }
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = x.clone();
+        for (l, layer) in self.0.iter().enumerate() {
+            h = layer.forward(&h).unwrap();
+            if l + 1 < self.0.len() {
+                h = h.relu().unwrap();
+            }
+        }
+        h
+    }
+}
+
+#[test]
+fn plain_candle_nn_model_reproduces_bcd_logits() {
+    let ds = data::take_train(&data::load_idx_dir(&common::mnist_dir()).unwrap(), 1000).unwrap();
+    let widths = [784, 64, 32, 10];
+    let arch = Architecture::mlp(&widths, Activation::Relu).unwrap();
+    let varmap = VarMap::new();
+    let cfg = BcdConfig::default();
+    let model = BcdNet::init(&arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
+    let y = data::one_hot(&ds.train_labels, 10).unwrap();
+    let mut opt = BcdOptimizer::new(&varmap, &arch, ds.train_images.clone(), y, cfg).unwrap();
+    for _ in 0..3 {
+        opt.step().unwrap();
+    }
+    let dir = common::tempdir();
+    let path = dir.join("model.safetensors");
+    export::save(&path, &model).unwrap();
+
+    let plain = PlainMlp::load(&path, &widths);
+    let x = ds.test_images.narrow(0, 0, 2000).unwrap();
+    let diff = (plain.forward(&x) - model.forward(&x).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff <= 1e-5, "max |Δlogit| = {diff}");
+
+    // The export also loads back as a BcdNet with the architecture from its metadata.
+    let back = export::load_model(&path, &Device::Cpu).unwrap();
+    assert_eq!(back.architecture(), &arch);
+}
+
+#[test]
+fn cli_train_export_eval_round_trip() {
+    let dir = common::tempdir();
+    let data = common::mnist_dir();
+    let data = data.to_str().unwrap();
+    let ckpt = dir.join("c.safetensors");
+    let out = dir.join("e.safetensors");
+    let run = |args: &[&str]| {
+        let o = common::cli(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let train = run(&["train", "--data-dir", data, "--train-limit", "500", "--hidden", "32", "--iterations", "2", "--checkpoint", ckpt.to_str().unwrap()]);
+    run(&["export", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let last = |s: &str| s.lines().last().unwrap().to_string();
+    let eval_ckpt = run(&["eval", ckpt.to_str().unwrap(), "--data-dir", data]);
+    let eval_export = run(&["eval", out.to_str().unwrap(), "--data-dir", data]);
+    assert!(last(&train).starts_with("test accuracy: "), "{train}");
+    assert_eq!(last(&train), last(&eval_ckpt));
+    assert_eq!(last(&eval_ckpt), last(&eval_export));
+    // The export holds the weights only.
+    let tensors = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    let mut names: Vec<_> = tensors.keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["layers.0.bias", "layers.0.weight", "layers.1.bias", "layers.1.weight"]);
+}
