@@ -27,8 +27,14 @@ pub fn save(path: &Path, model: &BcdNet) -> Result<()> {
     let mut tensors = Vec::new();
     for l in 0..arch.num_layers() {
         let prefix = Architecture::layer_prefix(l);
-        tensors.push((format!("{prefix}.weight"), model.weight(l).to_dtype(DType::F32)?));
-        tensors.push((format!("{prefix}.bias"), model.bias(l).to_dtype(DType::F32)?));
+        tensors.push((
+            format!("{prefix}.weight"),
+            model.weight(l).to_dtype(DType::F32)?,
+        ));
+        tensors.push((
+            format!("{prefix}.bias"),
+            model.bias(l).to_dtype(DType::F32)?,
+        ));
     }
     let arch_json =
         serde_json::to_string(arch).map_err(|e| candle_core::Error::Msg(format!("json: {e}")))?;
@@ -48,7 +54,10 @@ pub fn load_model(path: &Path, device: &Device) -> Result<BcdNet> {
         other => {
             return Err(BcdError::checkpoint(
                 path,
-                format!("format {other:?} is neither `{FORMAT}` nor `{}`", checkpoint::FORMAT),
+                format!(
+                    "format {other:?} is neither `{FORMAT}` nor `{}`",
+                    checkpoint::FORMAT
+                ),
             ))
         }
     }
@@ -56,8 +65,9 @@ pub fn load_model(path: &Path, device: &Device) -> Result<BcdNet> {
         .get("architecture")
         .ok_or_else(|| BcdError::checkpoint(path, "metadata key `architecture` is missing"))
         .and_then(|s| {
-            serde_json::from_str(s)
-                .map_err(|e| BcdError::checkpoint(path, format!("metadata key `architecture`: {e}")))
+            serde_json::from_str(s).map_err(|e| {
+                BcdError::checkpoint(path, format!("metadata key `architecture`: {e}"))
+            })
         })?;
     // SAFETY: the file is mapped read-only for the duration of the load.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }

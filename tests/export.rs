@@ -13,10 +13,15 @@ struct PlainMlp(Vec<candle_nn::Linear>);
 
 impl PlainMlp {
     fn load(path: &std::path::Path, widths: &[usize]) -> PlainMlp {
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu).unwrap() };
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu).unwrap()
+        };
         PlainMlp(
             (0..widths.len() - 1)
-                .map(|l| candle_nn::linear(widths[l], widths[l + 1], vb.pp(format!("layers.{l}"))).unwrap())
+                .map(|l| {
+                    candle_nn::linear(widths[l], widths[l + 1], vb.pp(format!("layers.{l}")))
+                        .unwrap()
+                })
                 .collect(),
         )
     }
@@ -75,11 +80,32 @@ fn cli_train_export_eval_round_trip() {
     let out = dir.join("e.safetensors");
     let run = |args: &[&str]| {
         let o = common::cli(args);
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let train = run(&["train", "--data-dir", data, "--train-limit", "500", "--hidden", "32", "--iterations", "2", "--checkpoint", ckpt.to_str().unwrap()]);
-    run(&["export", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let train = run(&[
+        "train",
+        "--data-dir",
+        data,
+        "--train-limit",
+        "500",
+        "--hidden",
+        "32",
+        "--iterations",
+        "2",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    run(&[
+        "export",
+        ckpt.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let last = |s: &str| s.lines().last().unwrap().to_string();
     let eval_ckpt = run(&["eval", ckpt.to_str().unwrap(), "--data-dir", data]);
     let eval_export = run(&["eval", out.to_str().unwrap(), "--data-dir", data]);
@@ -90,5 +116,13 @@ fn cli_train_export_eval_round_trip() {
     let tensors = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
     let mut names: Vec<_> = tensors.keys().cloned().collect();
     names.sort();
-    assert_eq!(names, ["layers.0.bias", "layers.0.weight", "layers.1.bias", "layers.1.weight"]);
+    assert_eq!(
+        names,
+        [
+            "layers.0.bias",
+            "layers.0.weight",
+            "layers.1.bias",
+            "layers.1.weight"
+        ]
+    );
 }

@@ -38,9 +38,14 @@ pub struct EvalArgs {
 /// Runs `candle-bcd export`.
 pub fn run_export(args: ExportArgs) -> Result<()> {
     let model = export::load_model(&args.checkpoint, &candle_core::Device::Cpu)?;
-    export::save(&args.out, &model).with_context(|| format!("exporting to {}", args.out.display()))?;
+    export::save(&args.out, &model)
+        .with_context(|| format!("exporting to {}", args.out.display()))?;
     let widths = model.architecture().widths();
-    println!("exported {widths:?} ({} parameters) to {}", model.architecture().num_parameters(), args.out.display());
+    println!(
+        "exported {widths:?} ({} parameters) to {}",
+        model.architecture().num_parameters(),
+        args.out.display()
+    );
     Ok(())
 }
 

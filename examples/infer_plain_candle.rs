@@ -1,0 +1,73 @@
+//! Inference with plain candle-nn on an export: no candle-bcd type is used here, only
+//! `candle_nn::linear` layers read from the safetensors file and ReLU between them.
+//!
+//! ```sh
+//! cargo run --release --example infer_plain_candle -- mlp.safetensors ../shared/data/mnist
+//! ```
+
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+
+/// Reads an IDX file (gzipped or not) into its dimensions and bytes.
+fn read_idx(path: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+    let mut bytes = Vec::new();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut bytes)?;
+    } else {
+        bytes = raw;
+    }
+    let ndims = bytes[3] as usize;
+    let dims = (0..ndims)
+        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
+        .collect();
+    Ok((dims, bytes[4 + 4 * ndims..].to_vec()))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let model = args.first().map_or("mlp.safetensors", String::as_str);
+    let dir = args.get(1).map_or("../shared/data/mnist", String::as_str);
+    let device = Device::Cpu;
+
+    // The layer shapes come from the file itself: layers.{l}.weight is [out, in].
+    let tensors = candle_core::safetensors::load(model, &device)?;
+    let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &device);
+    let mut layers: Vec<Linear> = Vec::new();
+    while let Some(w) = tensors.get(&format!("layers.{}.weight", layers.len())) {
+        let (out, inp) = w.dims2()?;
+        layers.push(candle_nn::linear(
+            inp,
+            out,
+            vb.pp(format!("layers.{}", layers.len())),
+        )?);
+    }
+    if layers.is_empty() {
+        bail!("{model} has no layers.0.weight");
+    }
+
+    let (dims, pixels) = read_idx(&format!("{dir}/t10k-images-idx3-ubyte.gz"))?;
+    let (_, labels) = read_idx(&format!("{dir}/t10k-labels-idx1-ubyte.gz"))?;
+    let x = (Tensor::from_vec(pixels, (dims[0], dims[1] * dims[2]), &device)?
+        .to_dtype(DType::F32)?
+        / 255.0)?;
+    let mut h = x;
+    for (l, layer) in layers.iter().enumerate() {
+        h = layer.forward(&h)?;
+        if l + 1 < layers.len() {
+            h = h.relu()?;
+        }
+    }
+    let pred = h.argmax(1)?.to_vec1::<u32>()?;
+    let correct = pred
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| **p == **l as u32)
+        .count();
+    println!("first predictions: {:?}", &pred[..10]);
+    println!("test accuracy: {:.4}", correct as f64 / pred.len() as f64);
+    Ok(())
+}
