@@ -17,12 +17,14 @@
 //! | `lambda` | 0.0 | ridge weight on `W_i` (never on biases) | `≥ 0`, finite |
 //! | `seed` | 0 | seed of the weight initialisation | any |
 //! | `init` | `Official` | weight initialisation scheme | see [`WeightInit`] |
+//! | `loss` | `Squared` | loss on the lifted output | see [`Loss`] |
 //!
 //! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BcdError, Result};
+use crate::loss::Loss;
 
 /// Weight initialisation scheme. **(choice, documented)**: the default follows the official
 /// code so that its published accuracy curve is the reference.
@@ -72,6 +74,9 @@ pub struct BcdConfig {
     pub seed: u64,
     /// Weight initialisation scheme.
     pub init: WeightInit,
+    /// Loss on the lifted output `V_L`.
+    #[serde(default)]
+    pub loss: Loss,
 }
 
 impl Default for BcdConfig {
@@ -83,6 +88,7 @@ impl Default for BcdConfig {
             lambda: 0.0,
             seed: 0,
             init: WeightInit::Official,
+            loss: Loss::Squared,
         }
     }
 }

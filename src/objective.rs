@@ -1,7 +1,7 @@
 //! The three-splitting objective and its parts.
 //!
 //! ```text
-//! Φ = ½‖V_L − Y‖²                                         (loss)
+//! Φ = R(V_L; Y)       (loss: ½‖V_L − Y‖² or cross-entropy)
 //!   + λ/2 Σ_i ‖W_i‖²                                      (regulariser, no bias)
 //!   + γ/2 Σ_{i<L} ‖V_i − σ(U_i)‖² + γ/2 ‖V_L − U_L‖²      (activation penalty)
 //!   + ρ/2 Σ_i ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²                        (pre-activation penalty)
@@ -89,7 +89,11 @@ pub fn evaluate(inp: &ObjectiveInputs, cfg: &BcdConfig) -> Result<ObjectiveParts
         }
     }
     Ok(ObjectiveParts {
-        loss: 0.5 * kernels::sq_dist(&inp.v[last], inp.y)?,
+        loss: kernels::sum_rows([&inp.v[last], inp.y], |[v, y]| {
+            let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+            let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
+            cfg.loss.row_value(&v, &y)
+        })?,
         regularizer: 0.5 * cfg.lambda * reg,
         activation_penalty: 0.5 * cfg.gamma * act_pen,
         preactivation_penalty: 0.5 * cfg.rho * pre_pen,

@@ -14,8 +14,9 @@ use crate::error::Result;
 use crate::kernels::{self, Addend, Op};
 use crate::solve::{self, RowSolve};
 
-/// `V_L ← argmin ½‖V − Y‖² + γ/2‖V − U_L‖² + α/2‖V − V_L^old‖²
-///       = (Y + γU_L + αV_L^old)/(1 + γ + α)` (squared loss).
+/// `V_L ← argmin R(V; Y) + γ/2‖V − U_L‖² + α/2‖V − V_L^old‖²`, row by row through
+/// [`Loss::row_prox`](crate::loss::Loss::row_prox) with `κ = γ + α`, `T = (γU_L + αV_L^old)/κ`
+/// (squared loss: `(Y + γU_L + αV_L^old)/(1 + γ + α)`).
 pub fn output_activation(
     y: &Tensor,
     u_l: &Tensor,
@@ -23,9 +24,18 @@ pub fn output_activation(
     cfg: &BcdConfig,
 ) -> Result<Tensor> {
     let (g, a) = (cfg.gamma, cfg.alpha);
-    let denom = 1.0 + g + a;
-    kernels::map([y, u_l, v_old], |[y, u, v]| {
-        ((y as f64 + g * u as f64 + a * v as f64) / denom) as f32
+    let kappa = g + a;
+    let loss = cfg.loss;
+    kernels::map_rows([y, u_l, v_old], |[y, u, v], out| {
+        let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
+        let t: Vec<f64> = u
+            .iter()
+            .zip(v)
+            .map(|(&u, &v)| (g * u as f64 + a * v as f64) / kappa)
+            .collect();
+        let mut o = vec![0f64; y.len()];
+        loss.row_prox(&y, &t, kappa, &mut o);
+        out.iter_mut().zip(&o).for_each(|(d, s)| *d = *s as f32);
     })
 }
 

@@ -57,6 +57,34 @@ fn output_activation_is_exact() {
 }
 
 #[test]
+fn cross_entropy_output_activation_is_exact() {
+    let c = BcdConfig {
+        loss: candle_bcd::Loss::CrossEntropy,
+        ..cfg()
+    };
+    // One-hot targets, and large pre-activations that make the softmax saturate.
+    let y = M::from_fn(20, 5, |i, j| if j == i % 5 { 1.0 } else { 0.0 });
+    let (u, v0) = (rand_m(20, 5, 2, 8.0), rand_m(20, 5, 3, 1.0));
+    let v = M::from_tensor(
+        &updates::output_activation(&y.to_tensor(), &u.to_tensor(), &v0.to_tensor(), &c).unwrap(),
+    );
+    // ∇ = softmax(V) − Y + γ(V − U) + α(V − V0), computed row by row in f64 here.
+    let mut grad = M::zeros(20, 5);
+    for i in 0..20 {
+        let m = (0..5).map(|j| v.at(i, j)).fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = (0..5).map(|j| (v.at(i, j) - m).exp()).sum();
+        for j in 0..5 {
+            let p = (v.at(i, j) - m).exp() / z;
+            grad.d[i * 5 + j] = p - y.at(i, j)
+                + c.gamma * (v.at(i, j) - u.at(i, j))
+                + c.alpha * (v.at(i, j) - v0.at(i, j));
+        }
+    }
+    // The row problems are (γ+α)-strongly convex, so a vanishing gradient means the minimiser.
+    assert_stationary("V_L (cross-entropy)", &grad, u.sq_norm().sqrt());
+}
+
+#[test]
 fn output_preactivation_is_exact() {
     let c = cfg();
     let (v, z) = (rand_m(20, 4, 4, 1.0), rand_m(20, 4, 5, 1.0));

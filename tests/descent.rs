@@ -4,7 +4,7 @@
 mod common;
 
 use candle_bcd::data;
-use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, WeightInit};
+use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, WeightInit};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use common::rand_m;
@@ -78,7 +78,19 @@ fn objective_never_increases_on_random_problems() {
         let arch = Architecture::mlp(&widths, act).unwrap();
         let n = 64;
         let x = rand_m(n, widths[0], 100 + i as u64, 1.0).to_tensor();
-        let y = rand_m(n, *widths.last().unwrap(), 200 + i as u64, 1.0).to_tensor();
+        let d_out = *widths.last().unwrap();
+        let y = match cfg.loss {
+            // Cross-entropy targets are class probabilities: one-hot rows.
+            Loss::CrossEntropy => {
+                common::M::from_fn(
+                    n,
+                    d_out,
+                    |r, j| if j == (r * 7 + i) % d_out { 1.0 } else { 0.0 },
+                )
+                .to_tensor()
+            }
+            Loss::Squared => rand_m(n, d_out, 200 + i as u64, 1.0).to_tensor(),
+        };
         let (first, last) = assert_monotone(&arch, x, y, cfg, 30);
         assert!(last < first, "case {i}: no progress ({first} → {last})");
     }

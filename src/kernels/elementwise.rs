@@ -108,3 +108,47 @@ pub fn sum_map<const K: usize>(
         partials.iter().sum()
     })
 }
+
+/// Row-wise map of matrices: `f(rows of the inputs, output row)` for every row, in parallel.
+/// The output has the shape of the first input and lives on its device.
+pub fn map_rows<const K: usize>(
+    inputs: [&Tensor; K],
+    f: impl Fn([&[f32]; K], &mut [f32]) + Sync,
+) -> Result<Tensor> {
+    let shape = inputs[0].shape().clone();
+    let (_, cols) = inputs[0].dims2()?;
+    let cols = cols.max(1);
+    let out = with_slices(inputs, |s| {
+        let mut out = vec![0f32; s[0].len()];
+        out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
+            f(
+                std::array::from_fn(|k| &s[k][r * cols..(r + 1) * cols]),
+                row,
+            );
+        });
+        out
+    })?;
+    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
+}
+
+/// `Σ_rows f(rows of the inputs)` accumulated in `f64`, reproducibly.
+pub fn sum_rows<const K: usize>(
+    inputs: [&Tensor; K],
+    f: impl Fn([&[f32]; K]) -> f64 + Sync,
+) -> Result<f64> {
+    let (_, cols) = inputs[0].dims2()?;
+    let cols = cols.max(1);
+    with_slices(inputs, |s| {
+        let rows = s[0].len() / cols;
+        let block = (CHUNK / cols).max(1);
+        let partials: Vec<f64> = (0..rows.div_ceil(block))
+            .into_par_iter()
+            .map(|b| {
+                (b * block..((b + 1) * block).min(rows))
+                    .map(|r| f(std::array::from_fn(|k| &s[k][r * cols..(r + 1) * cols])))
+                    .sum::<f64>()
+            })
+            .collect();
+        partials.iter().sum()
+    })
+}

@@ -14,7 +14,7 @@
 mod cpu;
 mod elementwise;
 
-pub use elementwise::{map, map_cols, sum_map};
+pub use elementwise::{map, map_cols, map_rows, sum_map, sum_rows};
 
 use candle_core::{DType, Device, Tensor};
 

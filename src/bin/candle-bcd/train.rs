@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::trainer::{self, EvalSet, TrainOptions};
 use candle_bcd::{
-    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, WeightInit,
+    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, WeightInit,
 };
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
@@ -24,6 +24,19 @@ pub enum ActivationArg {
     LeakyRelu,
     /// u (a linear network).
     Identity,
+    /// 1/(1 + e^(−u)).
+    Sigmoid,
+    /// tanh(u).
+    Tanh,
+}
+
+/// Loss on the network output.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LossArg {
+    /// ½‖V_L − Y‖² against one-hot targets.
+    Squared,
+    /// Softmax cross-entropy.
+    CrossEntropy,
 }
 
 /// Dataset.
@@ -96,6 +109,9 @@ pub struct TrainArgs {
     /// Weight initialisation [default: official].
     #[arg(long, value_enum)]
     pub init: Option<InitArg>,
+    /// Loss on the network output [default: squared].
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
     /// Use only the first N training samples.
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -130,6 +146,8 @@ impl TrainArgs {
                 slope: self.leaky_slope,
             },
             ActivationArg::Identity => Activation::Identity,
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+            ActivationArg::Tanh => Activation::Tanh,
         }
     }
 
@@ -146,6 +164,11 @@ impl TrainArgs {
                 Some(InitArg::Kaiming) => WeightInit::Kaiming,
                 Some(InitArg::Glorot) => WeightInit::Glorot,
                 None => base.init,
+            },
+            loss: match self.loss {
+                Some(LossArg::Squared) => Loss::Squared,
+                Some(LossArg::CrossEntropy) => Loss::CrossEntropy,
+                None => base.loss,
             },
         }
     }

@@ -1,0 +1,102 @@
+//! Losses `R(V_L; Y)` and the exact proximal step of the output block.
+//!
+//! The `V_L` update minimises `R(V; Y) + κ/2 ‖V − T‖²` with `κ = γ + α` and
+//! `T = (γU_L + αV_L^old)/κ`. Both losses are sums over samples (rows), so the problem splits
+//! into one `d_L`-sized problem per row.
+//!
+//! * Squared `R = ½‖V − Y‖²`: `V = (Y + κT)/(1 + κ)`.
+//! * Softmax cross-entropy `R = Σ_rows (Σ_j y_j)·logsumexp(v) − ⟨y, v⟩` (`= −Σ y_j log softmax(v)_j`):
+//!   each row problem is smooth and `κ`-strongly convex with gradient `s·softmax(v) − y + κ(v − t)`
+//!   (`s = Σ_j y_j`) and Hessian `s(diag p − ppᵀ) + κI`. **(choice)** It is solved exactly by
+//!   Newton's method (the Hessian is a diagonal minus a rank-one term, inverted by
+//!   Sherman–Morrison) with backtracking, from `v = t`, until the gradient is at `f64` round-off.
+
+use serde::{Deserialize, Serialize};
+
+/// The loss on the lifted output `V_L`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// `½‖V_L − Y‖²`.
+    #[default]
+    Squared,
+    /// Softmax cross-entropy summed over samples.
+    CrossEntropy,
+}
+
+fn logsumexp(v: &[f64]) -> f64 {
+    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
+}
+
+impl Loss {
+    /// `R` of one row.
+    pub fn row_value(self, v: &[f64], y: &[f64]) -> f64 {
+        match self {
+            Loss::Squared => 0.5 * v.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>(),
+            Loss::CrossEntropy => {
+                let s: f64 = y.iter().sum();
+                s * logsumexp(v) - v.iter().zip(y).map(|(a, b)| a * b).sum::<f64>()
+            }
+        }
+    }
+
+    /// `argmin_v R(v; y) + κ/2 ‖v − t‖²` for one row, written into `out`.
+    pub fn row_prox(self, y: &[f64], t: &[f64], kappa: f64, out: &mut [f64]) {
+        match self {
+            Loss::Squared => {
+                for ((o, y), t) in out.iter_mut().zip(y).zip(t) {
+                    *o = (y + kappa * t) / (1.0 + kappa);
+                }
+            }
+            Loss::CrossEntropy => cross_entropy_prox(y, t, kappa, out),
+        }
+    }
+}
+
+fn cross_entropy_prox(y: &[f64], t: &[f64], kappa: f64, v: &mut [f64]) {
+    let d = y.len();
+    let s: f64 = y.iter().sum();
+    let obj = |v: &[f64]| {
+        Loss::CrossEntropy.row_value(v, y)
+            + 0.5 * kappa * v.iter().zip(t).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
+    };
+    v.copy_from_slice(t);
+    let (mut p, mut g, mut step, mut trial) =
+        (vec![0.0; d], vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+    for _ in 0..100 {
+        let lse = logsumexp(v);
+        for j in 0..d {
+            p[j] = (v[j] - lse).exp();
+            g[j] = s * p[j] - y[j] + kappa * (v[j] - t[j]);
+        }
+        let gnorm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let scale = 1.0
+            + v.iter().map(|x| x * x).sum::<f64>().sqrt()
+            + y.iter().map(|x| x.abs()).sum::<f64>();
+        if gnorm <= 1e-13 * scale {
+            return;
+        }
+        // H = D − s p pᵀ with D = diag(s p + κ): H⁻¹g = D⁻¹g + s D⁻¹p (pᵀD⁻¹g)/(1 − s pᵀD⁻¹p).
+        let dinv: Vec<f64> = p.iter().map(|pj| 1.0 / (s * pj + kappa)).collect();
+        let pdg: f64 = (0..d).map(|j| p[j] * dinv[j] * g[j]).sum();
+        let pdp: f64 = (0..d).map(|j| p[j] * dinv[j] * p[j]).sum();
+        let coef = s * pdg / (1.0 - s * pdp);
+        for j in 0..d {
+            step[j] = dinv[j] * g[j] + coef * dinv[j] * p[j];
+        }
+        let f0 = obj(v);
+        let slope: f64 = g.iter().zip(&step).map(|(a, b)| a * b).sum();
+        let mut alpha = 1.0;
+        loop {
+            for j in 0..d {
+                trial[j] = v[j] - alpha * step[j];
+            }
+            if obj(&trial) <= f0 - 1e-4 * alpha * slope || alpha < 1e-10 {
+                break;
+            }
+            alpha *= 0.5;
+        }
+        v.copy_from_slice(&trial);
+    }
+}
