@@ -4,6 +4,9 @@
 //! `W_i ∈ R^{d_i × d_{i−1}}` (Candle's `[out, in]` layout); hidden layers apply the
 //! activation `σ`, the output layer is linear. Layer `i` (1-based in the math) is stored under
 //! the candle-nn prefix `layers.{i−1}`, so `layers.0.weight` is `W_1`.
+//!
+//! A fully connected ResNet is a stem layer (input → width), `K` residual layers
+//! `V_i = V_{i−1} + σ(U_i)` of constant width, and a linear head.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +20,9 @@ use crate::error::{BcdError, Result};
 pub struct Architecture {
     widths: Vec<usize>,
     activation: Activation,
+    /// `residual[l]`: layer index `l` computes `V = V_in + σ(U)`. Empty for an MLP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    residual: Vec<bool>,
 }
 
 /// Unvalidated serialised form of [`Architecture`].
@@ -24,12 +30,14 @@ pub struct Architecture {
 struct ArchitectureSpec {
     widths: Vec<usize>,
     activation: Activation,
+    #[serde(default)]
+    residual: Vec<bool>,
 }
 
 impl TryFrom<ArchitectureSpec> for Architecture {
     type Error = BcdError;
     fn try_from(spec: ArchitectureSpec) -> Result<Self> {
-        Architecture::mlp(&spec.widths, spec.activation)
+        Architecture::mlp(&spec.widths, spec.activation)?.with_residual(spec.residual)
     }
 }
 
@@ -53,7 +61,65 @@ impl Architecture {
         Ok(Self {
             widths: widths.to_vec(),
             activation,
+            residual: Vec::new(),
         })
+    }
+
+    /// A fully connected ResNet: stem `input → width`, `residual_layers` residual layers of
+    /// width `width`, and a linear head `width → output`.
+    pub fn resnet(
+        input: usize,
+        width: usize,
+        residual_layers: usize,
+        output: usize,
+        activation: Activation,
+    ) -> Result<Self> {
+        let mut widths = vec![input];
+        widths.extend(std::iter::repeat_n(width, residual_layers + 1));
+        widths.push(output);
+        let mut residual = vec![false; residual_layers + 2];
+        residual[1..=residual_layers]
+            .iter_mut()
+            .for_each(|r| *r = true);
+        Self::mlp(&widths, activation)?.with_residual(residual)
+    }
+
+    /// Marks layers as residual; each must be hidden and keep its width.
+    fn with_residual(mut self, residual: Vec<bool>) -> Result<Self> {
+        if residual.is_empty() {
+            return Ok(self);
+        }
+        if residual.len() != self.num_layers() {
+            return Err(BcdError::InvalidArchitecture(format!(
+                "{} residual flags for {} layers",
+                residual.len(),
+                self.num_layers()
+            )));
+        }
+        for (l, &r) in residual.iter().enumerate() {
+            let (n, m) = self.layer_dims(l);
+            if r && (l + 1 == self.num_layers() || n != m) {
+                return Err(BcdError::InvalidArchitecture(format!(
+                    "layer {l} ({n} → {m}) cannot be residual: residual layers are hidden and keep their width"
+                )));
+            }
+        }
+        self.residual = if residual.iter().any(|&r| r) {
+            residual
+        } else {
+            Vec::new()
+        };
+        Ok(self)
+    }
+
+    /// Whether layer index `l` is residual (`V = V_in + σ(U)`).
+    pub fn is_residual(&self, l: usize) -> bool {
+        self.residual.get(l).copied().unwrap_or(false)
+    }
+
+    /// Whether any layer is residual.
+    pub fn is_resnet(&self) -> bool {
+        !self.residual.is_empty()
     }
 
     /// The widths `d_0 … d_L`.

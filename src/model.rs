@@ -91,14 +91,10 @@ impl BcdNet {
 
     /// The network's outputs (logits) for inputs `x` of shape `[N, d_0]`.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let act = self.arch.activation();
-        let last = self.arch.num_layers() - 1;
         let mut h = x.clone();
-        for l in 0..=last {
-            h = kernels::linear(&h, &self.weights[l], &self.biases[l])?;
-            if l < last {
-                h = kernels::map([&h], |[u]| act.apply(u as f64) as f32)?;
-            }
+        for l in 0..self.arch.num_layers() {
+            let u = kernels::linear(&h, &self.weights[l], &self.biases[l])?;
+            h = layer_output(&self.arch, l, &u, &h)?;
         }
         Ok(h)
     }
@@ -112,6 +108,24 @@ impl BcdNet {
 impl Module for BcdNet {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         self.logits(xs).map_err(candle_core::Error::wrap)
+    }
+}
+
+/// Output `V` of layer `l` from its pre-activation `u` and input `x`: `σ(u)`, `x + σ(u)` for a
+/// residual layer, `u` for the linear head.
+pub(crate) fn layer_output(
+    arch: &Architecture,
+    l: usize,
+    u: &Tensor,
+    x: &Tensor,
+) -> Result<Tensor> {
+    let act = arch.activation();
+    if l + 1 == arch.num_layers() {
+        Ok(u.clone())
+    } else if arch.is_residual(l) {
+        kernels::map([u, x], |[u, x]| (x as f64 + act.apply(u as f64)) as f32)
+    } else {
+        kernels::map([u], |[u]| act.apply(u as f64) as f32)
     }
 }
 

@@ -3,9 +3,11 @@
 //! ```text
 //! Φ = R(V_L; Y)       (loss: ½‖V_L − Y‖² or cross-entropy)
 //!   + λ/2 Σ_i ‖W_i‖²                                      (regulariser, no bias)
-//!   + γ/2 Σ_{i<L} ‖V_i − σ(U_i)‖² + γ/2 ‖V_L − U_L‖²      (activation penalty)
+//!   + γ/2 Σ_{i<L} ‖V_i − S_i − σ(U_i)‖² + γ/2 ‖V_L − U_L‖²  (activation penalty)
 //!   + ρ/2 Σ_i ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²                        (pre-activation penalty)
 //! ```
+//!
+//! with `S_i = V_{i−1}` for a residual layer and `0` otherwise.
 //!
 //! All sums are accumulated in `f64`. The paper's sufficient-descent property says `Φ` never
 //! increases from one sweep to the next.
@@ -13,7 +15,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::activation::Activation;
+use crate::arch::Architecture;
 use crate::config::BcdConfig;
 use crate::error::Result;
 use crate::kernels;
@@ -63,20 +65,30 @@ pub struct ObjectiveInputs<'a> {
     pub z: &'a [Tensor],
     /// `W_1 … W_L`.
     pub weights: &'a [Tensor],
-    /// Hidden activation.
-    pub activation: Activation,
+    /// Inputs `X` (`V_0`).
+    pub x: &'a Tensor,
+    /// The architecture (activation, residual layers).
+    pub arch: &'a Architecture,
 }
 
 /// Evaluates `Φ`'s parts.
 pub fn evaluate(inp: &ObjectiveInputs, cfg: &BcdConfig) -> Result<ObjectiveParts> {
     let last = inp.u.len() - 1;
-    let act = inp.activation;
+    let act = inp.arch.activation();
     let mut act_pen = kernels::sq_dist(&inp.v[last], &inp.u[last])?;
     for l in 0..last {
-        act_pen += kernels::sum_map([&inp.v[l], &inp.u[l]], |[v, u]| {
-            let d = v as f64 - act.apply(u as f64);
-            d * d
-        })?;
+        act_pen += if inp.arch.is_residual(l) {
+            let skip = if l == 0 { inp.x } else { &inp.v[l - 1] };
+            kernels::sum_map([&inp.v[l], skip, &inp.u[l]], |[v, s, u]| {
+                let d = v as f64 - s as f64 - act.apply(u as f64);
+                d * d
+            })?
+        } else {
+            kernels::sum_map([&inp.v[l], &inp.u[l]], |[v, u]| {
+                let d = v as f64 - act.apply(u as f64);
+                d * d
+            })?
+        };
     }
     let mut pre_pen = 0.0;
     for (u, z) in inp.u.iter().zip(inp.z) {

@@ -21,7 +21,7 @@ use crate::arch::Architecture;
 use crate::config::BcdConfig;
 use crate::error::{BcdError, Result};
 use crate::kernels;
-use crate::model::layer_vars;
+use crate::model::{layer_output, layer_vars};
 use crate::objective::{self, ObjectiveInputs, ObjectiveParts};
 use crate::state::LiftedState;
 use crate::updates::{self, AugmentedGram};
@@ -85,16 +85,10 @@ impl BcdOptimizer {
         config: BcdConfig,
     ) -> Result<Self> {
         let mut opt = Self::build(varmap, arch, x, y, config)?;
-        let last = arch.num_layers() - 1;
-        let act = arch.activation();
         let mut input = opt.x.clone();
-        for l in 0..=last {
+        for l in 0..arch.num_layers() {
             let u = opt.affine(l, &input)?;
-            let v = if l < last {
-                kernels::map([&u], |[u]| act.apply(u as f64) as f32)?
-            } else {
-                u.clone()
-            };
+            let v = layer_output(arch, l, &u, &input)?;
             opt.z.push(u.clone());
             opt.state.u.push(u);
             opt.state.v.push(v.clone());
@@ -296,24 +290,25 @@ impl BcdOptimizer {
         dx += self.update_weights(last)?;
 
         for l in (0..last).rev() {
-            let v = updates::hidden_activation(
-                &self.state.u[l],
-                act,
-                &self.state.u[l + 1],
-                self.weights[l + 1].as_tensor(),
-                self.biases[l + 1].as_tensor(),
-                &cfg,
-                &format!("V_{}", l + 1),
-            )?;
+            let skip = self.arch.is_residual(l).then(|| self.input(l).clone());
+            let nb = updates::HiddenNeighbours {
+                u_i: &self.state.u[l],
+                skip: skip.as_ref(),
+                u_next: &self.state.u[l + 1],
+                w_next: self.weights[l + 1].as_tensor(),
+                b_next: self.biases[l + 1].as_tensor(),
+                v_next_residual: self.arch.is_residual(l + 1).then_some(&self.state.v[l + 1]),
+            };
+            let v = updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?;
             dx += Self::replace(&mut self.state.v[l], v)?;
             self.z[l + 1] = self.affine(l + 1, &self.state.v[l])?;
-            let u = updates::hidden_preactivation(
-                &self.z[l],
-                &self.state.u[l],
-                &self.state.v[l],
-                act,
-                &cfg,
-            )?;
+            // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
+            let target = match &skip {
+                Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
+                None => self.state.v[l].clone(),
+            };
+            let u =
+                updates::hidden_preactivation(&self.z[l], &self.state.u[l], &target, act, &cfg)?;
             dx += Self::replace(&mut self.state.u[l], u)?;
             dx += self.update_weights(l)?;
         }
@@ -345,7 +340,8 @@ impl BcdOptimizer {
                 v: &self.state.v,
                 z: &self.z,
                 weights: &weights,
-                activation: self.arch.activation(),
+                x: &self.x,
+                arch: &self.arch,
             },
             &self.config,
         )

@@ -113,24 +113,56 @@ pub fn weights(
     Ok((w, b))
 }
 
-/// Hidden `V_i ← argmin γ/2‖V − σ(U_i)‖² + ρ/2‖U_{i+1} − [V 1]W̃_{i+1}ᵀ‖²
-///                 = (γσ(U_i) + ρ(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (γI + ρW_{i+1}ᵀW_{i+1})⁻¹`.
+/// The neighbours of a hidden activation block `V_i` in the objective.
+#[derive(Debug, Clone, Copy)]
+pub struct HiddenNeighbours<'a> {
+    /// `U_i`.
+    pub u_i: &'a Tensor,
+    /// `V_{i−1}` when layer `i` is residual (`V_i = V_{i−1} + σ(U_i)`), else `None`.
+    pub skip: Option<&'a Tensor>,
+    /// `U_{i+1}`.
+    pub u_next: &'a Tensor,
+    /// `W_{i+1}`, `[d_{i+1}, d_i]`.
+    pub w_next: &'a Tensor,
+    /// `b_{i+1}`.
+    pub b_next: &'a Tensor,
+    /// `V_{i+1}` when layer `i+1` is residual, else `None`.
+    pub v_next_residual: Option<&'a Tensor>,
+}
+
+/// Hidden `V_i ← argmin γ/2‖V − S_i − σ(U_i)‖² + ρ/2‖U_{i+1} − [V 1]W̃_{i+1}ᵀ‖²
+///                      [+ γ/2‖V_{i+1} − V − σ(U_{i+1})‖² if layer i+1 is residual]`
+/// (`S_i = V_{i−1}` if layer `i` is residual, else 0), i.e.
+/// `V = (γ(S_i + σ(U_i)) [+ γ(V_{i+1} − σ(U_{i+1}))] + ρ(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (sI + ρWᵀW)⁻¹`
+/// with `s = γ`, or `2γ` when layer `i+1` is residual.
 pub fn hidden_activation(
-    u_i: &Tensor,
+    nb: HiddenNeighbours,
     act: Activation,
-    u_next: &Tensor,
-    w_next: &Tensor,
-    b_next: &Tensor,
     cfg: &BcdConfig,
     block: &str,
 ) -> Result<Tensor> {
     let (g, r) = (cfg.gamma, cfg.rho);
     // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
-    let c = solve::to_mat(&b_next.unsqueeze(0)?)? * solve::to_mat(w_next)?;
+    let c = solve::to_mat(&nb.b_next.unsqueeze(0)?)? * solve::to_mat(nb.w_next)?;
     let c: Vec<f64> = (0..c.ncols()).map(|j| r * c[(0, j)]).collect();
-    let s = kernels::map_cols([u_i], |[u], j| (g * act.apply(u as f64) - c[j]) as f32)?;
-    let rhs = kernels::matmul(Op::N(u_next), Op::N(w_next), r as f32, Addend::Matrix(&s))?;
-    RowSolve::new(w_next, g, r, block)?.apply(&rhs)
+    let mut s = kernels::map_cols([nb.u_i], |[u], j| (g * act.apply(u as f64) - c[j]) as f32)?;
+    if let Some(skip) = nb.skip {
+        s = kernels::map([&s, skip], |[s, v]| (s as f64 + g * v as f64) as f32)?;
+    }
+    let mut shift = g;
+    if let Some(v_next) = nb.v_next_residual {
+        s = kernels::map([&s, v_next, nb.u_next], |[s, v, u]| {
+            (s as f64 + g * (v as f64 - act.apply(u as f64))) as f32
+        })?;
+        shift = 2.0 * g;
+    }
+    let rhs = kernels::matmul(
+        Op::N(nb.u_next),
+        Op::N(nb.w_next),
+        r as f32,
+        Addend::Matrix(&s),
+    )?;
+    RowSolve::new(nb.w_next, shift, r, block)?.apply(&rhs)
 }
 
 /// Hidden `U_i ← argmin γ/2‖V_i − σ(U)‖² + ρ/2‖U − Z_i‖² + α/2‖U − U_i^old‖²`, elementwise

@@ -148,16 +148,21 @@ fn hidden_activation_is_exact_dense_and_woodbury() {
         let u_i = rand_m(25, d, 10, 1.0);
         let u_next = rand_m(25, k, 11, 1.0);
         let (w, b) = (rand_m(k, d, 12, 0.8), rand_m(1, k, 13, 0.5));
-        let v = updates::hidden_activation(
-            &u_i.to_tensor(),
-            Activation::Relu,
-            &u_next.to_tensor(),
-            &w.to_tensor(),
-            &b.to_tensor().reshape(k).unwrap(),
-            &c,
-            "V_test",
-        )
-        .unwrap();
+        let (u_t, un_t, w_t, b_t) = (
+            u_i.to_tensor(),
+            u_next.to_tensor(),
+            w.to_tensor(),
+            b.to_tensor().reshape(k).unwrap(),
+        );
+        let nb = updates::HiddenNeighbours {
+            u_i: &u_t,
+            skip: None,
+            u_next: &un_t,
+            w_next: &w_t,
+            b_next: &b_t,
+            v_next_residual: None,
+        };
+        let v = updates::hidden_activation(nb, Activation::Relu, &c, "V_test").unwrap();
         let v = M::from_tensor(&v);
         // ∇ = γ(V − relu(U_i)) − ρ(U_{i+1} − ṼW̃ᵀ)W
         let r = u_next
@@ -168,6 +173,45 @@ fn hidden_activation_is_exact_dense_and_woodbury() {
         });
         assert_stationary(
             &format!("V ({d}→{k})"),
+            &grad,
+            c.gamma * u_i.sq_norm().sqrt(),
+        );
+    }
+}
+
+#[test]
+fn residual_hidden_activation_is_exact() {
+    // V_i between two residual layers: own penalty γ/2‖V − V_{i−1} − σ(U_i)‖², layer i+1's
+    // pre-activation penalty and residual penalty γ/2‖V_{i+1} − V − σ(U_{i+1})‖².
+    let c = cfg();
+    let d = 7;
+    for act in [Activation::Relu, Activation::Tanh] {
+        let (u_i, v_prev) = (rand_m(25, d, 20, 1.0), rand_m(25, d, 21, 1.0));
+        let (u_next, v_next) = (rand_m(25, d, 22, 1.0), rand_m(25, d, 23, 1.0));
+        let (w, b) = (rand_m(d, d, 24, 0.6), rand_m(1, d, 25, 0.5));
+        let t = |m: &M| m.to_tensor();
+        let (u_t, vp_t, un_t, vn_t, w_t) = (t(&u_i), t(&v_prev), t(&u_next), t(&v_next), t(&w));
+        let b_t = b.to_tensor().reshape(d).unwrap();
+        let nb = updates::HiddenNeighbours {
+            u_i: &u_t,
+            skip: Some(&vp_t),
+            u_next: &un_t,
+            w_next: &w_t,
+            b_next: &b_t,
+            v_next_residual: Some(&vn_t),
+        };
+        let v = M::from_tensor(&updates::hidden_activation(nb, act, &c, "V_res").unwrap());
+        let sig = |x: f64| act.apply(x);
+        let r = u_next
+            .zip(&reference::affine(&v, &w, &b), |a, b| a - b)
+            .mul(&w);
+        let grad = M::from_fn(25, d, |i, j| {
+            c.gamma * (v.at(i, j) - v_prev.at(i, j) - sig(u_i.at(i, j)))
+                - c.gamma * (v_next.at(i, j) - v.at(i, j) - sig(u_next.at(i, j)))
+                - c.rho * r.at(i, j)
+        });
+        assert_stationary(
+            &format!("residual V ({act:?})"),
             &grad,
             c.gamma * u_i.sq_norm().sqrt(),
         );

@@ -41,41 +41,91 @@ fn assert_monotone(
 
 #[test]
 fn objective_never_increases_on_random_problems() {
-    let cases: Vec<(Vec<usize>, Activation, BcdConfig)> = vec![
-        (vec![10, 20, 20, 3], Activation::Relu, BcdConfig::default()),
+    let mlp = |w: &[usize], act| Architecture::mlp(w, act).unwrap();
+    let res = |k, out, act| Architecture::resnet(10, 12, k, out, act).unwrap();
+    let def = BcdConfig::default;
+    let cases: Vec<(Architecture, BcdConfig)> = vec![
+        (mlp(&[10, 20, 20, 3], Activation::Relu), def()),
         (
-            vec![10, 30, 5, 30, 4],
-            Activation::Relu,
+            mlp(&[10, 30, 5, 30, 4], Activation::Relu),
             BcdConfig {
                 alpha: 0.5,
                 lambda: 0.01,
                 init: WeightInit::Kaiming,
-                ..Default::default()
+                ..def()
             },
         ),
         (
-            vec![8, 16, 2],
-            Activation::LeakyRelu { slope: 0.1 },
+            mlp(&[8, 16, 2], Activation::LeakyRelu { slope: 0.1 }),
             BcdConfig {
                 gamma: 3.0,
                 rho: 0.2,
                 alpha: 1.0,
                 seed: 7,
-                ..Default::default()
+                ..def()
             },
         ),
         (
-            vec![8, 12, 12, 12, 12, 5],
-            Activation::Identity,
+            mlp(&[8, 12, 12, 12, 12, 5], Activation::Identity),
             BcdConfig {
                 init: WeightInit::Glorot,
                 seed: 3,
-                ..Default::default()
+                ..def()
+            },
+        ),
+        (
+            mlp(&[10, 20, 20, 3], Activation::Sigmoid),
+            BcdConfig {
+                init: WeightInit::Kaiming,
+                ..def()
+            },
+        ),
+        (
+            mlp(&[10, 20, 20, 3], Activation::Tanh),
+            BcdConfig {
+                gamma: 2.0,
+                alpha: 1.0,
+                init: WeightInit::Glorot,
+                ..def()
+            },
+        ),
+        (
+            mlp(&[10, 20, 20, 3], Activation::Relu),
+            BcdConfig {
+                loss: Loss::CrossEntropy,
+                ..def()
+            },
+        ),
+        (
+            mlp(&[10, 16, 16, 4], Activation::Tanh),
+            BcdConfig {
+                loss: Loss::CrossEntropy,
+                alpha: 0.5,
+                lambda: 0.1,
+                init: WeightInit::Kaiming,
+                ..def()
+            },
+        ),
+        (res(3, 3, Activation::Relu), def()),
+        (
+            res(2, 3, Activation::Tanh),
+            BcdConfig {
+                alpha: 1.0,
+                lambda: 0.01,
+                init: WeightInit::Kaiming,
+                ..def()
+            },
+        ),
+        (
+            res(2, 4, Activation::Relu),
+            BcdConfig {
+                loss: Loss::CrossEntropy,
+                ..def()
             },
         ),
     ];
-    for (i, (widths, act, cfg)) in cases.into_iter().enumerate() {
-        let arch = Architecture::mlp(&widths, act).unwrap();
+    for (i, (arch, cfg)) in cases.into_iter().enumerate() {
+        let widths = arch.widths().to_vec();
         let n = 64;
         let x = rand_m(n, widths[0], 100 + i as u64, 1.0).to_tensor();
         let d_out = *widths.last().unwrap();

@@ -14,8 +14,15 @@ use candle_core::Device;
 use candle_nn::{Module, VarMap};
 
 fn train_small(loss: Loss, sweeps: usize) -> (f64, f64) {
+    train_arch(
+        Architecture::mlp(&[784, 128, 10], Activation::Relu).unwrap(),
+        loss,
+        sweeps,
+    )
+}
+
+fn train_arch(arch: Architecture, loss: Loss, sweeps: usize) -> (f64, f64) {
     let ds = data::take_train(&data::load_idx_dir(&common::mnist_dir()).unwrap(), 3000).unwrap();
-    let arch = Architecture::mlp(&[784, 128, 10], Activation::Relu).unwrap();
     let cfg = BcdConfig {
         loss,
         ..Default::default()
@@ -50,6 +57,14 @@ fn small_mlp_learns_mnist_with_cross_entropy() {
         acc > 0.80,
         "cross-entropy test accuracy {acc} after 8 sweeps"
     );
+}
+
+/// FC-ResNet: stem 784 → 128, two residual layers, head; 8 sweeps measured 0.8316 here.
+#[test]
+fn small_resnet_learns_mnist() {
+    let arch = Architecture::resnet(784, 128, 2, 10, Activation::Relu).unwrap();
+    let (_, acc) = train_arch(arch, Loss::Squared, 8);
+    assert!(acc > 0.78, "ResNet test accuracy {acc} after 8 sweeps");
 }
 
 #[test]

@@ -28,8 +28,18 @@ fn blocks_of(opt: &BcdOptimizer) -> Blocks {
 }
 
 fn check(widths: &[usize], n: usize, cfg: BcdConfig, sweeps_before: usize) {
+    check_arch(
+        Architecture::mlp(widths, Activation::Relu).unwrap(),
+        &[],
+        n,
+        cfg,
+        sweeps_before,
+    );
+}
+
+fn check_arch(arch: Architecture, res: &[bool], n: usize, cfg: BcdConfig, sweeps_before: usize) {
     let device = Device::Cpu;
-    let arch = Architecture::mlp(widths, Activation::Relu).unwrap();
+    let widths = arch.widths().to_vec();
     let x = rand_m(n, widths[0], 11, 1.0);
     let y = rand_m(n, *widths.last().unwrap(), 12, 1.0);
     let varmap = VarMap::new();
@@ -46,7 +56,7 @@ fn check(widths: &[usize], n: usize, cfg: BcdConfig, sweeps_before: usize) {
         lambda: cfg.lambda,
     };
     let start = blocks_of(&opt);
-    let expected = reference::sweep(&x, &y, &start, hp);
+    let expected = reference::sweep(&x, &y, &start, hp, res);
     let report = opt.step().unwrap();
     let got = blocks_of(&opt);
     // W̃ = [W b] is one block: compare it as one (a bias near zero has no meaningful
@@ -75,7 +85,7 @@ fn check(widths: &[usize], n: usize, cfg: BcdConfig, sweeps_before: usize) {
             );
         }
     }
-    let phi_ref = reference::objective(&x, &y, &expected, hp);
+    let phi_ref = reference::objective(&x, &y, &expected, hp, res);
     let phi = report.objective.total();
     assert!(
         (phi - phi_ref).abs() <= 1e-4 * phi_ref.abs(),
@@ -100,6 +110,25 @@ fn one_sweep_matches_reference_wide_head_after_some_sweeps() {
         ..Default::default()
     };
     check(&[5, 4, 7, 8], 30, cfg, 3);
+}
+
+#[test]
+fn one_sweep_matches_reference_resnet() {
+    // Stem 6 → 9, three residual layers of width 9, head 9 → 3.
+    let arch = Architecture::resnet(6, 9, 3, 3, Activation::Relu).unwrap();
+    let res = [false, true, true, true, false];
+    check_arch(arch.clone(), &res, 40, BcdConfig::default(), 0);
+    check_arch(
+        arch,
+        &res,
+        40,
+        BcdConfig {
+            lambda: 0.05,
+            alpha: 1.0,
+            ..Default::default()
+        },
+        2,
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! An independent `f64` implementation of one three-splitting sweep of `ALGORITHM.md`,
 //! written from the specification with naive loops and Gaussian elimination (no faer, no
-//! Cholesky, no Woodbury, no cached products), for ReLU hidden layers and squared loss.
+//! Cholesky, no Woodbury, no cached products), for ReLU hidden layers and squared loss, with
+//! optional residual layers `V_i = V_{i−1} + relu(U_i)` (`res[l]`).
 
 use super::M;
 
@@ -71,7 +72,8 @@ pub fn weights(vin: &M, u: &M, w: &M, b: &M, hp: Hp) -> (M, M) {
 }
 
 /// One backward Gauss–Seidel sweep, in the order of `ALGORITHM.md`.
-pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp) -> Blocks {
+pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
+    let is_res = |l: usize| res.get(l).copied().unwrap_or(false);
     let mut s = blk.clone();
     let last = s.w.len() - 1;
     let input = |s: &Blocks, l: usize| {
@@ -99,21 +101,37 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp) -> Blocks {
         let centered = M::from_fn(s.u[l + 1].r, s.u[l + 1].c, |i, j| {
             s.u[l + 1].at(i, j) - bn.at(0, j)
         });
-        let rhs = s.u[l]
+        // Residual layers add γ V_{l−1} (own penalty) and γ (V_{l+1} − relu(U_{l+1})) with a
+        // second γI (layer l+1's residual penalty).
+        let mut rhs = s.u[l]
             .map(relu)
             .zip(&centered.mul(wn), |a, b| hp.gamma * a + hp.rho * b);
+        let mut shift = hp.gamma;
+        if is_res(l) {
+            rhs = rhs.zip(&input(&s, l), |a, b| a + hp.gamma * b);
+        }
+        if is_res(l + 1) {
+            let t = s.v[l + 1].zip(&s.u[l + 1], |v, u| v - relu(u));
+            rhs = rhs.zip(&t, |a, b| a + hp.gamma * b);
+            shift += hp.gamma;
+        }
         let d = wn.c;
         let wtw = wn.t().mul(wn);
         let m = M::from_fn(d, d, |i, j| {
-            hp.rho * wtw.at(i, j) + if i == j { hp.gamma } else { 0.0 }
+            hp.rho * wtw.at(i, j) + if i == j { shift } else { 0.0 }
         });
         s.v[l] = m.solve(&rhs.t()).t();
         // U_l
         let z = affine(&input(&s, l), &s.w[l], &s.b[l]);
         let c = (hp.rho + hp.alpha) / hp.gamma;
+        let target = if is_res(l) {
+            s.v[l].zip(&input(&s, l), |v, p| v - p)
+        } else {
+            s.v[l].clone()
+        };
         s.u[l] = M::from_fn(z.r, z.c, |i, j| {
             let a = (hp.rho * z.at(i, j) + hp.alpha * s.u[l].at(i, j)) / (hp.rho + hp.alpha);
-            relu_prox(s.v[l].at(i, j), a, c)
+            relu_prox(target.at(i, j), a, c)
         });
         // W_l
         let (w, b) = weights(&input(&s, l), &s.u[l], &s.w[l], &s.b[l], hp);
@@ -124,7 +142,7 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp) -> Blocks {
 }
 
 /// `Φ` of `ALGORITHM.md` (three-splitting, squared loss, ReLU).
-pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp) -> f64 {
+pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: &[bool]) -> f64 {
     let last = s.w.len() - 1;
     let mut phi = 0.5 * s.v[last].zip(y, |a, b| a - b).sq_norm();
     phi += 0.5 * hp.gamma * s.v[last].zip(&s.u[last], |a, b| a - b).sq_norm();
@@ -141,7 +159,15 @@ pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp) -> f64 {
                 .sq_norm();
         phi += 0.5 * hp.lambda * s.w[l].sq_norm();
         if l < last {
-            phi += 0.5 * hp.gamma * s.v[l].zip(&s.u[l], |v, u| v - relu(u)).sq_norm();
+            let skip = if res.get(l).copied().unwrap_or(false) {
+                input.clone()
+            } else {
+                M::zeros(s.v[l].r, s.v[l].c)
+            };
+            let r = M::from_fn(s.v[l].r, s.v[l].c, |i, j| {
+                s.v[l].at(i, j) - skip.at(i, j) - relu(s.u[l].at(i, j))
+            });
+            phi += 0.5 * hp.gamma * r.sq_norm();
         }
     }
     phi

@@ -30,6 +30,15 @@ pub enum ActivationArg {
     Tanh,
 }
 
+/// Network family.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchArg {
+    /// Fully connected layers with --hidden widths.
+    Mlp,
+    /// Stem to --hidden width, --residual-layers residual layers, linear head.
+    Resnet,
+}
+
 /// Loss on the network output.
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LossArg {
@@ -82,6 +91,12 @@ pub struct TrainArgs {
     /// Hidden widths, comma separated [default: 1500,1500,1500, or the checkpoint's].
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
+    /// Network family [default: mlp, or the checkpoint's].
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Residual layers of --arch resnet.
+    #[arg(long, default_value_t = 2)]
+    pub residual_layers: usize,
     /// Hidden activation.
     #[arg(long, value_enum, default_value = "relu")]
     pub activation: ActivationArg,
@@ -173,12 +188,42 @@ impl TrainArgs {
         }
     }
 
-    fn architecture(&self, input: usize, output: usize, hidden: &[usize]) -> Result<Architecture> {
-        let widths: Vec<usize> = std::iter::once(input)
-            .chain(hidden.iter().copied())
-            .chain(std::iter::once(output))
-            .collect();
-        Ok(Architecture::mlp(&widths, self.activation())?)
+    /// The architecture from the flags; when resuming without --hidden/--arch, the checkpoint's.
+    fn architecture(
+        &self,
+        input: usize,
+        output: usize,
+        checkpoint: Option<&Architecture>,
+    ) -> Result<Architecture> {
+        if let (Some(arch), None, None) = (checkpoint, &self.hidden, self.arch) {
+            return Ok(arch.clone());
+        }
+        let hidden = self
+            .hidden
+            .clone()
+            .unwrap_or_else(|| vec![1500, 1500, 1500]);
+        match self.arch.unwrap_or(ArchArg::Mlp) {
+            ArchArg::Mlp => {
+                let widths: Vec<usize> = std::iter::once(input)
+                    .chain(hidden)
+                    .chain(std::iter::once(output))
+                    .collect();
+                Ok(Architecture::mlp(&widths, self.activation())?)
+            }
+            ArchArg::Resnet => {
+                let [width] = hidden[..] else {
+                    anyhow::bail!("--arch resnet takes one --hidden width, got {hidden:?}");
+                };
+                let k = self.residual_layers;
+                Ok(Architecture::resnet(
+                    input,
+                    width,
+                    k,
+                    output,
+                    self.activation(),
+                )?)
+            }
+        }
     }
 }
 
@@ -197,11 +242,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (model, mut opt) = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path, &device)?;
-            let hidden = args.hidden.clone().unwrap_or_else(|| {
-                let w = ckpt.architecture.widths();
-                w[1..w.len() - 1].to_vec()
-            });
-            let arch = args.architecture(d0, ds.labels, &hidden)?;
+            let arch = args.architecture(d0, ds.labels, Some(&ckpt.architecture))?;
             ckpt.check_compatible(&arch, n, path)?;
             ckpt.load_weights_into(&varmap)?;
             let model = BcdNet::new(&arch, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
@@ -211,11 +252,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             (model, opt)
         }
         None => {
-            let hidden = args
-                .hidden
-                .clone()
-                .unwrap_or_else(|| vec![1500, 1500, 1500]);
-            let arch = args.architecture(d0, ds.labels, &hidden)?;
+            let arch = args.architecture(d0, ds.labels, None)?;
             let config = args.config(BcdConfig::default());
             config.validate()?;
             let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &device)?;
