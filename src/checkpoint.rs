@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `layers.{l}.weight` | `[d_{l+1}, d_l]` | `W_{l+1}` (candle-nn `Linear` layout) |
 //! | `layers.{l}.bias` | `[d_{l+1}]` | `b_{l+1}` |
-//! | `lifted.u.{l}` | `[N, d_{l+1}]` | pre-activations `U_{l+1}` |
+//! | `lifted.u.{l}` | `[N, d_{l+1}]` | pre-activations `U_{l+1}` (three-splitting only) |
 //! | `lifted.v.{l}` | `[N, d_{l+1}]` | activations `V_{l+1}` (`V_L` for the last `l`) |
 //!
 //! Metadata (strings): `format = candle-bcd-checkpoint`, `format_version = 1`,
@@ -23,7 +23,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::arch::Architecture;
-use crate::config::BcdConfig;
+use crate::config::{BcdConfig, Splitting};
 use crate::error::{BcdError, Result};
 use crate::optimizer::BcdOptimizer;
 use crate::state::LiftedState;
@@ -89,7 +89,9 @@ pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
             format!("{prefix}.bias"),
             opt.bias_vars()[l].as_tensor().clone(),
         ));
-        tensors.push((LiftedState::u_name(l), state.u[l].clone()));
+        if let Some(u) = state.u.get(l) {
+            tensors.push((LiftedState::u_name(l), u.clone()));
+        }
         tensors.push((LiftedState::v_name(l), state.v[l].clone()));
     }
     let metadata = HashMap::from([
@@ -182,7 +184,9 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
             let t = take(name.clone())?;
             weights.insert(name, t);
         }
-        state.u.push(take(LiftedState::u_name(l))?);
+        if config.splitting == Splitting::Three {
+            state.u.push(take(LiftedState::u_name(l))?);
+        }
         state.v.push(take(LiftedState::v_name(l))?);
     }
     Ok(Checkpoint {

@@ -18,6 +18,7 @@
 //! | `seed` | 0 | seed of the weight initialisation | any |
 //! | `init` | `Official` | weight initialisation scheme | see [`WeightInit`] |
 //! | `loss` | `Squared` | loss on the lifted output | see [`Loss`] |
+//! | `splitting` | `Three` | lifted formulation | see [`Splitting`] (two-splitting needs `α > 0`) |
 //!
 //! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`).
 
@@ -25,6 +26,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BcdError, Result};
 use crate::loss::Loss;
+
+/// Which lifted formulation the sweep minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Splitting {
+    /// Lifted `U_i` and `V_i`; every block update exact (the default).
+    #[default]
+    Three,
+    /// Lifted `V_i` only; hidden blocks take prox-linear steps with backtracking (needs `α > 0`).
+    Two,
+}
 
 /// Weight initialisation scheme. **(choice, documented)**: the default follows the official
 /// code so that its published accuracy curve is the reference.
@@ -77,6 +89,9 @@ pub struct BcdConfig {
     /// Loss on the lifted output `V_L`.
     #[serde(default)]
     pub loss: Loss,
+    /// Three- or two-splitting formulation.
+    #[serde(default)]
+    pub splitting: Splitting,
 }
 
 impl Default for BcdConfig {
@@ -89,6 +104,7 @@ impl Default for BcdConfig {
             seed: 0,
             init: WeightInit::Official,
             loss: Loss::Squared,
+            splitting: Splitting::Three,
         }
     }
 }
@@ -122,6 +138,9 @@ impl BcdConfig {
         check("rho", self.rho, true)?;
         check("alpha", self.alpha, false)?;
         check("lambda", self.lambda, false)?;
+        if self.splitting == Splitting::Two {
+            check("alpha", self.alpha, true)?;
+        }
         Ok(())
     }
 }

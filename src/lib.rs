@@ -39,11 +39,13 @@ pub mod optimizer;
 pub mod solve;
 pub mod state;
 pub mod trainer;
+pub mod two_split;
 pub mod updates;
 
 pub use activation::Activation;
 pub use arch::Architecture;
-pub use config::{BcdConfig, WeightInit};
+pub use candle_core::Tensor;
+pub use config::{BcdConfig, Splitting, WeightInit};
 pub use error::{BcdError, Result};
 pub use loss::Loss;
 pub use model::BcdNet;

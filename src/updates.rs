@@ -80,8 +80,38 @@ pub fn weights(
     cfg: &BcdConfig,
     block: &str,
 ) -> Result<(Tensor, Tensor)> {
+    let weights = PenaltyWeights {
+        coupling: cfg.rho,
+        alpha: cfg.alpha,
+        lambda: cfg.lambda,
+    };
+    weights_for(gram, v_prev, u, w_old, b_old, weights, block)
+}
+
+/// The weights of a `W̃` subproblem `λ/2‖W‖² + c/2‖T − ṼW̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`.
+#[derive(Debug, Clone, Copy)]
+pub struct PenaltyWeights {
+    /// `c`: `ρ` in the three-splitting, `γ` for the two-splitting output layer.
+    pub coupling: f64,
+    /// `α`.
+    pub alpha: f64,
+    /// `λ`.
+    pub lambda: f64,
+}
+
+/// [`weights`] with explicit penalty weights and target `T` (`U_i`, or `V_L` in the
+/// two-splitting output layer).
+pub fn weights_for(
+    gram: &AugmentedGram,
+    v_prev: &Tensor,
+    u: &Tensor,
+    w_old: &Tensor,
+    b_old: &Tensor,
+    pw: PenaltyWeights,
+    block: &str,
+) -> Result<(Tensor, Tensor)> {
     let (m, n) = w_old.dims2()?;
-    let (r, a, l) = (cfg.rho, cfg.alpha, cfg.lambda);
+    let (r, a, l) = (pw.coupling, pw.alpha, pw.lambda);
     let utv = solve::to_mat(&kernels::matmul(
         Op::T(u),
         Op::N(v_prev),

@@ -4,6 +4,7 @@
 
 mod common;
 
+use candle_bcd::two_split;
 use candle_bcd::updates::{self, AugmentedGram};
 use candle_bcd::{Activation, BcdConfig};
 use common::reference::{self, Hp};
@@ -261,4 +262,110 @@ fn hidden_preactivation_is_exact() {
             }
         }
     }
+}
+
+/// Two-splitting `V_i`: the accepted point is the gradient step of size 1/(γ+α) written out
+/// here in f64 from the formula (own fit γ/2‖V − own‖² + γ/2‖V_{i+1} − σ(ṼW̃ᵀ)‖² linearised at
+/// V^old), and the block objective did not increase.
+#[test]
+fn two_splitting_activation_step_is_the_prox_linear_step() {
+    let (g, a0) = (1.3, 0.05);
+    for (act, residual) in [(Activation::Relu, false), (Activation::Tanh, true)] {
+        let d = 6;
+        let (own, v0, v_next) = (
+            rand_m(20, d, 30, 1.0),
+            rand_m(20, d, 31, 1.0),
+            rand_m(20, d, 32, 1.0),
+        );
+        let (w, b) = (rand_m(d, d, 33, 0.7), rand_m(1, d, 34, 0.3));
+        let z0 = reference::affine(&v0, &w, &b);
+        let t = |m: &M| m.to_tensor();
+        let (w_t, b_t, vn_t) = (t(&w), b.to_tensor().reshape(d).unwrap(), t(&v_next));
+        let next = two_split::NextLayer {
+            w: &w_t,
+            b: &b_t,
+            v: &vn_t,
+            residual,
+            act,
+        };
+        let step = two_split::hidden_activation(&t(&own), &t(&v0), &t(&z0), next, g, a0).unwrap();
+        assert!(step.alpha.is_finite() && step.alpha >= a0);
+        let block = |v: &M| {
+            let z = reference::affine(v, &w, &b);
+            let fit = M::from_fn(20, d, |i, j| {
+                v_next.at(i, j) - if residual { v.at(i, j) } else { 0.0 } - act.apply(z.at(i, j))
+            });
+            0.5 * g * v.zip(&own, |a, b| a - b).sq_norm() + 0.5 * g * fit.sq_norm()
+        };
+        // ∇h(V0) = −γ (R ⊙ σ'(Z0)) W − γ R [residual], R = V_next − [V0] − σ(Z0).
+        let r = M::from_fn(20, d, |i, j| {
+            v_next.at(i, j) - if residual { v0.at(i, j) } else { 0.0 } - act.apply(z0.at(i, j))
+        });
+        let dm = M::from_fn(20, d, |i, j| r.at(i, j) * act.derivative(z0.at(i, j)));
+        let dw = dm.mul(&w);
+        let a = step.alpha;
+        let expected = M::from_fn(20, d, |i, j| {
+            let grad = -g * dw.at(i, j) - if residual { g * r.at(i, j) } else { 0.0 };
+            (g * own.at(i, j) + a * v0.at(i, j) - grad) / (g + a)
+        });
+        let got = M::from_tensor(&step.value);
+        assert!(
+            got.rel_err(&expected) < 1e-5,
+            "{act:?}: step differs by {:.3e}",
+            got.rel_err(&expected)
+        );
+        assert!(
+            block(&got) <= block(&v0) * (1.0 + 1e-7),
+            "{act:?}: block objective rose"
+        );
+        assert!(M::from_tensor(&step.z).rel_err(&reference::affine(&got, &w, &b)) < 1e-5);
+    }
+}
+
+/// Two-splitting `W̃_i`: the accepted point is the prox-linear step (ridge handled exactly) and
+/// the block objective γ/2‖T − σ(ṼW̃ᵀ)‖² + λ/2‖W‖² did not increase.
+#[test]
+fn two_splitting_weight_step_is_the_prox_linear_step() {
+    let (g, a0, lam) = (1.1, 0.01, 0.2);
+    let act = Activation::Relu;
+    let (n_in, m) = (5, 4);
+    let (input, target) = (rand_m(30, n_in, 40, 1.0), rand_m(30, m, 41, 1.0));
+    let (w0, b0) = (rand_m(m, n_in, 42, 0.5), rand_m(1, m, 43, 0.5));
+    let z0 = reference::affine(&input, &w0, &b0);
+    let t = |m: &M| m.to_tensor();
+    let b0_t = b0.to_tensor().reshape(m).unwrap();
+    let step = two_split::weights(
+        &t(&input),
+        &t(&target),
+        &t(&z0),
+        &t(&w0),
+        &b0_t,
+        act,
+        g,
+        a0,
+        lam,
+    )
+    .unwrap();
+    let a = step.alpha;
+    assert!(a.is_finite() && a >= a0);
+    let dm = M::from_fn(30, m, |i, j| {
+        (target.at(i, j) - act.apply(z0.at(i, j))) * act.derivative(z0.at(i, j))
+    });
+    let dtv = dm.t().mul(&input);
+    let w_exp = M::from_fn(m, n_in, |i, j| {
+        (a * w0.at(i, j) + g * dtv.at(i, j)) / (a + lam)
+    });
+    let b_exp = M::from_fn(1, m, |_, j| {
+        b0.at(0, j) + g * (0..30).map(|i| dm.at(i, j)).sum::<f64>() / a
+    });
+    let (w, b) = (
+        M::from_tensor(&step.value),
+        M::from_tensor(step.bias.as_ref().unwrap()),
+    );
+    assert!(w.rel_err(&w_exp) < 1e-5 && b.rel_err(&b_exp) < 1e-5);
+    let obj = |w: &M, b: &M| {
+        let z = reference::affine(&input, w, b);
+        0.5 * g * target.zip(&z, |t, z| t - act.apply(z)).sq_norm() + 0.5 * lam * w.sq_norm()
+    };
+    assert!(obj(&w, &b) <= obj(&w0, &b0) * (1.0 + 1e-7));
 }

@@ -4,7 +4,9 @@
 mod common;
 
 use candle_bcd::data;
-use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, WeightInit};
+use candle_bcd::{
+    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, Splitting, WeightInit,
+};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use common::rand_m;
@@ -123,6 +125,50 @@ fn objective_never_increases_on_random_problems() {
                 ..def()
             },
         ),
+        // Two-splitting: prox-linear hidden blocks with backtracking.
+        (
+            mlp(&[10, 20, 20, 3], Activation::Relu),
+            BcdConfig {
+                splitting: Splitting::Two,
+                ..def()
+            },
+        ),
+        (
+            mlp(&[10, 16, 16, 4], Activation::Tanh),
+            BcdConfig {
+                splitting: Splitting::Two,
+                loss: Loss::CrossEntropy,
+                alpha: 0.5,
+                lambda: 0.1,
+                ..def()
+            },
+        ),
+        (
+            mlp(&[10, 20, 20, 3], Activation::Sigmoid),
+            BcdConfig {
+                splitting: Splitting::Two,
+                init: WeightInit::Kaiming,
+                alpha: 0.1,
+                ..def()
+            },
+        ),
+        (
+            res(2, 3, Activation::Relu),
+            BcdConfig {
+                splitting: Splitting::Two,
+                alpha: 1.0,
+                ..def()
+            },
+        ),
+        (
+            res(3, 3, Activation::LeakyRelu { slope: 0.1 }),
+            BcdConfig {
+                splitting: Splitting::Two,
+                init: WeightInit::Kaiming,
+                lambda: 0.01,
+                ..def()
+            },
+        ),
     ];
     for (i, (arch, cfg)) in cases.into_iter().enumerate() {
         let widths = arch.widths().to_vec();
@@ -152,7 +198,26 @@ fn objective_never_increases_on_real_mnist() {
     let ds = data::take_train(&ds, 1000).unwrap();
     let x = ds.train_images.clone();
     let y = data::one_hot(&ds.train_labels, 10).unwrap();
-    let arch = Architecture::mlp(&[784, 64, 64, 10], Activation::Relu).unwrap();
-    let (first, last) = assert_monotone(&arch, x, y, BcdConfig::default(), 20);
-    assert!(last < 0.5 * first, "Φ fell only from {first} to {last}");
+    let mlp = Architecture::mlp(&[784, 64, 64, 10], Activation::Relu).unwrap();
+    let resnet = Architecture::resnet(784, 64, 2, 10, Activation::Relu).unwrap();
+    let two = BcdConfig {
+        splitting: Splitting::Two,
+        ..Default::default()
+    };
+    let ce = BcdConfig {
+        loss: Loss::CrossEntropy,
+        ..Default::default()
+    };
+    for (arch, cfg) in [
+        (&mlp, BcdConfig::default()),
+        (&resnet, BcdConfig::default()),
+        (&mlp, two),
+        (&resnet, ce),
+    ] {
+        let (first, last) = assert_monotone(arch, x.clone(), y.clone(), cfg.clone(), 20);
+        assert!(
+            last < 0.5 * first,
+            "{cfg:?}: Φ fell only from {first} to {last}"
+        );
+    }
 }

@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::trainer::{self, EvalSet, TrainOptions};
 use candle_bcd::{
-    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, WeightInit,
+    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, Splitting,
+    WeightInit,
 };
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
@@ -37,6 +38,15 @@ pub enum ArchArg {
     Mlp,
     /// Stem to --hidden width, --residual-layers residual layers, linear head.
     Resnet,
+}
+
+/// Lifted formulation.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum SplittingArg {
+    /// U and V lifted, every block exact.
+    Three,
+    /// V lifted, prox-linear hidden blocks.
+    Two,
 }
 
 /// Loss on the network output.
@@ -124,6 +134,9 @@ pub struct TrainArgs {
     /// Weight initialisation [default: official].
     #[arg(long, value_enum)]
     pub init: Option<InitArg>,
+    /// Lifted formulation [default: three].
+    #[arg(long, value_enum)]
+    pub splitting: Option<SplittingArg>,
     /// Loss on the network output [default: squared].
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
@@ -179,6 +192,11 @@ impl TrainArgs {
                 Some(InitArg::Kaiming) => WeightInit::Kaiming,
                 Some(InitArg::Glorot) => WeightInit::Glorot,
                 None => base.init,
+            },
+            splitting: match self.splitting {
+                Some(SplittingArg::Three) => Splitting::Three,
+                Some(SplittingArg::Two) => Splitting::Two,
+                None => base.splitting,
             },
             loss: match self.loss {
                 Some(LossArg::Squared) => Loss::Squared,

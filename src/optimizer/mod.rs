@@ -1,5 +1,7 @@
 //! [`BcdOptimizer`]: one backward Gauss–Seidel sweep over all blocks per [`BcdOptimizer::step`].
 //!
+//! The three-splitting sweep is in `three.rs`, the two-splitting sweep in `two.rs`.
+//!
 //! Block order of a sweep (`ALGORITHM.md`, three-splitting), each block taking the newest
 //! values of the others:
 //!
@@ -18,13 +20,16 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Architecture;
-use crate::config::BcdConfig;
+use crate::config::{BcdConfig, Splitting};
 use crate::error::{BcdError, Result};
 use crate::kernels;
 use crate::model::{layer_output, layer_vars};
 use crate::objective::{self, ObjectiveInputs, ObjectiveParts};
 use crate::state::LiftedState;
-use crate::updates::{self, AugmentedGram};
+use crate::updates::{self, AugmentedGram, PenaltyWeights};
+
+mod three;
+mod two;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -90,7 +95,9 @@ impl BcdOptimizer {
             let u = opt.affine(l, &input)?;
             let v = layer_output(arch, l, &u, &input)?;
             opt.z.push(u.clone());
-            opt.state.u.push(u);
+            if opt.config.splitting == Splitting::Three {
+                opt.state.u.push(u);
+            }
             opt.state.v.push(v.clone());
             input = v;
         }
@@ -110,20 +117,21 @@ impl BcdOptimizer {
         let mut opt = Self::build(varmap, arch, x, y, config)?;
         let n = opt.x.dim(0)?;
         let layers = arch.num_layers();
-        if state.u.len() != layers || state.v.len() != layers {
+        let u_blocks = match opt.config.splitting {
+            Splitting::Three => layers,
+            Splitting::Two => 0,
+        };
+        if state.u.len() != u_blocks || state.v.len() != layers {
             return Err(BcdError::InvalidArchitecture(format!(
-                "lifted state has {} U and {} V blocks, the architecture {} layers",
+                "lifted state has {} U and {} V blocks, expected {u_blocks} and {layers}",
                 state.u.len(),
-                state.v.len(),
-                layers
+                state.v.len()
             )));
         }
         for l in 0..layers {
             let expected = vec![n, arch.layer_dims(l).1];
-            for (name, t) in [
-                (LiftedState::u_name(l), &state.u[l]),
-                (LiftedState::v_name(l), &state.v[l]),
-            ] {
+            let u = state.u.get(l).map(|u| (LiftedState::u_name(l), u));
+            for (name, t) in u.into_iter().chain([(LiftedState::v_name(l), &state.v[l])]) {
                 if t.dims() != expected.as_slice() {
                     return Err(BcdError::ShapeMismatch {
                         name,
@@ -242,8 +250,9 @@ impl BcdOptimizer {
         }
     }
 
-    /// `W̃_l` update; returns `‖ΔW‖² + ‖Δb‖²`.
-    fn update_weights(&mut self, l: usize) -> Result<f64> {
+    /// Exact `W̃_l ← argmin λ/2‖W‖² + c/2‖T − Ṽ_{l−1}W̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`; returns the
+    /// step's `‖ΔW‖² + ‖Δb‖²`.
+    fn exact_weights(&mut self, l: usize, target: &Tensor, coupling: f64) -> Result<f64> {
         let gram_owned;
         let gram = if l == 0 {
             &self.x_gram
@@ -251,19 +260,23 @@ impl BcdOptimizer {
             gram_owned = AugmentedGram::new(self.input(l))?;
             &gram_owned
         };
+        let pw = PenaltyWeights {
+            coupling,
+            alpha: self.config.alpha,
+            lambda: self.config.lambda,
+        };
         let (w_old, b_old) = (self.weights[l].as_tensor(), self.biases[l].as_tensor());
-        let (w, b) = updates::weights(
-            gram,
-            self.input(l),
-            &self.state.u[l],
-            w_old,
-            b_old,
-            &self.config,
-            &format!("W_{}", l + 1),
-        )?;
-        let dx = kernels::sq_dist(&w, w_old)? + kernels::sq_dist(&b, b_old)?;
-        self.weights[l].set(&w)?;
-        self.biases[l].set(&b)?;
+        let block = format!("W_{}", l + 1);
+        let (w, b) = updates::weights_for(gram, self.input(l), target, w_old, b_old, pw, &block)?;
+        self.set_layer(l, &w, &b)
+    }
+
+    /// Writes new weights into layer `l`'s `Var`s; returns `‖ΔW‖² + ‖Δb‖²`.
+    fn set_layer(&mut self, l: usize, w: &Tensor, b: &Tensor) -> Result<f64> {
+        let (w_old, b_old) = (self.weights[l].as_tensor(), self.biases[l].as_tensor());
+        let dx = kernels::sq_dist(w, w_old)? + kernels::sq_dist(b, b_old)?;
+        self.weights[l].set(w)?;
+        self.biases[l].set(b)?;
         Ok(dx)
     }
 
@@ -274,45 +287,13 @@ impl BcdOptimizer {
         Ok(dx)
     }
 
-    /// One full backward Gauss–Seidel sweep over all blocks.
+    /// One full backward Gauss–Seidel sweep over all blocks (of the configured splitting).
     pub fn step(&mut self) -> Result<StepReport> {
         let start = Instant::now();
-        let cfg = self.config.clone();
-        let act = self.arch.activation();
-        let last = self.arch.num_layers() - 1;
-        let mut dx = 0.0;
-
-        let v_l =
-            updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
-        dx += Self::replace(&mut self.state.v[last], v_l)?;
-        let u_l = updates::output_preactivation(&self.state.v[last], &self.z[last], &cfg)?;
-        dx += Self::replace(&mut self.state.u[last], u_l)?;
-        dx += self.update_weights(last)?;
-
-        for l in (0..last).rev() {
-            let skip = self.arch.is_residual(l).then(|| self.input(l).clone());
-            let nb = updates::HiddenNeighbours {
-                u_i: &self.state.u[l],
-                skip: skip.as_ref(),
-                u_next: &self.state.u[l + 1],
-                w_next: self.weights[l + 1].as_tensor(),
-                b_next: self.biases[l + 1].as_tensor(),
-                v_next_residual: self.arch.is_residual(l + 1).then_some(&self.state.v[l + 1]),
-            };
-            let v = updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?;
-            dx += Self::replace(&mut self.state.v[l], v)?;
-            self.z[l + 1] = self.affine(l + 1, &self.state.v[l])?;
-            // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
-            let target = match &skip {
-                Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
-                None => self.state.v[l].clone(),
-            };
-            let u =
-                updates::hidden_preactivation(&self.z[l], &self.state.u[l], &target, act, &cfg)?;
-            dx += Self::replace(&mut self.state.u[l], u)?;
-            dx += self.update_weights(l)?;
-        }
-        self.z[0] = self.affine(0, &self.x)?;
+        let dx = match self.config.splitting {
+            Splitting::Three => self.sweep_three()?,
+            Splitting::Two => self.sweep_two()?,
+        };
         self.state.iteration += 1;
 
         let objective = self.objective()?;
@@ -336,7 +317,12 @@ impl BcdOptimizer {
         objective::evaluate(
             &ObjectiveInputs {
                 y: &self.y,
-                u: &self.state.u,
+                // Two-splitting has no U blocks: U := Z makes the ρ-terms vanish and turns the
+                // γ-terms into γ/2‖V_i − S_i − σ(Z_i)‖², which is Φ₂.
+                u: match self.config.splitting {
+                    Splitting::Three => &self.state.u,
+                    Splitting::Two => &self.z,
+                },
                 v: &self.state.v,
                 z: &self.z,
                 weights: &weights,

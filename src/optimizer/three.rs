@@ -1,0 +1,52 @@
+//! The three-splitting sweep (`ALGORITHM.md`, "One iteration"): `V_L`, `U_L`, `W̃_L`, then for
+//! `i = L−1 … 1`: `V_i`, `U_i`, `W̃_i`, every block an exact minimiser.
+
+use super::BcdOptimizer;
+use crate::error::Result;
+use crate::kernels;
+use crate::updates;
+
+impl BcdOptimizer {
+    /// One three-splitting sweep; returns `‖x^k − x^{k−1}‖²`.
+    pub(super) fn sweep_three(&mut self) -> Result<f64> {
+        let cfg = self.config.clone();
+        let act = self.arch.activation();
+        let last = self.arch.num_layers() - 1;
+        let mut dx = 0.0;
+
+        let v_l =
+            updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
+        dx += Self::replace(&mut self.state.v[last], v_l)?;
+        let u_l = updates::output_preactivation(&self.state.v[last], &self.z[last], &cfg)?;
+        dx += Self::replace(&mut self.state.u[last], u_l)?;
+        let u_l = self.state.u[last].clone();
+        dx += self.exact_weights(last, &u_l, cfg.rho)?;
+
+        for l in (0..last).rev() {
+            let skip = self.arch.is_residual(l).then(|| self.input(l).clone());
+            let nb = updates::HiddenNeighbours {
+                u_i: &self.state.u[l],
+                skip: skip.as_ref(),
+                u_next: &self.state.u[l + 1],
+                w_next: self.weights[l + 1].as_tensor(),
+                b_next: self.biases[l + 1].as_tensor(),
+                v_next_residual: self.arch.is_residual(l + 1).then_some(&self.state.v[l + 1]),
+            };
+            let v = updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?;
+            dx += Self::replace(&mut self.state.v[l], v)?;
+            self.z[l + 1] = self.affine(l + 1, &self.state.v[l])?;
+            // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
+            let target = match &skip {
+                Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
+                None => self.state.v[l].clone(),
+            };
+            let u =
+                updates::hidden_preactivation(&self.z[l], &self.state.u[l], &target, act, &cfg)?;
+            dx += Self::replace(&mut self.state.u[l], u)?;
+            let u = self.state.u[l].clone();
+            dx += self.exact_weights(l, &u, cfg.rho)?;
+        }
+        self.z[0] = self.affine(0, &self.x)?;
+        Ok(dx)
+    }
+}

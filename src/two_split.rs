@@ -1,0 +1,173 @@
+//! Prox-linear block updates of the two-splitting formulation.
+//!
+//! ```text
+//! Φ₂ = R(V_L; Y) + Σ λ/2‖W_i‖² + γ/2 Σ_{i<L} ‖V_i − S_i − σ(Ṽ_{i−1}W̃_iᵀ)‖² + γ/2 ‖V_L − Ṽ_{L−1}W̃_Lᵀ‖²
+//! ```
+//!
+//! (`S_i = V_{i−1}` in a residual layer, else 0). The output block `V_L` and the output weights
+//! `W̃_L` are exact closed forms (the functions of [`crate::updates`] with `U_L` replaced by
+//! `Z_L = Ṽ_{L−1}W̃_Lᵀ` and `ρ` by `γ`). A hidden `V_i` or `W̃_i` sits inside `σ`, so it takes a
+//! prox-linear step: the coupling term is linearised at the old value and `α/2‖· − ·^old‖²` is
+//! added, which is a gradient step of size `1/α` on that term (ReLU uses its a.e. derivative).
+//! **(choice)** `α` starts at the configured value and doubles until the block's objective does
+//! not increase; after 60 doublings the old value is kept, so descent always holds.
+
+use candle_core::Tensor;
+
+use crate::activation::Activation;
+use crate::error::Result;
+use crate::kernels::{self, Addend, Op};
+
+/// Doublings of `α` before a prox-linear block keeps its old value.
+const MAX_DOUBLINGS: usize = 60;
+
+/// The next layer's penalty `γ/2‖V_{i+1} − [V] − σ(ṼW̃_{i+1}ᵀ)‖²` as a function of `V = V_i`.
+#[derive(Debug, Clone, Copy)]
+pub struct NextLayer<'a> {
+    /// `W_{i+1}`.
+    pub w: &'a Tensor,
+    /// `b_{i+1}`.
+    pub b: &'a Tensor,
+    /// `V_{i+1}`.
+    pub v: &'a Tensor,
+    /// Whether layer `i+1` is residual (`S_{i+1} = V_i`).
+    pub residual: bool,
+    /// `σ_{i+1}` (the identity for the output layer).
+    pub act: Activation,
+}
+
+/// Result of a prox-linear step.
+#[derive(Debug, Clone)]
+pub struct ProxLinearStep {
+    /// The new block value (the old one when no step decreased the objective).
+    pub value: Tensor,
+    /// The layer product at the new value (`Ṽ_iW̃_{i+1}ᵀ` for a `V_i` step, `Ṽ_{i−1}W̃_iᵀ` for a
+    /// `W̃_i` step).
+    pub z: Tensor,
+    /// The bias, for a `W̃_i` step.
+    pub bias: Option<Tensor>,
+    /// The `α` that was accepted (`∞` when the old value was kept).
+    pub alpha: f64,
+}
+
+/// `γ/2‖T − σ(z)‖²`.
+fn fit(t: &Tensor, z: &Tensor, act: Activation, gamma: f64) -> Result<f64> {
+    let s = kernels::sum_map([t, z], |[t, z]| (t as f64 - act.apply(z as f64)).powi(2))?;
+    Ok(0.5 * gamma * s)
+}
+
+/// The target of layer `i+1`'s fit given `V_i = v`: `V_{i+1} − [v]`.
+fn next_target(next: &NextLayer, v: &Tensor) -> Result<Tensor> {
+    if next.residual {
+        kernels::map([next.v, v], |[a, b]| a - b)
+    } else {
+        Ok(next.v.clone())
+    }
+}
+
+/// Hidden `V_i` prox-linear step on `γ/2‖V − own‖² + γ/2‖V_{i+1} − [V] − σ(ṼW̃_{i+1}ᵀ)‖²`,
+/// where `own = S_i + σ(Z_i)`: `V = (γ·own + αV^old − ∇h(V^old))/(γ + α)` with
+/// `∇h = −γ (D W_{i+1} [+ R])`, `R = V_{i+1} − [V^old] − σ(Z_{i+1})`, `D = R ⊙ σ'(Z_{i+1})`.
+pub fn hidden_activation(
+    own: &Tensor,
+    v_old: &Tensor,
+    z_next_old: &Tensor,
+    next: NextLayer,
+    gamma: f64,
+    alpha0: f64,
+) -> Result<ProxLinearStep> {
+    let act = next.act;
+    let t_old = next_target(&next, v_old)?;
+    let f_old = 0.5 * gamma * kernels::sq_dist(v_old, own)? + fit(&t_old, z_next_old, act, gamma)?;
+    let d = kernels::map([&t_old, z_next_old], |[t, z]| {
+        ((t as f64 - act.apply(z as f64)) * act.derivative(z as f64)) as f32
+    })?;
+    // −∇h/γ = D W [+ R]
+    let neg_grad = if next.residual {
+        let r = kernels::map([&t_old, z_next_old], |[t, z]| {
+            (t as f64 - act.apply(z as f64)) as f32
+        })?;
+        kernels::matmul(Op::N(&d), Op::N(next.w), 1.0, Addend::Matrix(&r))?
+    } else {
+        kernels::matmul(Op::N(&d), Op::N(next.w), 1.0, Addend::None)?
+    };
+    let mut alpha = alpha0;
+    for _ in 0..MAX_DOUBLINGS {
+        let v = kernels::map([own, v_old, &neg_grad], |[o, v, g]| {
+            ((gamma * o as f64 + alpha * v as f64 + gamma * g as f64) / (gamma + alpha)) as f32
+        })?;
+        let z = kernels::linear(&v, next.w, next.b)?;
+        let f = 0.5 * gamma * kernels::sq_dist(&v, own)?
+            + fit(&next_target(&next, &v)?, &z, act, gamma)?;
+        if f <= f_old {
+            return Ok(ProxLinearStep {
+                value: v,
+                z,
+                bias: None,
+                alpha,
+            });
+        }
+        alpha *= 2.0;
+    }
+    Ok(ProxLinearStep {
+        value: v_old.clone(),
+        z: z_next_old.clone(),
+        bias: None,
+        alpha: f64::INFINITY,
+    })
+}
+
+/// Hidden `W̃_i` prox-linear step on `γ/2‖T − σ(Ṽ_{i−1}W̃ᵀ)‖² + λ/2‖W‖²` with `T = V_i − S_i`:
+/// `W = (αW^old + γDᵀV_{i−1})/(α + λ)`, `b = b^old + γ(1ᵀD)/α`, `D = (T − σ(Z_i)) ⊙ σ'(Z_i)`.
+#[allow(clippy::too_many_arguments)]
+pub fn weights(
+    input: &Tensor,
+    target: &Tensor,
+    z_old: &Tensor,
+    w_old: &Tensor,
+    b_old: &Tensor,
+    act: Activation,
+    gamma: f64,
+    alpha0: f64,
+    lambda: f64,
+) -> Result<ProxLinearStep> {
+    let ridge = |w: &Tensor| -> Result<f64> { Ok(0.5 * lambda * kernels::sq_norm(w)?) };
+    let g_old = fit(target, z_old, act, gamma)? + ridge(w_old)?;
+    let d = kernels::map([target, z_old], |[t, z]| {
+        ((t as f64 - act.apply(z as f64)) * act.derivative(z as f64)) as f32
+    })?;
+    let dtv = kernels::matmul(Op::T(&d), Op::N(input), 1.0, Addend::None)?;
+    let dsum = Tensor::from_vec(
+        kernels::col_sums(&d)?
+            .iter()
+            .map(|&x| x as f32)
+            .collect::<Vec<_>>(),
+        b_old.dims1()?,
+        b_old.device(),
+    )?;
+    let mut alpha = alpha0;
+    for _ in 0..MAX_DOUBLINGS {
+        let w = kernels::map([w_old, &dtv], |[w, g]| {
+            ((alpha * w as f64 + gamma * g as f64) / (alpha + lambda)) as f32
+        })?;
+        let b = kernels::map([b_old, &dsum], |[b, g]| {
+            (b as f64 + gamma * g as f64 / alpha) as f32
+        })?;
+        let z = kernels::linear(input, &w, &b)?;
+        if fit(target, &z, act, gamma)? + ridge(&w)? <= g_old {
+            return Ok(ProxLinearStep {
+                value: w,
+                z,
+                bias: Some(b),
+                alpha,
+            });
+        }
+        alpha *= 2.0;
+    }
+    Ok(ProxLinearStep {
+        value: w_old.clone(),
+        z: z_old.clone(),
+        bias: Some(b_old.clone()),
+        alpha: f64::INFINITY,
+    })
+}
