@@ -1,9 +1,10 @@
-//! Datasets: MNIST-like IDX files from a local directory (gzipped or not), or the Hugging Face
-//! hub through candle-datasets when no directory is given.
+//! Datasets: MNIST-like IDX files (gzipped or not) or CIFAR-10 binary batches from a local
+//! directory, or the Hugging Face hub through candle-datasets when no directory is given.
 //!
 //! Images become `[N, pixels]` `f32` rows scaled to `[0, 1]`; labels stay `[N]` `u8` class ids
 //! ([`one_hot`] makes the `[N, C]` targets of the squared loss).
 
+pub mod cifar;
 pub mod idx;
 
 use std::path::Path;
@@ -21,6 +22,8 @@ pub enum DatasetKind {
     Mnist,
     /// Fashion-MNIST (28×28, 10 classes, same IDX file names).
     FashionMnist,
+    /// CIFAR-10 (3×32×32, 10 classes, binary batches).
+    Cifar10,
 }
 
 /// The four standard IDX file names (each may carry a `.gz` suffix).
@@ -33,17 +36,26 @@ pub const IDX_FILES: [&str; 4] = [
 
 /// Loads `kind` from `dir` when given, otherwise from the Hugging Face hub (needs network).
 pub fn load(kind: DatasetKind, dir: Option<&Path>) -> Result<Dataset> {
-    match dir {
-        Some(dir) => load_idx_dir(dir),
-        None => {
+    match (dir, kind) {
+        (Some(dir), DatasetKind::Cifar10) => cifar::load_dir(dir),
+        (Some(dir), _) => load_idx_dir(dir),
+        (None, _) => {
             let loaded = match kind {
                 DatasetKind::Mnist => candle_datasets::vision::mnist::load(),
                 DatasetKind::FashionMnist => candle_datasets::vision::fashion_mnist::load(),
+                // The hub loader returns [N, 3, W, H] (FACTS.md): transpose to the binary
+                // files' [N, 3, H, W] before flattening.
+                DatasetKind::Cifar10 => candle_datasets::vision::cifar::load().and_then(|mut d| {
+                    let flat = |t: &Tensor| t.permute((0, 1, 3, 2))?.contiguous()?.flatten_from(1);
+                    d.train_images = flat(&d.train_images)?;
+                    d.test_images = flat(&d.test_images)?;
+                    Ok(d)
+                }),
             };
             loaded.map_err(|e| BcdError::Data {
                 path: format!("hf-hub:{kind:?}").into(),
                 reason: format!(
-                    "download through hf-hub failed ({e}); offline, pass --data-dir with the IDX files"
+                    "download through hf-hub failed ({e}); offline, pass --data-dir with the local files"
                 ),
             })
         }

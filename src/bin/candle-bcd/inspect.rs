@@ -1,4 +1,4 @@
-//! `candle-bcd export` and `candle-bcd eval`.
+//! `candle-bcd export`, `candle-bcd eval` and `candle-bcd predict`.
 
 use std::path::PathBuf;
 
@@ -57,5 +57,40 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let x = ds.test_images.to_device(&device)?;
     let acc = model.accuracy(&x, &ds.test_labels)?;
     println!("test accuracy: {acc:.4}");
+    Ok(())
+}
+
+/// Options of `candle-bcd predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A checkpoint or an export.
+    pub model: PathBuf,
+    /// An IDX images file (`…-idx3-ubyte`, gzipped or not).
+    #[arg(long)]
+    pub images: PathBuf,
+}
+
+/// Runs `candle-bcd predict`: one predicted class per line, in file order.
+pub fn run_predict(args: PredictArgs) -> Result<()> {
+    let model = export::load_model(&args.model, &candle_core::Device::Cpu)?;
+    let images = data::idx::read(&args.images, 3)?;
+    let (n, pixels) = (images.dims[0], images.dims[1] * images.dims[2]);
+    let expected = model.architecture().input_dim();
+    if pixels != expected {
+        anyhow::bail!(
+            "{}: images have {pixels} pixels, the model expects {expected} inputs",
+            args.images.display()
+        );
+    }
+    let x = (candle_core::Tensor::from_vec(images.data, (n, pixels), &candle_core::Device::Cpu)?
+        .to_dtype(candle_core::DType::F32)?
+        / 255.0)?;
+    let classes = model.logits(&x)?.argmax(1)?.to_vec1::<u32>()?;
+    let mut out = String::with_capacity(2 * n);
+    for c in classes {
+        out.push_str(&c.to_string());
+        out.push('\n');
+    }
+    print!("{out}");
     Ok(())
 }

@@ -24,6 +24,8 @@ enum Command {
     Export(inspect::ExportArgs),
     /// Test accuracy of a checkpoint or an export.
     Eval(inspect::EvalArgs),
+    /// Predicted classes (one per line) of the images in an IDX file.
+    Predict(inspect::PredictArgs),
 }
 
 /// Compute device.
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run(*args),
         Command::Export(args) => inspect::run_export(args),
         Command::Eval(args) => inspect::run_eval(args),
+        Command::Predict(args) => inspect::run_predict(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

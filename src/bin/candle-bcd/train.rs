@@ -65,6 +65,8 @@ pub enum DatasetArg {
     Mnist,
     /// Fashion-MNIST.
     FashionMnist,
+    /// CIFAR-10 (binary batches data_batch_{1..5}.bin, test_batch.bin).
+    Cifar10,
 }
 
 impl DatasetArg {
@@ -73,6 +75,7 @@ impl DatasetArg {
         match self {
             DatasetArg::Mnist => DatasetKind::Mnist,
             DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+            DatasetArg::Cifar10 => DatasetKind::Cifar10,
         }
     }
 }
