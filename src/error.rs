@@ -78,12 +78,12 @@ pub enum BcdError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// An I/O error on a file the crate writes or reads.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
 }
 
@@ -108,10 +108,10 @@ impl BcdError {
     }
 
     /// Shorthand for a [`BcdError::Io`] error.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

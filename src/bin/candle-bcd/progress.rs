@@ -49,7 +49,7 @@ impl Progress {
                     .open(p)
                     .map_err(|e| BcdError::Io {
                         path: p.into(),
-                        source: e,
+                        error: e,
                     })?;
                 Some((p.to_path_buf(), BufWriter::new(file)))
             }
@@ -134,7 +134,7 @@ impl Observer for Progress {
                 .and_then(|_| w.flush())
                 .map_err(|e| BcdError::Io {
                     path: path.clone(),
-                    source: e,
+                    error: e,
                 })?;
         }
         Ok(())

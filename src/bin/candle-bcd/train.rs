@@ -13,11 +13,13 @@ use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 
+use crate::preset::Preset;
 use crate::progress::Progress;
 use crate::{open_device, set_threads, DeviceArg};
 
 /// Hidden activation.
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ActivationArg {
     /// max(0, u).
     Relu,
@@ -32,7 +34,8 @@ pub enum ActivationArg {
 }
 
 /// Network family.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ArchArg {
     /// Fully connected layers with --hidden widths.
     Mlp,
@@ -41,7 +44,8 @@ pub enum ArchArg {
 }
 
 /// Lifted formulation.
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SplittingArg {
     /// U and V lifted, every block exact.
     Three,
@@ -50,7 +54,8 @@ pub enum SplittingArg {
 }
 
 /// Loss on the network output.
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LossArg {
     /// ½‖V_L − Y‖² against one-hot targets.
     Squared,
@@ -59,7 +64,8 @@ pub enum LossArg {
 }
 
 /// Dataset.
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DatasetArg {
     /// MNIST digits.
     Mnist,
@@ -81,7 +87,8 @@ impl DatasetArg {
 }
 
 /// Weight initialisation.
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum InitArg {
     /// W ~ 0.01·N(0,1), b = 0.1 (the official code).
     Official,
@@ -98,27 +105,27 @@ pub struct TrainArgs {
     /// dataset is downloaded from the Hugging Face hub.
     #[arg(long, env = "BCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Dataset to train on.
-    #[arg(long, value_enum, default_value = "mnist")]
-    pub dataset: DatasetArg,
+    /// Dataset to train on [default: mnist].
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetArg>,
     /// Hidden widths, comma separated [default: 1500,1500,1500, or the checkpoint's].
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
     /// Network family [default: mlp, or the checkpoint's].
     #[arg(long, value_enum)]
     pub arch: Option<ArchArg>,
-    /// Residual layers of --arch resnet.
-    #[arg(long, default_value_t = 2)]
-    pub residual_layers: usize,
-    /// Hidden activation.
-    #[arg(long, value_enum, default_value = "relu")]
-    pub activation: ActivationArg,
-    /// Negative slope of --activation leaky-relu.
-    #[arg(long, default_value_t = 0.01)]
-    pub leaky_slope: f64,
-    /// Number of BCD sweeps to run.
-    #[arg(long, default_value_t = 50)]
-    pub iterations: usize,
+    /// Residual layers of --arch resnet [default: 2].
+    #[arg(long)]
+    pub residual_layers: Option<usize>,
+    /// Hidden activation [default: relu].
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// Negative slope of --activation leaky-relu [default: 0.01].
+    #[arg(long)]
+    pub leaky_slope: Option<f64>,
+    /// Number of BCD sweeps to run [default: 50].
+    #[arg(long)]
+    pub iterations: Option<usize>,
     /// Activation penalty weight γ [default: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
@@ -146,9 +153,12 @@ pub struct TrainArgs {
     /// Use only the first N training samples.
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Evaluate train/test accuracy every K iterations (always after the last).
-    #[arg(long, default_value_t = 1)]
-    pub eval_every: usize,
+    /// Evaluate train/test accuracy every K iterations, 0 = only after the last [default: 1].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// A preset (TOML, see models/): its fields are the defaults, flags given here override them.
+    #[arg(long)]
+    pub preset: Option<PathBuf>,
     /// Write one JSON object per iteration to FILE (JSON Lines; appended to when resuming).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
@@ -171,10 +181,10 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     fn activation(&self) -> Activation {
-        match self.activation {
+        match self.activation.unwrap_or(ActivationArg::Relu) {
             ActivationArg::Relu => Activation::Relu,
             ActivationArg::LeakyRelu => Activation::LeakyRelu {
-                slope: self.leaky_slope,
+                slope: self.leaky_slope.unwrap_or(0.01),
             },
             ActivationArg::Identity => Activation::Identity,
             ActivationArg::Sigmoid => Activation::Sigmoid,
@@ -235,7 +245,7 @@ impl TrainArgs {
                 let [width] = hidden[..] else {
                     anyhow::bail!("--arch resnet takes one --hidden width, got {hidden:?}");
                 };
-                let k = self.residual_layers;
+                let k = self.residual_layers.unwrap_or(2);
                 Ok(Architecture::resnet(
                     input,
                     width,
@@ -249,10 +259,14 @@ impl TrainArgs {
 }
 
 /// Runs `candle-bcd train`.
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    if let Some(path) = args.preset.clone() {
+        Preset::load(&path)?.apply(&mut args);
+    }
     set_threads(args.threads)?;
     let device = open_device(args.device)?;
-    let mut ds = data::load(args.dataset.kind(), args.data_dir.as_deref())?;
+    let dataset = args.dataset.unwrap_or(DatasetArg::Mnist);
+    let mut ds = data::load(dataset.kind(), args.data_dir.as_deref())?;
     if let Some(n) = args.train_limit {
         ds = data::take_train(&ds, n)?;
     }
@@ -290,8 +304,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         labels: ds.test_labels.clone(),
     };
     let opts = TrainOptions {
-        iterations: args.iterations,
-        eval_every: args.eval_every,
+        iterations: args.iterations.unwrap_or(50),
+        eval_every: args.eval_every.unwrap_or(1),
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
     };
