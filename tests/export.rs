@@ -87,6 +87,7 @@ fn cli_train_export_eval_round_trip() {
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    let plots = dir.join("plots");
     let train = run(&[
         "train",
         "--data-dir",
@@ -99,7 +100,14 @@ fn cli_train_export_eval_round_trip() {
         "2",
         "--checkpoint",
         ckpt.to_str().unwrap(),
+        "--plot",
+        plots.to_str().unwrap(),
     ]);
+    // The plots are SVG files with one polyline per curve.
+    for name in ["objective.svg", "accuracy.svg"] {
+        let svg = std::fs::read_to_string(plots.join(name)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{name}");
+    }
     run(&[
         "export",
         ckpt.to_str().unwrap(),

@@ -1,6 +1,7 @@
 //! `candle-bcd`: train fully connected networks on Candle by block coordinate descent.
 
 mod inspect;
+mod plot;
 mod preset;
 mod progress;
 mod train;

@@ -30,6 +30,8 @@ struct MetricsLine {
 pub struct Progress {
     bar: Option<ProgressBar>,
     metrics: Option<(PathBuf, BufWriter<File>)>,
+    /// Every record, kept for the plots.
+    pub records: Vec<IterationRecord>,
 }
 
 fn fmt_acc(a: Option<f64>) -> String {
@@ -55,7 +57,11 @@ impl Progress {
             }
             None => None,
         };
-        Ok(Self { bar: None, metrics })
+        Ok(Self {
+            bar: None,
+            metrics,
+            records: Vec::new(),
+        })
     }
 
     fn line(&self, msg: String) {
@@ -91,6 +97,7 @@ impl Observer for Progress {
     }
 
     fn observe_iter(&mut self, r: &IterationRecord) -> Result<()> {
+        self.records.push(r.clone());
         let o = &r.step.objective;
         let msg = format!(
             "iter {:>4}  objective {:.6e}  step² {:.3e}  train {}  test {}  {:.2}s (+{:.2}s eval)",

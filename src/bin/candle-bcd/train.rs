@@ -162,6 +162,9 @@ pub struct TrainArgs {
     /// Write one JSON object per iteration to FILE (JSON Lines; appended to when resuming).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// Write SVG plots of the objective, its parts and the accuracies into DIR at the end.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Save the whole optimizer state to FILE at the end (safetensors).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
@@ -318,6 +321,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         &opts,
         &mut progress,
     )?;
+    if let Some(dir) = &args.plot {
+        crate::plot::write(dir, &progress.records)?;
+    }
     if let trainer::TerminationReason::Diverged(why) = &summary.reason {
         anyhow::bail!("training stopped: {why}");
     }
