@@ -106,7 +106,10 @@ fn cli_train_export_eval_round_trip() {
     // The plots are SVG files with one polyline per curve.
     for name in ["objective.svg", "accuracy.svg"] {
         let svg = std::fs::read_to_string(plots.join(name)).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{name}");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{name}"
+        );
     }
     run(&[
         "export",
