@@ -27,6 +27,7 @@ pub mod activation;
 pub mod arch;
 pub mod checkpoint;
 pub mod config;
+pub mod cost;
 pub mod data;
 pub mod error;
 pub mod export;

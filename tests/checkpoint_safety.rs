@@ -62,7 +62,10 @@ fn diverging_run_stops_with_reason_and_keeps_checkpoint() {
     let summary = trainer::train(&mut opt, &model, None, None, &opts, &mut NoObserver).unwrap();
     match &summary.reason {
         TerminationReason::Diverged(why) => {
-            assert!(why.contains("singular") || why.contains("not finite"), "{why}")
+            assert!(
+                why.contains("singular") || why.contains("not finite"),
+                "{why}"
+            )
         }
         other => panic!("expected divergence, got {other:?}"),
     }

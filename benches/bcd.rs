@@ -1,0 +1,193 @@
+//! BCD sweep speed against the machine's matrix-product rate and against backprop, in one run.
+//!
+//! ```sh
+//! cargo bench --bench bcd                                  # 10k samples, 784-500-500-500-10
+//! BCD_BENCH_SAMPLES=60000 BCD_BENCH_HIDDEN=1500,1500,1500 cargo bench --bench bcd   # paper
+//! ```
+//! Environment: `BCD_MNIST_DIR` (default ../shared/data/mnist), `BCD_BENCH_SAMPLES`,
+//! `BCD_BENCH_HIDDEN`, `BCD_BENCH_SWEEPS` (max sweeps, default 5), `BCD_BENCH_EPOCHS` (max AdamW
+//! epochs, default 3). Prints a Markdown table; figures go to BENCHMARKS.md by hand with the
+//! command that made them.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_bcd::kernels::{self, Addend, Op};
+use candle_bcd::{cost, data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident memory of this process (VmHWM), bytes.
+fn peak_rss() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb * 1024.0)
+}
+
+/// Best of three: GFLOP/s of an `m×k · k×n` product by `f`.
+fn rate(
+    m: usize,
+    k: usize,
+    n: usize,
+    f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f(&a, &b)?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (m * k * n) as f64 / best / 1e9)
+}
+
+fn main() -> Result<()> {
+    let dir = std::env::var("BCD_MNIST_DIR").unwrap_or_else(|_| "../shared/data/mnist".into());
+    let samples: usize = env("BCD_BENCH_SAMPLES", 10_000);
+    let hidden: String = env("BCD_BENCH_HIDDEN", "500,500,500".to_string());
+    let hidden: Vec<usize> = hidden
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let max_sweeps: usize = env("BCD_BENCH_SWEEPS", 5);
+    let max_epochs: usize = env("BCD_BENCH_EPOCHS", 3);
+    let threads = rayon::current_num_threads();
+
+    // 1. The machine's f32 product rate, both libraries.
+    let s = 2048;
+    let candle = rate(s, s, s, |a, b| Ok(a.matmul(b)?))?;
+    let faer = rate(s, s, s, |a, b| {
+        Ok(kernels::matmul(Op::N(a), Op::N(b), 1.0, Addend::None)?)
+    })?;
+    let limit = candle.max(faer);
+    println!("| matmul 2048³ f32 ({threads} threads) | Candle {candle:.0} GFLOP/s | faer {faer:.0} GFLOP/s | limit {limit:.0} |");
+
+    // 2. BCD sweeps.
+    let ds = data::take_train(&data::load_idx_dir(dir.as_ref())?, samples)?;
+    let mut widths = vec![784];
+    widths.extend(&hidden);
+    widths.push(10);
+    let arch = Architecture::mlp(&widths, Activation::Relu)?;
+    let cfg = BcdConfig::default();
+    let varmap = VarMap::new();
+    let model = BcdNet::init(&arch, &varmap, cfg.init, cfg.seed, &Device::Cpu)?;
+    let y = data::one_hot(&ds.train_labels, 10)?;
+    let mut opt = BcdOptimizer::new(&varmap, &arch, ds.train_images.clone(), y, cfg)?;
+    let flops = cost::sweep_flops(&arch, samples);
+    let (mut sweep_secs, mut bcd_clock, mut bcd_to_target) = (Vec::new(), 0.0, None);
+    for k in 1..=max_sweeps {
+        let r = opt.step()?;
+        let t = Instant::now();
+        let acc = model.accuracy(&ds.test_images, &ds.test_labels)?;
+        bcd_clock += r.seconds + t.elapsed().as_secs_f64();
+        sweep_secs.push(r.seconds);
+        println!(
+            "| sweep {k} | {:.2} s | {:.0} GFLOP/s | test {acc:.4} |",
+            r.seconds,
+            flops / r.seconds / 1e9
+        );
+        if acc >= 0.95 && bcd_to_target.is_none() {
+            bcd_to_target = Some(bcd_clock);
+            break;
+        }
+    }
+    sweep_secs.sort_by(f64::total_cmp);
+    let median = sweep_secs[sweep_secs.len() / 2];
+    let achieved = flops / median / 1e9;
+    let lifted = opt.state().size_bytes() as f64;
+    let data_bytes =
+        (ds.train_images.elem_count() + ds.test_images.elem_count() + samples * 10) as f64 * 4.0;
+    let peak = peak_rss();
+    println!(
+        "| BCD {widths:?}, N = {samples} | {:.3} TFLOP/sweep | median {median:.2} s | {achieved:.0} GFLOP/s | ratio to limit {:.2} |",
+        flops / 1e12,
+        achieved / limit
+    );
+    println!(
+        "| memory | peak RSS {:.2} GB | lifted state {:.2} GB + data {:.2} GB | ratio {:.2} |",
+        peak / 1e9,
+        lifted / 1e9,
+        data_bytes / 1e9,
+        peak / (lifted + data_bytes)
+    );
+
+    // 3. Backprop baseline: the same MLP, AdamW, batch 128, cross-entropy.
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let layers: Vec<candle_nn::Linear> = (0..widths.len() - 1)
+        .map(|l| candle_nn::linear(widths[l], widths[l + 1], vb.pp(format!("l{l}"))))
+        .collect::<Result<_, _>>()?;
+    let forward = |x: &Tensor| -> Result<Tensor> {
+        let mut h = x.clone();
+        for (l, layer) in layers.iter().enumerate() {
+            h = layer.forward(&h)?;
+            if l + 1 < layers.len() {
+                h = h.relu()?;
+            }
+        }
+        Ok(h)
+    };
+    let mut adam = AdamW::new(
+        vm.all_vars(),
+        ParamsAdamW {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )?;
+    let labels = ds.train_labels.to_dtype(DType::U32)?;
+    let (mut adam_clock, mut adam_to_target) = (0.0, None);
+    for epoch in 1..=max_epochs {
+        let t = Instant::now();
+        for start in (0..samples).step_by(128) {
+            let len = 128.min(samples - start);
+            let logits = forward(&ds.train_images.narrow(0, start, len)?)?;
+            let l = loss::cross_entropy(&logits, &labels.narrow(0, start, len)?)?;
+            adam.backward_step(&l)?;
+        }
+        let logits = forward(&ds.test_images)?;
+        let pred = logits.argmax(D::Minus1)?;
+        let acc = pred
+            .eq(&ds.test_labels.to_dtype(DType::U32)?)?
+            .to_dtype(DType::F64)?
+            .mean_all()?
+            .to_scalar::<f64>()?;
+        adam_clock += t.elapsed().as_secs_f64();
+        println!(
+            "| AdamW epoch {epoch} | {:.2} s | test {acc:.4} |",
+            t.elapsed().as_secs_f64()
+        );
+        if acc >= 0.95 {
+            adam_to_target = Some(adam_clock);
+            break;
+        }
+    }
+    let show = |t: Option<f64>| t.map_or("not reached".to_string(), |t| format!("{t:.1} s"));
+    println!(
+        "| time to 0.95 test accuracy | BCD {} | AdamW {} | ratio {} |",
+        show(bcd_to_target),
+        show(adam_to_target),
+        match (bcd_to_target, adam_to_target) {
+            (Some(b), Some(a)) => format!("{:.1}", b / a),
+            _ => "-".into(),
+        }
+    );
+    Ok(())
+}
