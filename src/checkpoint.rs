@@ -105,7 +105,7 @@ pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
     write_atomic(path, tensors, metadata)
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| candle_core::Error::Msg(format!("json: {e}")).into())
 }
 
@@ -135,7 +135,7 @@ fn parse<T: std::str::FromStr>(
         .map_err(|_| BcdError::checkpoint(path, format!("metadata key `{key}` is malformed")))
 }
 
-fn json<T: serde::de::DeserializeOwned>(
+pub(crate) fn json<T: serde::de::DeserializeOwned>(
     meta: &HashMap<String, String>,
     key: &str,
     path: &Path,

@@ -36,8 +36,7 @@ pub fn save(path: &Path, model: &BcdNet) -> Result<()> {
             model.bias(l).to_dtype(DType::F32)?,
         ));
     }
-    let arch_json =
-        serde_json::to_string(arch).map_err(|e| candle_core::Error::Msg(format!("json: {e}")))?;
+    let arch_json = checkpoint::to_json(arch)?;
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("format_version".to_string(), "1".to_string()),
@@ -61,14 +60,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<BcdNet> {
             ))
         }
     }
-    let arch: Architecture = meta
-        .get("architecture")
-        .ok_or_else(|| BcdError::checkpoint(path, "metadata key `architecture` is missing"))
-        .and_then(|s| {
-            serde_json::from_str(s).map_err(|e| {
-                BcdError::checkpoint(path, format!("metadata key `architecture`: {e}"))
-            })
-        })?;
+    let arch: Architecture = checkpoint::json(&meta, "architecture", path)?;
     // SAFETY: the file is mapped read-only for the duration of the load.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
         .map_err(|e| BcdError::checkpoint(path, format!("cannot read tensors: {e}")))?;
