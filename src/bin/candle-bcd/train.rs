@@ -312,6 +312,12 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
     };
+    for file in [&args.metrics, &args.checkpoint].into_iter().flatten() {
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the directory of {}", file.display()))?;
+        }
+    }
     let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
     let summary = trainer::train(
         &mut opt,
