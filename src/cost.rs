@@ -45,3 +45,24 @@ pub fn forward_flops(arch: &Architecture, n_samples: usize) -> f64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Activation;
+
+    #[test]
+    fn paper_sweep_flops_by_hand() {
+        // 784-1500-1500-1500-10 on 60,000 samples, counted layer by layer from the table.
+        let arch = Architecture::mlp(&[784, 1500, 1500, 1500, 10], Activation::Relu).unwrap();
+        let n = 60_000f64;
+        let z = 2.0 * n * (784.0 * 1500.0 + 2.0 * 1500.0 * 1500.0 + 1500.0 * 10.0);
+        let w = z + n * 1500.0 * 1500.0 * 3.0;
+        let v = 2.0 * (2.0 * n * 1500.0 * 1500.0 + 2.0 * n * 1500.0 * 1500.0) + 6.0 * n * 1500.0 * 10.0;
+        let expected = z + w + v;
+        assert!((sweep_flops(&arch, 60_000) - expected).abs() < 1e-6 * expected);
+        assert!((expected - 2.856e12).abs() < 1e9);
+        let fwd = 2.0 * 1000.0 * (784.0 * 1500.0 + 2.0 * 1500.0 * 1500.0 + 1500.0 * 10.0);
+        assert_eq!(forward_flops(&arch, 1000), fwd);
+    }
+}
