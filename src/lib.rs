@@ -17,6 +17,11 @@
 //! layer back to the input (see [`updates`] for every closed form). `Φ` never increases from
 //! one sweep to the next; [`StepReport`] exposes it with its parts.
 //!
+//! Also covered: fully connected ResNets ([`Architecture::resnet`]), the two-splitting
+//! formulation ([`Splitting::Two`], prox-linear hidden blocks, see [`two_split`]), softmax
+//! cross-entropy ([`Loss::CrossEntropy`]), leaky ReLU, identity, sigmoid and tanh activations
+//! ([`Activation`]), ridge regularisation of the weights. [`cost`] counts a sweep's work.
+//!
 //! The trained network is an ordinary candle-nn model ([`BcdNet`] implements
 //! [`candle_nn::Module`], its weights are `Var`s of a [`candle_nn::VarMap`] named like
 //! `candle_nn::linear` layers).
