@@ -18,6 +18,7 @@
 //! | `seed` | 0 | seed of the weight initialisation | any |
 //! | `init` | `Official` | weight initialisation scheme | see [`WeightInit`] |
 //! | `loss` | `Squared` | loss on the lifted output | see [`Loss`] |
+//! | `v_constraint` | `None` | constraint on hidden `V_i` | see [`VConstraint`] |
 //! | `splitting` | `Three` | lifted formulation | see [`Splitting`] (two-splitting needs `α > 0`) |
 //!
 //! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`).
@@ -36,6 +37,42 @@ pub enum Splitting {
     Three,
     /// Lifted `V_i` only; hidden blocks take prox-linear steps with backtracking (needs `α > 0`).
     Two,
+}
+
+/// Optional constraint `s_i` on the hidden activations `V_i` (an indicator: 0 on the set).
+///
+/// The `V_i` update minimises without it and projects onto the set, as `ALGORITHM.md` says.
+/// **(choice)** Because the `V_i` subproblem is not isotropic (`sI + ρWᵀW`), the projected
+/// point can be worse than the old one; it is kept only when the block objective does not
+/// increase, otherwise `V_i` keeps its (feasible) old value, so `Φ` still never increases.
+/// In the two-splitting the prox-linear step is isotropic, so projecting it is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum VConstraint {
+    /// No constraint.
+    #[default]
+    None,
+    /// `V_i ≥ 0`.
+    NonNegative,
+    /// `lo ≤ V_i ≤ hi`.
+    Box {
+        /// Lower bound.
+        lo: f64,
+        /// Upper bound.
+        hi: f64,
+    },
+}
+
+impl VConstraint {
+    /// Projection of one entry onto the set.
+    #[inline]
+    pub fn project(self, x: f64) -> f64 {
+        match self {
+            VConstraint::None => x,
+            VConstraint::NonNegative => x.max(0.0),
+            VConstraint::Box { lo, hi } => x.clamp(lo, hi),
+        }
+    }
 }
 
 /// Weight initialisation scheme. **(choice, documented)**: the default follows the official
@@ -92,6 +129,9 @@ pub struct BcdConfig {
     /// Three- or two-splitting formulation.
     #[serde(default)]
     pub splitting: Splitting,
+    /// Constraint on the hidden activations `V_i`.
+    #[serde(default)]
+    pub v_constraint: VConstraint,
 }
 
 impl Default for BcdConfig {
@@ -105,6 +145,7 @@ impl Default for BcdConfig {
             init: WeightInit::Official,
             loss: Loss::Squared,
             splitting: Splitting::Three,
+            v_constraint: VConstraint::None,
         }
     }
 }
@@ -138,6 +179,15 @@ impl BcdConfig {
         check("rho", self.rho, true)?;
         check("alpha", self.alpha, false)?;
         check("lambda", self.lambda, false)?;
+        if let VConstraint::Box { lo, hi } = self.v_constraint {
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                return Err(BcdError::InvalidHyperparameter {
+                    name: "v_constraint",
+                    value: hi - lo,
+                    reason: "a box needs finite bounds with lo <= hi",
+                });
+            }
+        }
         if self.splitting == Splitting::Two {
             check("alpha", self.alpha, true)?;
         }

@@ -51,7 +51,7 @@ pub mod updates;
 pub use activation::Activation;
 pub use arch::Architecture;
 pub use candle_core::Tensor;
-pub use config::{BcdConfig, Splitting, WeightInit};
+pub use config::{BcdConfig, Splitting, VConstraint, WeightInit};
 pub use error::{BcdError, Result};
 pub use loss::Loss;
 pub use model::BcdNet;

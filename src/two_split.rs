@@ -15,6 +15,7 @@
 use candle_core::Tensor;
 
 use crate::activation::Activation;
+use crate::config::VConstraint;
 use crate::error::Result;
 use crate::kernels::{self, Addend, Op};
 
@@ -65,7 +66,7 @@ fn next_target(next: &NextLayer, v: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Hidden `V_i` prox-linear step on `γ/2‖V − own‖² + γ/2‖V_{i+1} − [V] − σ(ṼW̃_{i+1}ᵀ)‖²`,
+/// Hidden `V_i` prox-linear step (projected onto `constraint`) on `γ/2‖V − own‖² + γ/2‖V_{i+1} − [V] − σ(ṼW̃_{i+1}ᵀ)‖²`,
 /// where `own = S_i + σ(Z_i)`: `V = (γ·own + αV^old − ∇h(V^old))/(γ + α)` with
 /// `∇h = −γ (D W_{i+1} [+ R])`, `R = V_{i+1} − [V^old] − σ(Z_{i+1})`, `D = R ⊙ σ'(Z_{i+1})`.
 pub fn hidden_activation(
@@ -75,6 +76,7 @@ pub fn hidden_activation(
     next: NextLayer,
     gamma: f64,
     alpha0: f64,
+    constraint: VConstraint,
 ) -> Result<ProxLinearStep> {
     let act = next.act;
     let t_old = next_target(&next, v_old)?;
@@ -93,8 +95,10 @@ pub fn hidden_activation(
     };
     let mut alpha = alpha0;
     for _ in 0..MAX_DOUBLINGS {
+        // The linearised subproblem is isotropic, so projecting its minimiser is exact.
         let v = kernels::map([own, v_old, &neg_grad], |[o, v, g]| {
-            ((gamma * o as f64 + alpha * v as f64 + gamma * g as f64) / (gamma + alpha)) as f32
+            let x = (gamma * o as f64 + alpha * v as f64 + gamma * g as f64) / (gamma + alpha);
+            constraint.project(x) as f32
         })?;
         let z = kernels::linear(&v, next.w, next.b)?;
         let f = 0.5 * gamma * kernels::sq_dist(&v, own)?

@@ -195,6 +195,34 @@ pub fn hidden_activation(
     RowSolve::new(nb.w_next, shift, r, block)?.apply(&rhs)
 }
 
+/// Value of the hidden `V_i` subproblem of [`hidden_activation`] at `v` (used to safeguard
+/// the projection onto a [`VConstraint`](crate::VConstraint)).
+pub fn hidden_activation_value(
+    v: &Tensor,
+    nb: HiddenNeighbours,
+    act: Activation,
+    cfg: &BcdConfig,
+) -> Result<f64> {
+    let (g, r) = (cfg.gamma, cfg.rho);
+    let own = match nb.skip {
+        Some(skip) => kernels::sum_map([v, skip, nb.u_i], |[v, s, u]| {
+            (v as f64 - s as f64 - act.apply(u as f64)).powi(2)
+        })?,
+        None => kernels::sum_map([v, nb.u_i], |[v, u]| {
+            (v as f64 - act.apply(u as f64)).powi(2)
+        })?,
+    };
+    let z = kernels::linear(v, nb.w_next, nb.b_next)?;
+    let coupling = kernels::sq_dist(nb.u_next, &z)?;
+    let residual = match nb.v_next_residual {
+        Some(v_next) => kernels::sum_map([v_next, v, nb.u_next], |[n, v, u]| {
+            (n as f64 - v as f64 - act.apply(u as f64)).powi(2)
+        })?,
+        None => 0.0,
+    };
+    Ok(0.5 * g * (own + residual) + 0.5 * r * coupling)
+}
+
 /// Hidden `U_i ← argmin γ/2‖V_i − σ(U)‖² + ρ/2‖U − Z_i‖² + α/2‖U − U_i^old‖²`, elementwise
 /// by [`Activation::prox`] with `a = (ρz + αu^old)/(ρ + α)` and `c = (ρ + α)/γ`.
 pub fn hidden_preactivation(

@@ -221,3 +221,69 @@ fn objective_never_increases_on_real_mnist() {
         );
     }
 }
+
+#[test]
+fn constrained_activations_stay_feasible_and_descend() {
+    use candle_bcd::VConstraint;
+    let cases = [
+        (
+            Architecture::mlp(&[10, 20, 20, 3], Activation::Relu).unwrap(),
+            VConstraint::NonNegative,
+            Splitting::Three,
+        ),
+        (
+            Architecture::mlp(&[10, 20, 20, 3], Activation::Tanh).unwrap(),
+            VConstraint::Box { lo: -0.5, hi: 0.5 },
+            Splitting::Three,
+        ),
+        (
+            Architecture::resnet(10, 12, 2, 3, Activation::Relu).unwrap(),
+            VConstraint::Box { lo: 0.0, hi: 2.0 },
+            Splitting::Three,
+        ),
+        (
+            Architecture::mlp(&[10, 20, 20, 3], Activation::Relu).unwrap(),
+            VConstraint::NonNegative,
+            Splitting::Two,
+        ),
+        (
+            Architecture::resnet(10, 12, 2, 3, Activation::Tanh).unwrap(),
+            VConstraint::Box { lo: -1.0, hi: 1.0 },
+            Splitting::Two,
+        ),
+    ];
+    for (i, (arch, c, splitting)) in cases.into_iter().enumerate() {
+        let cfg = BcdConfig {
+            v_constraint: c,
+            splitting,
+            init: WeightInit::Kaiming,
+            ..Default::default()
+        };
+        let x = rand_m(64, 10, 300 + i as u64, 1.0).to_tensor();
+        let y = rand_m(64, 3, 400 + i as u64, 1.0).to_tensor();
+        let varmap = VarMap::new();
+        BcdNet::init(&arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
+        let mut opt = BcdOptimizer::new(&varmap, &arch, x, y, cfg.clone()).unwrap();
+        let mut prev = opt.objective().unwrap().total();
+        let first = prev;
+        for k in 1..=20 {
+            let phi = opt.step().unwrap().objective.total();
+            assert!(
+                phi <= prev * (1.0 + ROUND_OFF),
+                "case {i}: Φ rose from {prev} to {phi} at sweep {k}"
+            );
+            prev = phi;
+            let last = arch.num_layers() - 1;
+            for (l, v) in opt.state().v[..last].iter().enumerate() {
+                let vals = v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert!(
+                    vals.iter()
+                        .all(|&x| (c.project(x as f64) - x as f64).abs() < 1e-6),
+                    "case {i}: V_{} left the constraint set at sweep {k}",
+                    l + 1
+                );
+            }
+        }
+        assert!(prev < first, "case {i}: no progress");
+    }
+}

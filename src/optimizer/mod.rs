@@ -20,7 +20,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Architecture;
-use crate::config::{BcdConfig, Splitting};
+use crate::config::{BcdConfig, Splitting, VConstraint};
 use crate::error::{BcdError, Result};
 use crate::kernels;
 use crate::model::{layer_output, layer_vars};
@@ -93,7 +93,11 @@ impl BcdOptimizer {
         let mut input = opt.x.clone();
         for l in 0..arch.num_layers() {
             let u = opt.affine(l, &input)?;
-            let v = layer_output(arch, l, &u, &input)?;
+            let mut v = layer_output(arch, l, &u, &input)?;
+            let c = opt.config.v_constraint;
+            if l + 1 < arch.num_layers() && c != VConstraint::None {
+                v = kernels::map([&v], |[x]| c.project(x as f64) as f32)?;
+            }
             opt.z.push(u.clone());
             if opt.config.splitting == Splitting::Three {
                 opt.state.u.push(u);

@@ -2,6 +2,7 @@
 //! `i = L−1 … 1`: `V_i`, `U_i`, `W̃_i`, every block an exact minimiser.
 
 use super::BcdOptimizer;
+use crate::config::VConstraint;
 use crate::error::Result;
 use crate::kernels;
 use crate::updates;
@@ -32,7 +33,19 @@ impl BcdOptimizer {
                 b_next: self.biases[l + 1].as_tensor(),
                 v_next_residual: self.arch.is_residual(l + 1).then_some(&self.state.v[l + 1]),
             };
-            let v = updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?;
+            let mut v = updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?;
+            let c = cfg.v_constraint;
+            if c != VConstraint::None {
+                // Project, and keep the (feasible) old V if that is better: see VConstraint.
+                let projected = kernels::map([&v], |[x]| c.project(x as f64) as f32)?;
+                let f_new = updates::hidden_activation_value(&projected, nb, act, &cfg)?;
+                let f_old = updates::hidden_activation_value(&self.state.v[l], nb, act, &cfg)?;
+                v = if f_new <= f_old {
+                    projected
+                } else {
+                    self.state.v[l].clone()
+                };
+            }
             dx += Self::replace(&mut self.state.v[l], v)?;
             self.z[l + 1] = self.affine(l + 1, &self.state.v[l])?;
             // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.

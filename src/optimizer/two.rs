@@ -55,6 +55,7 @@ impl BcdOptimizer {
                 next,
                 cfg.gamma,
                 cfg.alpha,
+                cfg.v_constraint,
             )?;
             dx += Self::replace(&mut self.state.v[l], step.value)?;
             self.z[l + 1] = step.z;

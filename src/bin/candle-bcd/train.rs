@@ -7,7 +7,7 @@ use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::trainer::{self, EvalSet, TrainOptions};
 use candle_bcd::{
     checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, Splitting,
-    WeightInit,
+    VConstraint, WeightInit,
 };
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
@@ -147,6 +147,12 @@ pub struct TrainArgs {
     /// Lifted formulation [default: three].
     #[arg(long, value_enum)]
     pub splitting: Option<SplittingArg>,
+    /// Constrain the hidden activations V_i ≥ 0.
+    #[arg(long, conflicts_with = "v_box")]
+    pub v_nonnegative: bool,
+    /// Constrain the hidden activations to LO ≤ V_i ≤ HI.
+    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["LO", "HI"])]
+    pub v_box: Option<Vec<f64>>,
     /// Loss on the network output [default: squared].
     #[arg(long, value_enum)]
     pub loss: Option<LossArg>,
@@ -208,6 +214,11 @@ impl TrainArgs {
                 Some(InitArg::Kaiming) => WeightInit::Kaiming,
                 Some(InitArg::Glorot) => WeightInit::Glorot,
                 None => base.init,
+            },
+            v_constraint: match (&self.v_box, self.v_nonnegative) {
+                (Some(b), _) if b.len() == 2 => VConstraint::Box { lo: b[0], hi: b[1] },
+                (_, true) => VConstraint::NonNegative,
+                _ => base.v_constraint,
             },
             splitting: match self.splitting {
                 Some(SplittingArg::Three) => Splitting::Three,
