@@ -288,7 +288,16 @@ fn two_splitting_activation_step_is_the_prox_linear_step() {
             residual,
             act,
         };
-        let step = two_split::hidden_activation(&t(&own), &t(&v0), &t(&z0), next, g, a0).unwrap();
+        let step = two_split::hidden_activation(
+            &t(&own),
+            &t(&v0),
+            &t(&z0),
+            next,
+            g,
+            a0,
+            Default::default(),
+        )
+        .unwrap();
         assert!(step.alpha.is_finite() && step.alpha >= a0);
         let block = |v: &M| {
             let z = reference::affine(v, &w, &b);
