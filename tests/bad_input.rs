@@ -12,19 +12,10 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use common::rand_m;
 
-fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        out.extend(d.to_be_bytes());
-    }
-    out.extend(data);
-    out
-}
-
 /// A valid tiny IDX dataset (4 train and 2 test images of 2×3 pixels, 3 classes).
 fn write_tiny(dir: &Path) {
-    let img = |n: u32| idx_bytes(&[n, 2, 3], &vec![128u8; n as usize * 6]);
-    let lab = |n: u32| idx_bytes(&[n], &(0..n as u8).map(|i| i % 3).collect::<Vec<_>>());
+    let img = |n: u32| common::idx_bytes(&[n, 2, 3], &vec![128u8; n as usize * 6]);
+    let lab = |n: u32| common::idx_bytes(&[n], &(0..n as u8).map(|i| i % 3).collect::<Vec<_>>());
     std::fs::write(dir.join(IDX_FILES[0]), img(4)).unwrap();
     std::fs::write(dir.join(IDX_FILES[1]), lab(4)).unwrap();
     std::fs::write(dir.join(IDX_FILES[2]), img(2)).unwrap();
@@ -75,7 +66,7 @@ fn missing_corrupt_truncated_and_inconsistent_idx_files() {
     );
 
     // Truncated data section.
-    std::fs::write(&labels, idx_bytes(&[4], &[0, 1])).unwrap();
+    std::fs::write(&labels, common::idx_bytes(&[4], &[0, 1])).unwrap();
     let e = data_err(&dir);
     assert!(
         e.contains("train-labels-idx1-ubyte") && e.contains("truncated"),
@@ -83,13 +74,13 @@ fn missing_corrupt_truncated_and_inconsistent_idx_files() {
     );
 
     // Counts that disagree between images and labels.
-    std::fs::write(&labels, idx_bytes(&[3], &[0, 1, 2])).unwrap();
+    std::fs::write(&labels, common::idx_bytes(&[3], &[0, 1, 2])).unwrap();
     let e = data_err(&dir);
     assert!(e.contains("3 labels for 4 images"), "{e}");
 
     // Images file with the wrong number of dimensions.
     write_tiny(&dir);
-    std::fs::write(dir.join(IDX_FILES[2]), idx_bytes(&[2, 6], &[0; 12])).unwrap();
+    std::fs::write(dir.join(IDX_FILES[2]), common::idx_bytes(&[2, 6], &[0; 12])).unwrap();
     let e = data_err(&dir);
     assert!(
         e.contains("t10k-images-idx3-ubyte") && e.contains("dimensions"),

@@ -76,15 +76,6 @@ fn cifar10_bad_files_are_named() {
     assert!(e.contains("test_batch.bin"), "{e}");
 }
 
-fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        out.extend(d.to_be_bytes());
-    }
-    out.extend(data);
-    out
-}
-
 /// Fashion-MNIST uses MNIST's IDX names; files gzipped here to cover that path too.
 fn write_fashion(dir: &Path, train: u32, test: u32) {
     use std::io::Write;
@@ -94,12 +85,12 @@ fn write_fashion(dir: &Path, train: u32, test: u32) {
         e.finish().unwrap()
     };
     let img = |n: u32| {
-        idx_bytes(
+        common::idx_bytes(
             &[n, 28, 28],
             &(0..n * 784).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
         )
     };
-    let lab = |n: u32| idx_bytes(&[n], &(0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>());
+    let lab = |n: u32| common::idx_bytes(&[n], &(0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>());
     for (name, bytes) in IDX_FILES
         .iter()
         .zip([img(train), lab(train), img(test), lab(test)])
