@@ -313,3 +313,24 @@ fn cli_rejects_bad_input_with_nonzero_exit_and_keeps_files() {
         );
     }
 }
+
+/// Without --data-dir the hub path runs (candle-datasets over hf-hub). Offline, as on the
+/// machines here, it must fail quickly with a message naming hf-hub and the offline remedy;
+/// online it trains.
+#[test]
+fn hub_path_without_data_dir_fails_clearly_offline() {
+    let home = common::tempdir();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_candle-bcd"))
+        .args(["train", "--train-limit", "20", "--hidden", "4", "--iterations", "1"])
+        .env_remove("BCD_DATA_DIR")
+        .env("HF_HOME", &home)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        assert!(err.contains("hf-hub") && err.contains("--data-dir"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    } else {
+        assert!(String::from_utf8_lossy(&out.stdout).contains("test accuracy"));
+    }
+}
