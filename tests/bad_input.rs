@@ -321,14 +321,25 @@ fn cli_rejects_bad_input_with_nonzero_exit_and_keeps_files() {
 fn hub_path_without_data_dir_fails_clearly_offline() {
     let home = common::tempdir();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_candle-bcd"))
-        .args(["train", "--train-limit", "20", "--hidden", "4", "--iterations", "1"])
+        .args([
+            "train",
+            "--train-limit",
+            "20",
+            "--hidden",
+            "4",
+            "--iterations",
+            "1",
+        ])
         .env_remove("BCD_DATA_DIR")
         .env("HF_HOME", &home)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        assert!(err.contains("hf-hub") && err.contains("--data-dir"), "{err}");
+        assert!(
+            err.contains("hf-hub") && err.contains("--data-dir"),
+            "{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     } else {
         assert!(String::from_utf8_lossy(&out.stdout).contains("test accuracy"));
