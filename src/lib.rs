@@ -56,5 +56,5 @@ pub use error::{BcdError, Result};
 pub use loss::Loss;
 pub use model::BcdNet;
 pub use objective::ObjectiveParts;
-pub use optimizer::{BcdOptimizer, StepReport};
+pub use optimizer::{BcdOptimizer, ProductCache, StepReport};
 pub use state::LiftedState;

@@ -61,8 +61,9 @@ pub struct ObjectiveInputs<'a> {
     pub u: &'a [Tensor],
     /// `V_1 … V_L`.
     pub v: &'a [Tensor],
-    /// `Z_i = Ṽ_{i−1}W̃_iᵀ` for the current `V` and `W`.
-    pub z: &'a [Tensor],
+    /// `‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` for the current blocks, one per layer (computed by the
+    /// optimizer where it forms the products).
+    pub preactivation_sq: &'a [f64],
     /// `W_1 … W_L`.
     pub weights: &'a [Tensor],
     /// Inputs `X` (`V_0`).
@@ -90,10 +91,7 @@ pub fn evaluate(inp: &ObjectiveInputs, cfg: &BcdConfig) -> Result<ObjectiveParts
             })?
         };
     }
-    let mut pre_pen = 0.0;
-    for (u, z) in inp.u.iter().zip(inp.z) {
-        pre_pen += kernels::sq_dist(u, z)?;
-    }
+    let pre_pen: f64 = inp.preactivation_sq.iter().sum();
     let mut reg = 0.0;
     if cfg.lambda > 0.0 {
         for w in inp.weights {

@@ -192,6 +192,7 @@ pub fn hidden_activation(
         r as f32,
         Addend::Matrix(&s),
     )?;
+    drop(s); // N × d_i: freed before the solve allocates its result
     RowSolve::new(nb.w_next, shift, r, block)?.apply(&rhs)
 }
 

@@ -11,7 +11,8 @@
 //! Work shared between blocks: `Z_i = Ṽ_{i−1}W̃_iᵀ` is computed once, right after `V_{i−1}`
 //! (or, for `i = 1`, `W̃_1`) is updated. From then until the next sweep's `U_i` update neither
 //! `V_{i−1}` nor `W̃_i` changes, so the same product serves both the objective of this sweep and
-//! the `U_i` update of the next. The input Gram `X̃ᵀX̃` is computed once.
+//! the `U_i` update of the next ([`ProductCache`] trades this for memory). The input Gram
+//! `X̃ᵀX̃` is computed once.
 
 use std::time::Instant;
 
@@ -28,8 +29,11 @@ use crate::objective::{self, ObjectiveInputs, ObjectiveParts};
 use crate::state::LiftedState;
 use crate::updates::{self, AugmentedGram, PenaltyWeights};
 
+mod cache;
 mod three;
 mod two;
+
+pub use cache::ProductCache;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -74,8 +78,12 @@ pub struct BcdOptimizer {
     y: Tensor,
     x_gram: AugmentedGram,
     state: LiftedState,
-    /// `Z_i = Ṽ_{i−1}W̃_iᵀ` for the current blocks (derived, not part of the state).
-    z: Vec<Tensor>,
+    /// `Z_i = Ṽ_{i−1}W̃_iᵀ` for the current blocks, when kept (derived, not part of the state).
+    z: Vec<Option<Tensor>>,
+    /// `‖U_i − Z_i‖²` for the current blocks (three-splitting).
+    pre_sq: Vec<f64>,
+    /// Whether `z` is kept between sweeps.
+    cache: ProductCache,
 }
 
 impl BcdOptimizer {
@@ -98,11 +106,13 @@ impl BcdOptimizer {
             if l + 1 < arch.num_layers() && c != VConstraint::None {
                 v = kernels::map([&v], |[x]| c.project(x as f64) as f32)?;
             }
-            opt.z.push(u.clone());
             if opt.config.splitting == Splitting::Three {
-                opt.state.u.push(u);
+                opt.state.u.push(u.clone());
             }
             opt.state.v.push(v.clone());
+            opt.z.push(None);
+            opt.pre_sq.push(0.0);
+            opt.store_z(l, u)?;
             input = v;
         }
         Ok(opt)
@@ -160,7 +170,9 @@ impl BcdOptimizer {
                 opt.state.v[l - 1].clone()
             };
             let z = opt.affine(l, &input)?;
-            opt.z.push(z);
+            opt.z.push(None);
+            opt.pre_sq.push(0.0);
+            opt.store_z(l, z)?;
         }
         Ok(opt)
     }
@@ -233,6 +245,8 @@ impl BcdOptimizer {
                 v: Vec::new(),
             },
             z: Vec::new(),
+            pre_sq: Vec::new(),
+            cache: ProductCache::Keep,
         })
     }
 
@@ -318,17 +332,25 @@ impl BcdOptimizer {
     /// `Φ` at the current blocks, by parts.
     pub fn objective(&self) -> Result<ObjectiveParts> {
         let weights: Vec<Tensor> = self.weights.iter().map(|w| w.as_tensor().clone()).collect();
+        // Two-splitting has no U blocks: U := Z makes the ρ-terms vanish and turns the γ-terms
+        // into γ/2‖V_i − S_i − σ(Z_i)‖², which is Φ₂.
+        let (z, zeros);
+        let (u, pre_sq) = match self.config.splitting {
+            Splitting::Three => (&self.state.u, &self.pre_sq),
+            Splitting::Two => {
+                z = (0..self.z.len())
+                    .map(|l| self.z(l))
+                    .collect::<Result<Vec<_>>>()?;
+                zeros = vec![0.0; z.len()];
+                (&z, &zeros)
+            }
+        };
         objective::evaluate(
             &ObjectiveInputs {
                 y: &self.y,
-                // Two-splitting has no U blocks: U := Z makes the ρ-terms vanish and turns the
-                // γ-terms into γ/2‖V_i − S_i − σ(Z_i)‖², which is Φ₂.
-                u: match self.config.splitting {
-                    Splitting::Three => &self.state.u,
-                    Splitting::Two => &self.z,
-                },
+                u,
                 v: &self.state.v,
-                z: &self.z,
+                preactivation_sq: pre_sq,
                 weights: &weights,
                 x: &self.x,
                 arch: &self.arch,

@@ -18,7 +18,7 @@ impl BcdOptimizer {
         let v_l =
             updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
         dx += Self::replace(&mut self.state.v[last], v_l)?;
-        let u_l = updates::output_preactivation(&self.state.v[last], &self.z[last], &cfg)?;
+        let u_l = updates::output_preactivation(&self.state.v[last], &self.z(last)?, &cfg)?;
         dx += Self::replace(&mut self.state.u[last], u_l)?;
         let u_l = self.state.u[last].clone();
         dx += self.exact_weights(last, &u_l, cfg.rho)?;
@@ -47,19 +47,21 @@ impl BcdOptimizer {
                 };
             }
             dx += Self::replace(&mut self.state.v[l], v)?;
-            self.z[l + 1] = self.affine(l + 1, &self.state.v[l])?;
+            let z_next = self.affine(l + 1, &self.state.v[l])?;
+            self.store_z(l + 1, z_next)?;
             // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
             let target = match &skip {
                 Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
                 None => self.state.v[l].clone(),
             };
             let u =
-                updates::hidden_preactivation(&self.z[l], &self.state.u[l], &target, act, &cfg)?;
+                updates::hidden_preactivation(&self.z(l)?, &self.state.u[l], &target, act, &cfg)?;
             dx += Self::replace(&mut self.state.u[l], u)?;
             let u = self.state.u[l].clone();
             dx += self.exact_weights(l, &u, cfg.rho)?;
         }
-        self.z[0] = self.affine(0, &self.x)?;
+        let z_first = self.affine(0, &self.x)?;
+        self.store_z(0, z_first)?;
         Ok(dx)
     }
 }

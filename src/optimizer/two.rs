@@ -14,10 +14,10 @@ impl BcdOptimizer {
     fn own_target(&self, l: usize) -> Result<crate::Tensor> {
         let act = self.arch.activation();
         match self.arch.is_residual(l) {
-            true => kernels::map([self.input(l), &self.z[l]], |[s, z]| {
+            true => kernels::map([self.input(l), &self.z(l)?], |[s, z]| {
                 (s as f64 + act.apply(z as f64)) as f32
             }),
-            false => kernels::map([&self.z[l]], |[z]| act.apply(z as f64) as f32),
+            false => kernels::map([&self.z(l)?], |[z]| act.apply(z as f64) as f32),
         }
     }
 
@@ -29,11 +29,12 @@ impl BcdOptimizer {
         let mut dx = 0.0;
 
         // Output: V_L exactly (U_L replaced by Z_L), then W̃_L exactly with coupling γ.
-        let v_l = updates::output_activation(&self.y, &self.z[last], &self.state.v[last], &cfg)?;
+        let v_l = updates::output_activation(&self.y, &self.z(last)?, &self.state.v[last], &cfg)?;
         dx += Self::replace(&mut self.state.v[last], v_l)?;
         let v_l = self.state.v[last].clone();
         dx += self.exact_weights(last, &v_l, cfg.gamma)?;
-        self.z[last] = self.affine(last, self.input(last))?;
+        let z_last = self.affine(last, self.input(last))?;
+        self.store_z(last, z_last)?;
 
         for l in (0..last).rev() {
             let own = self.own_target(l)?;
@@ -51,14 +52,14 @@ impl BcdOptimizer {
             let step = two_split::hidden_activation(
                 &own,
                 &self.state.v[l],
-                &self.z[l + 1],
+                &self.z(l + 1)?,
                 next,
                 cfg.gamma,
                 cfg.alpha,
                 cfg.v_constraint,
             )?;
             dx += Self::replace(&mut self.state.v[l], step.value)?;
-            self.z[l + 1] = step.z;
+            self.store_z(l + 1, step.z)?;
 
             let target = match self.arch.is_residual(l) {
                 true => kernels::map([&self.state.v[l], self.input(l)], |[v, s]| v - s)?,
@@ -71,7 +72,7 @@ impl BcdOptimizer {
             let step = two_split::weights(
                 self.input(l),
                 &target,
-                &self.z[l],
+                &self.z(l)?,
                 &w_old,
                 &b_old,
                 act,
@@ -82,7 +83,7 @@ impl BcdOptimizer {
             if let Some(b) = &step.bias {
                 dx += self.set_layer(l, &step.value, b)?;
             }
-            self.z[l] = step.z;
+            self.store_z(l, step.z)?;
         }
         Ok(dx)
     }

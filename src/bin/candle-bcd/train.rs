@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::trainer::{self, EvalSet, TrainOptions};
 use candle_bcd::{
-    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, Splitting,
-    VConstraint, WeightInit,
+    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, ProductCache,
+    Splitting, VConstraint, WeightInit,
 };
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
@@ -186,6 +186,10 @@ pub struct TrainArgs {
     /// CPU threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Recompute the products Z_i = V_{i-1} W_i^T where needed instead of keeping them between
+    /// sweeps: a third less memory, one more product per layer and sweep (three-splitting).
+    #[arg(long)]
+    pub low_memory: bool,
 }
 
 impl TrainArgs {
@@ -288,7 +292,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let x = ds.train_images.to_device(&device)?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?.to_device(&device)?;
     let varmap = VarMap::new();
-    let (model, mut opt) = match &args.resume {
+    let (model, opt) = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path, &device)?;
             let arch = args.architecture(d0, ds.labels, Some(&ckpt.architecture))?;
@@ -309,6 +313,10 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             (model, opt)
         }
     };
+    let mut opt = opt.with_product_cache(match args.low_memory {
+        true => ProductCache::Recompute,
+        false => ProductCache::Keep,
+    });
     let train_set = EvalSet {
         x: ds.train_images.to_device(&device)?,
         labels: ds.train_labels.clone(),

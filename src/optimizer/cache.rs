@@ -1,0 +1,70 @@
+//! The products `Z_i = Ṽ_{i−1}W̃_iᵀ` and the pre-activation penalty sums `‖U_i − Z_i‖²`.
+//!
+//! A three-splitting sweep needs `Z_i` twice: for the pre-activation penalty `ρ/2‖U_i − Z_i‖²`
+//! of the objective right after `V_{i−1}` changes, and for the next sweep's `U_i` update. Between
+//! the two neither `V_{i−1}` nor `W̃_i` changes, so one product can serve both
+//! ([`ProductCache::Keep`], the default), at the price of holding `N·Σd_i` extra floats, as
+//! much as the `U` blocks themselves. [`ProductCache::Recompute`] keeps only the penalty sums
+//! and recomputes `Z_i` for the `U_i` update: one more `N × d_{i−1} × d_i` product per layer and
+//! sweep, a third less memory. Both modes compute the same iterates up to round-off.
+//!
+//! The two-splitting always keeps its products: its prox-linear steps read `Z_i` after every
+//! block.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::BcdOptimizer;
+use crate::config::Splitting;
+use crate::error::Result;
+use crate::kernels;
+
+/// Whether a three-splitting optimizer keeps the products `Z_i = Ṽ_{i−1}W̃_iᵀ` between sweeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ProductCache {
+    /// Keep every `Z_i` (`N·Σd_i` floats): the fewest products per sweep.
+    #[default]
+    Keep,
+    /// Keep only `‖U_i − Z_i‖²` and recompute `Z_i` where a `U_i` update needs it: one extra
+    /// product per layer and sweep, `N·Σd_i` fewer floats held.
+    Recompute,
+}
+
+impl BcdOptimizer {
+    /// Sets how the `Z_i` products are kept (see [`ProductCache`]); the two-splitting always
+    /// keeps them. Does not change the iterates beyond round-off.
+    pub fn with_product_cache(mut self, mode: ProductCache) -> Self {
+        self.cache = mode;
+        if !self.keeps_products() {
+            self.z.iter_mut().for_each(|z| *z = None);
+        }
+        self
+    }
+
+    /// How the `Z_i` products are kept.
+    pub fn product_cache(&self) -> ProductCache {
+        self.cache
+    }
+
+    fn keeps_products(&self) -> bool {
+        self.cache == ProductCache::Keep || self.config.splitting == Splitting::Two
+    }
+
+    /// `Z_l` for the current blocks: the kept product, or a new one.
+    pub(super) fn z(&self, l: usize) -> Result<Tensor> {
+        match &self.z[l] {
+            Some(z) => Ok(z.clone()),
+            None => self.affine(l, self.input(l)),
+        }
+    }
+
+    /// Records a freshly computed `Z_l`: its penalty sum against the current `U_l`
+    /// (three-splitting) and, if products are kept, the product itself.
+    pub(super) fn store_z(&mut self, l: usize, z: Tensor) -> Result<()> {
+        if self.config.splitting == Splitting::Three {
+            self.pre_sq[l] = kernels::sq_dist(&self.state.u[l], &z)?;
+        }
+        self.z[l] = self.keeps_products().then_some(z);
+        Ok(())
+    }
+}
