@@ -22,14 +22,32 @@ fn run(
     let y = rand_m(40, arch.output_dim(), 2, 1.0).to_tensor();
     let varmap = VarMap::new();
     BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
+    // The trainer recognises the training set by tensor id (to reuse Z_1), also after a
+    // same-device `to_device` as the CLI does.
+    let x_id = x.to_device(&Device::Cpu).unwrap().id();
     let mut opt = BcdOptimizer::new(&varmap, arch, x, y, cfg.clone())
         .unwrap()
         .with_product_cache(cache);
+    assert_eq!(
+        opt.inputs().id(),
+        x_id,
+        "the optimizer must keep the caller's input tensor"
+    );
     assert_eq!(opt.product_cache(), cache);
     let phi = (0..sweeps)
         .map(|_| opt.step().unwrap().objective.total())
         .collect();
     (opt, phi)
+}
+
+/// A `VarBuilder` over the optimizer's current weights.
+fn varbuilder(opt: &BcdOptimizer) -> candle_nn::VarBuilder<'static> {
+    let mut map = std::collections::HashMap::new();
+    for (l, (w, b)) in opt.weight_vars().iter().zip(opt.bias_vars()).enumerate() {
+        map.insert(format!("layers.{l}.weight"), w.as_tensor().copy().unwrap());
+        map.insert(format!("layers.{l}.bias"), b.as_tensor().copy().unwrap());
+    }
+    candle_nn::VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu)
 }
 
 /// `ρ/2 Σ_i ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` in f64 from the optimizer's blocks.
@@ -91,6 +109,17 @@ fn recompute_matches_keep_and_the_direct_objective() {
         for (a, b) in keep.weight_vars().iter().zip(low.weight_vars()) {
             let err = M::from_tensor(a.as_tensor()).rel_err(&M::from_tensor(b.as_tensor()));
             assert!(err < 1e-5, "{:?}: W differs by {err}", arch.widths());
+        }
+        for opt in [&keep, &low] {
+            let lifted_path = M::from_tensor(&opt.training_logits().unwrap());
+            let net = BcdNet::new(&arch, varbuilder(opt)).unwrap();
+            let plain = M::from_tensor(&net.logits(opt.inputs()).unwrap());
+            let err = lifted_path.rel_err(&plain);
+            assert!(
+                err < 1e-6,
+                "{:?}: training_logits differ by {err}",
+                arch.widths()
+            );
         }
         if cfg.splitting == Splitting::Three {
             let x = rand_m(40, arch.input_dim(), 1, 1.0);

@@ -384,6 +384,24 @@ impl BcdOptimizer {
         self.x.dim(0).unwrap_or(0)
     }
 
+    /// The training inputs `X`, `[N, d_0]`.
+    pub fn inputs(&self) -> &Tensor {
+        &self.x
+    }
+
+    /// The network's outputs (a plain forward pass with the current weights, not the lifted
+    /// `V_L`) on the training inputs. The first layer's product `X̃W̃_1ᵀ` is the kept `Z_1`, so
+    /// this costs one product fewer than [`BcdNet::logits`](crate::BcdNet::logits) on the same
+    /// inputs, with the same result.
+    pub fn training_logits(&self) -> Result<Tensor> {
+        let mut h = layer_output(&self.arch, 0, &self.z(0)?, &self.x)?;
+        for l in 1..self.arch.num_layers() {
+            let u = self.affine(l, &h)?;
+            h = layer_output(&self.arch, l, &u, &h)?;
+        }
+        Ok(h)
+    }
+
     /// The weight `Var`s `W_1 … W_L` (updated in place by [`Self::step`]).
     pub fn weight_vars(&self) -> &[Var] {
         &self.weights
