@@ -94,7 +94,7 @@ impl BcdNet {
         let mut h = x.clone();
         for l in 0..self.arch.num_layers() {
             let u = kernels::linear(&h, &self.weights[l], &self.biases[l])?;
-            h = layer_output(&self.arch, l, &u, &h)?;
+            h = forward_step(&self.arch, l, u, h)?;
         }
         Ok(h)
     }
@@ -126,6 +126,18 @@ pub(crate) fn layer_output(
         kernels::map([u, x], |[u, x]| (x as f64 + act.apply(u as f64)) as f32)
     } else {
         kernels::map([u], |[u]| act.apply(u as f64) as f32)
+    }
+}
+
+/// The forward pass's step through layer `l` from its pre-activation `u` and input `x`,
+/// taking both by value so that a non-residual layer's input is freed before its output is
+/// allocated (one `N × d` buffer less at the peak of an evaluation).
+pub(crate) fn forward_step(arch: &Architecture, l: usize, u: Tensor, x: Tensor) -> Result<Tensor> {
+    if arch.is_residual(l) {
+        layer_output(arch, l, &u, &x)
+    } else {
+        drop(x);
+        layer_output(arch, l, &u, &u)
     }
 }
 

@@ -397,7 +397,7 @@ impl BcdOptimizer {
         let mut h = layer_output(&self.arch, 0, &self.z(0)?, &self.x)?;
         for l in 1..self.arch.num_layers() {
             let u = self.affine(l, &h)?;
-            h = layer_output(&self.arch, l, &u, &h)?;
+            h = crate::model::forward_step(&self.arch, l, u, h)?;
         }
         Ok(h)
     }
