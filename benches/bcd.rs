@@ -15,7 +15,7 @@ use anyhow::Result;
 use candle_bcd::data::Dataset;
 use candle_bcd::kernels::{self, Addend, Op};
 use candle_bcd::{
-    cost, data, metrics, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, ProductCache,
+    cost, data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, ProductCache,
 };
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -88,7 +88,7 @@ fn bcd_phase(
     for k in 1..=max_sweeps {
         let r = opt.step()?;
         let t = Instant::now();
-        let train = metrics::accuracy(&opt.training_logits()?, &ds.train_labels)?;
+        let train = opt.training_accuracy(&ds.train_labels)?;
         let test = model.accuracy(&ds.test_images, &ds.test_labels)?;
         let eval = t.elapsed().as_secs_f64();
         clock += r.seconds + eval;

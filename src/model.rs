@@ -91,17 +91,13 @@ impl BcdNet {
 
     /// The network's outputs (logits) for inputs `x` of shape `[N, d_0]`.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.clone();
-        for l in 0..self.arch.num_layers() {
-            let u = kernels::linear(&h, &self.weights[l], &self.biases[l])?;
-            h = forward_step(&self.arch, l, u, h)?;
-        }
-        Ok(h)
+        forward_from(&self.arch, &self.weights, &self.biases, 0, x.clone())
     }
 
-    /// Fraction of rows of `x` whose arg-max output equals `labels` (integer class ids).
+    /// Fraction of rows of `x` whose arg-max output equals `labels` (integer class ids),
+    /// computed in blocks of rows so that it needs only a few megabytes beyond `x`.
     pub fn accuracy(&self, x: &Tensor, labels: &Tensor) -> Result<f64> {
-        crate::metrics::accuracy(&self.logits(x)?, labels)
+        blocked_accuracy(&self.arch, &self.weights, &self.biases, x, None, labels)
     }
 }
 
@@ -127,6 +123,59 @@ pub(crate) fn layer_output(
     } else {
         kernels::map([u], |[u]| act.apply(u as f64) as f32)
     }
+}
+
+/// Rows per block of [`blocked_accuracy`]: full-speed products, small buffers.
+const EVAL_ROWS: usize = 4096;
+
+/// The forward pass from layer `from` on, `h` being that layer's input.
+pub(crate) fn forward_from(
+    arch: &Architecture,
+    weights: &[Tensor],
+    biases: &[Tensor],
+    from: usize,
+    mut h: Tensor,
+) -> Result<Tensor> {
+    for l in from..arch.num_layers() {
+        let u = kernels::linear(&h, &weights[l], &biases[l])?;
+        h = forward_step(arch, l, u, h)?;
+    }
+    Ok(h)
+}
+
+/// Accuracy of the network on `x`, [`EVAL_ROWS`] rows at a time; `first`, when given, is the
+/// first layer's pre-activation `X̃W̃_1ᵀ` for the same rows (then not recomputed).
+pub(crate) fn blocked_accuracy(
+    arch: &Architecture,
+    weights: &[Tensor],
+    biases: &[Tensor],
+    x: &Tensor,
+    first: Option<&Tensor>,
+    labels: &Tensor,
+) -> Result<f64> {
+    let n = x.dim(0)?;
+    if labels.dims() != [n] {
+        return Err(BcdError::ShapeMismatch {
+            name: "labels".into(),
+            expected: vec![n],
+            got: labels.dims().to_vec(),
+        });
+    }
+    let mut correct = 0.0;
+    for start in (0..n).step_by(EVAL_ROWS) {
+        let len = EVAL_ROWS.min(n - start);
+        let xb = x.narrow(0, start, len)?;
+        let out = match first {
+            Some(z) => {
+                let h = layer_output(arch, 0, &z.narrow(0, start, len)?, &xb)?;
+                forward_from(arch, weights, biases, 1, h)?
+            }
+            None => forward_from(arch, weights, biases, 0, xb)?,
+        };
+        let block_labels = labels.narrow(0, start, len)?;
+        correct += crate::metrics::accuracy(&out, &block_labels)? * len as f64;
+    }
+    Ok(if n == 0 { 0.0 } else { correct / n as f64 })
 }
 
 /// The forward pass's step through layer `l` from its pre-activation `u` and input `x`,

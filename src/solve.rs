@@ -20,7 +20,7 @@ use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 
 use crate::error::{BcdError, Result};
-use crate::kernels::{self, Addend, Op};
+use crate::kernels::{self, Addend, Op, Work};
 
 /// Host `f64` copy of a 2-D tensor.
 pub fn to_mat(t: &Tensor) -> Result<Mat<f64>> {
@@ -110,6 +110,19 @@ impl RowSolve {
             Ok(RowSolve::Dense {
                 p: to_tensor(&p, w.device())?,
             })
+        }
+    }
+
+    /// `X ← X (sI + ρWᵀW)⁻¹` in place for `X` of shape `[N, d]`.
+    pub fn apply_in_place(&self, x: &mut Work) -> Result<()> {
+        match self {
+            RowSolve::Dense { p } => x.right_mul(p),
+            RowSolve::Woodbury { w, q, shift } => {
+                let xw = x.matmul(Op::T(w), 1.0)?;
+                x.add_matmul(Op::N(&xw), Op::N(q), -1.0)?;
+                let inv = (1.0 / shift) as f32;
+                x.update([], |v, []| v * inv)
+            }
         }
     }
 

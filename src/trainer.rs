@@ -105,7 +105,7 @@ impl Observer for NoObserver {}
 /// Runs `opts.iterations` sweeps of `opt`, evaluating `model` (which reads the same `Var`s)
 /// on `train` and `test` and saving checkpoints as asked. When `train.x` is the optimizer's
 /// own input tensor (the same [`Tensor::id`]), its accuracy comes from
-/// [`BcdOptimizer::training_logits`], which saves the first layer's product.
+/// [`BcdOptimizer::training_accuracy`], which saves the first layer's product.
 pub fn train(
     opt: &mut BcdOptimizer,
     model: &BcdNet,
@@ -132,9 +132,9 @@ pub fn train(
         let acc = |set: Option<&EvalSet>| -> Result<Option<f64>> {
             match set {
                 // The optimizer's own inputs: reuse its kept first-layer product.
-                Some(s) if eval_now && s.x.id() == opt.inputs().id() => Ok(Some(
-                    crate::metrics::accuracy(&opt.training_logits()?, &s.labels)?,
-                )),
+                Some(s) if eval_now && s.x.id() == opt.inputs().id() => {
+                    Ok(Some(opt.training_accuracy(&s.labels)?))
+                }
                 Some(s) if eval_now => Ok(Some(model.accuracy(&s.x, &s.labels)?)),
                 _ => Ok(None),
             }

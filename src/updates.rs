@@ -11,7 +11,7 @@ use faer::Mat;
 use crate::activation::Activation;
 use crate::config::BcdConfig;
 use crate::error::Result;
-use crate::kernels::{self, Addend, Op};
+use crate::kernels::{self, Addend, Op, Work};
 use crate::solve::{self, RowSolve};
 
 /// `V_L ← argmin R(V; Y) + γ/2‖V − U_L‖² + α/2‖V − V_L^old‖²`, row by row through
@@ -175,25 +175,21 @@ pub fn hidden_activation(
     // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
     let c = solve::to_mat(&nb.b_next.unsqueeze(0)?)? * solve::to_mat(nb.w_next)?;
     let c: Vec<f64> = (0..c.ncols()).map(|j| r * c[(0, j)]).collect();
-    let mut s = kernels::map_cols([nb.u_i], |[u], j| (g * act.apply(u as f64) - c[j]) as f32)?;
+    // One N × d_i buffer: the right-hand side is built in it and then solved in place.
+    let mut rhs = Work::map_cols([nb.u_i], |[u], j| (g * act.apply(u as f64) - c[j]) as f32)?;
     if let Some(skip) = nb.skip {
-        s = kernels::map([&s, skip], |[s, v]| (s as f64 + g * v as f64) as f32)?;
+        rhs.update([skip], |s, [v]| (s as f64 + g * v as f64) as f32)?;
     }
     let mut shift = g;
     if let Some(v_next) = nb.v_next_residual {
-        s = kernels::map([&s, v_next, nb.u_next], |[s, v, u]| {
+        rhs.update([v_next, nb.u_next], |s, [v, u]| {
             (s as f64 + g * (v as f64 - act.apply(u as f64))) as f32
         })?;
         shift = 2.0 * g;
     }
-    let rhs = kernels::matmul(
-        Op::N(nb.u_next),
-        Op::N(nb.w_next),
-        r as f32,
-        Addend::Matrix(&s),
-    )?;
-    drop(s); // N × d_i: freed before the solve allocates its result
-    RowSolve::new(nb.w_next, shift, r, block)?.apply(&rhs)
+    rhs.add_matmul(Op::N(nb.u_next), Op::N(nb.w_next), r as f32)?;
+    RowSolve::new(nb.w_next, shift, r, block)?.apply_in_place(&mut rhs)?;
+    rhs.into_tensor()
 }
 
 /// Value of the hidden `V_i` subproblem of [`hidden_activation`] at `v` (used to safeguard
@@ -233,10 +229,28 @@ pub fn hidden_preactivation(
     act: Activation,
     cfg: &BcdConfig,
 ) -> Result<Tensor> {
+    let prox = preactivation_prox(act, cfg);
+    kernels::map([z, u_old, v], |[z, u, v]| prox(z, [u, v]))
+}
+
+/// [`hidden_preactivation`] computed in the buffer that holds `Z_i` (which it consumes).
+pub fn hidden_preactivation_in_place(
+    mut z: Work,
+    u_old: &Tensor,
+    v: &Tensor,
+    act: Activation,
+    cfg: &BcdConfig,
+) -> Result<Tensor> {
+    z.update([u_old, v], preactivation_prox(act, cfg))?;
+    z.into_tensor()
+}
+
+/// `(z, [u_old, v]) ↦` the new `U` entry of [`hidden_preactivation`].
+fn preactivation_prox(act: Activation, cfg: &BcdConfig) -> impl Fn(f32, [f32; 2]) -> f32 + Sync {
     let (g, r, a) = (cfg.gamma, cfg.rho, cfg.alpha);
     let c = (r + a) / g;
-    kernels::map([z, u_old, v], |[z, u, v]| {
+    move |z, [u, v]| {
         let target = (r * z as f64 + a * u as f64) / (r + a);
         act.prox(v as f64, target, c) as f32
-    })
+    }
 }

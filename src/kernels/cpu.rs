@@ -22,7 +22,7 @@ pub(super) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R
     Ok(f(&data[start..end]))
 }
 
-fn view<'a>(op: Op, data: &'a [f32]) -> Result<MatRef<'a, f32>> {
+pub(super) fn view<'a>(op: Op, data: &'a [f32]) -> Result<MatRef<'a, f32>> {
     let (r, c) = op.tensor().dims2()?;
     let m = MatRef::from_row_major_slice(data, r, c);
     Ok(match op {
@@ -78,16 +78,43 @@ pub(super) fn matmul(
     addend: Addend,
 ) -> Result<Tensor> {
     let (mut out, accum) = init_out(addend, m, n)?;
+    gemm(&mut out, accum, a, b, alpha)?;
+    Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+}
+
+/// `dst ← alpha · op(a) · op(b)` (`Accum::Replace`) or `dst += …` (`Accum::Add`), `dst`
+/// row-major with the product's shape.
+pub(super) fn gemm(dst: &mut [f32], accum: Accum, a: Op, b: Op, alpha: f32) -> Result<()> {
     with_slice(a.tensor(), |sa| {
         with_slice(b.tensor(), |sb| -> Result<()> {
             let lhs = view(a, sa)?;
             let rhs = view(b, sb)?;
-            let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
-            faer::linalg::matmul::matmul(dst, accum, lhs, rhs, alpha, par());
-            Ok(())
+            gemm_views(dst, accum, lhs, rhs, alpha)
         })
-    })???;
-    Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
+    })??
+}
+
+/// [`gemm`] on faer views; checks `dst`'s length.
+pub(super) fn gemm_views(
+    dst: &mut [f32],
+    accum: Accum,
+    lhs: MatRef<f32>,
+    rhs: MatRef<f32>,
+    alpha: f32,
+) -> Result<()> {
+    let (m, n) = (lhs.nrows(), rhs.ncols());
+    if dst.len() != m * n || lhs.ncols() != rhs.nrows() {
+        return Err(candle_core::Error::Msg(format!(
+            "bcd-gemm: [{m}, {}] · [{}, {n}] into {} elements",
+            lhs.ncols(),
+            rhs.nrows(),
+            dst.len()
+        ))
+        .into());
+    }
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+    faer::linalg::matmul::matmul(dst, accum, lhs, rhs, alpha, par());
+    Ok(())
 }
 
 /// `AᵀA`: faer computes the lower triangle only, which is then mirrored.

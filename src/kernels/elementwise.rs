@@ -61,11 +61,20 @@ pub fn map_cols<const K: usize>(
     f: impl Fn([f32; K], usize) -> f32 + Sync,
 ) -> Result<Tensor> {
     let shape = inputs[0].shape().clone();
-    let cols = match shape.dims() {
+    let out = map_cols_vec(inputs, f)?;
+    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
+}
+
+/// [`map_cols`] into a host vector (row-major).
+pub(super) fn map_cols_vec<const K: usize>(
+    inputs: [&Tensor; K],
+    f: impl Fn([f32; K], usize) -> f32 + Sync,
+) -> Result<Vec<f32>> {
+    let cols = match inputs[0].shape().dims() {
         [_, c] => (*c).max(1),
         _ => usize::MAX,
     };
-    let out = with_slices(inputs, |s| {
+    with_slices(inputs, |s| {
         let len = s[0].len();
         let mut out = vec![0f32; len];
         out.par_chunks_mut(CHUNK)
@@ -78,8 +87,40 @@ pub fn map_cols<const K: usize>(
                 }
             });
         out
-    })?;
-    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
+    })
+}
+
+/// `dst[j] ← f(dst[j], [in_0[j], …])` in place, in parallel.
+pub(super) fn update_slice<const K: usize>(
+    dst: &mut [f32],
+    inputs: [&Tensor; K],
+    f: impl Fn(f32, [f32; K]) -> f32 + Sync,
+) -> Result<()> {
+    with_slices_or_none(inputs, |s| {
+        if s.iter().any(|x| x.len() != dst.len()) {
+            return Err(candle_core::Error::Msg("bcd-update: operand sizes differ".into()).into());
+        }
+        dst.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(ci, chunk)| {
+                let off = ci * CHUNK;
+                for (j, o) in chunk.iter_mut().enumerate() {
+                    *o = f(*o, std::array::from_fn(|k| s[k][off + j]));
+                }
+            });
+        Ok(())
+    })?
+}
+
+/// [`with_slices`], also for `K = 0`.
+fn with_slices_or_none<const K: usize, R>(
+    inputs: [&Tensor; K],
+    f: impl FnOnce([&[f32]; K]) -> R,
+) -> Result<R> {
+    if K == 0 {
+        return Ok(f(std::array::from_fn(|_| &[][..])));
+    }
+    with_slices(inputs, f)
 }
 
 /// `out[j] = f([in_0[j], in_1[j], …])`, on the device of the first input.

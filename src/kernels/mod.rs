@@ -13,8 +13,10 @@
 
 mod cpu;
 mod elementwise;
+mod work;
 
 pub use elementwise::{map, map_cols, map_rows, sum_map, sum_rows};
+pub use work::Work;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -30,14 +32,14 @@ pub enum Op<'a> {
 }
 
 impl<'a> Op<'a> {
-    fn tensor(self) -> &'a Tensor {
+    pub(crate) fn tensor(self) -> &'a Tensor {
         match self {
             Op::N(t) | Op::T(t) => t,
         }
     }
 
     /// `(rows, cols)` of the operand as used (after transposition).
-    fn dims(self) -> Result<(usize, usize)> {
+    pub(crate) fn dims(self) -> Result<(usize, usize)> {
         let (r, c) = self.tensor().dims2()?;
         Ok(match self {
             Op::N(_) => (r, c),

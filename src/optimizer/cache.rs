@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::BcdOptimizer;
 use crate::config::Splitting;
 use crate::error::Result;
-use crate::kernels;
+use crate::kernels::{self, Work};
 
 /// Whether a three-splitting optimizer keeps the products `Z_i = Ṽ_{i−1}W̃_iᵀ` between sweeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -56,6 +56,15 @@ impl BcdOptimizer {
             Some(z) => Ok(z.clone()),
             None => self.affine(l, self.input(l)),
         }
+    }
+
+    /// `Z_l` computed anew into a [`Work`] buffer (for an update that consumes it).
+    pub(super) fn z_work(&self, l: usize) -> Result<Work> {
+        Work::affine(
+            self.input(l),
+            self.weights[l].as_tensor(),
+            self.biases[l].as_tensor(),
+        )
     }
 
     /// Records a freshly computed `Z_l`: its penalty sum against the current `U_l`

@@ -402,6 +402,21 @@ impl BcdOptimizer {
         Ok(h)
     }
 
+    /// Accuracy of the network (plain forward pass) on the training inputs against `labels`,
+    /// in blocks of rows, reusing the kept `Z_1` as [`Self::training_logits`] does.
+    pub fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {
+        let weights: Vec<Tensor> = self.weights.iter().map(|w| w.as_tensor().clone()).collect();
+        let biases: Vec<Tensor> = self.biases.iter().map(|b| b.as_tensor().clone()).collect();
+        crate::model::blocked_accuracy(
+            &self.arch,
+            &weights,
+            &biases,
+            &self.x,
+            self.z[0].as_ref(),
+            labels,
+        )
+    }
+
     /// The weight `Var`s `W_1 … W_L` (updated in place by [`Self::step`]).
     pub fn weight_vars(&self) -> &[Var] {
         &self.weights

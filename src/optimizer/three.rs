@@ -54,8 +54,17 @@ impl BcdOptimizer {
                 Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
                 None => self.state.v[l].clone(),
             };
-            let u =
-                updates::hidden_preactivation(&self.z(l)?, &self.state.u[l], &target, act, &cfg)?;
+            let u = match &self.z[l] {
+                Some(z) => updates::hidden_preactivation(z, &self.state.u[l], &target, act, &cfg)?,
+                // Not kept: compute Z_l into the buffer that becomes the new U_l.
+                None => updates::hidden_preactivation_in_place(
+                    self.z_work(l)?,
+                    &self.state.u[l],
+                    &target,
+                    act,
+                    &cfg,
+                )?,
+            };
             dx += Self::replace(&mut self.state.u[l], u)?;
             let u = self.state.u[l].clone();
             dx += self.exact_weights(l, &u, cfg.rho)?;
