@@ -138,7 +138,7 @@ pub(crate) fn forward_from(
 ) -> Result<Tensor> {
     for l in from..arch.num_layers() {
         let u = kernels::linear(&h, &weights[l], &biases[l])?;
-        h = forward_step(arch, l, u, h)?;
+        h = layer_output(arch, l, &u, &h)?;
     }
     Ok(h)
 }
@@ -176,18 +176,6 @@ pub(crate) fn blocked_accuracy(
         correct += crate::metrics::accuracy(&out, &block_labels)? * len as f64;
     }
     Ok(if n == 0 { 0.0 } else { correct / n as f64 })
-}
-
-/// The forward pass's step through layer `l` from its pre-activation `u` and input `x`,
-/// taking both by value so that a non-residual layer's input is freed before its output is
-/// allocated (one `N × d` buffer less at the peak of an evaluation).
-pub(crate) fn forward_step(arch: &Architecture, l: usize, u: Tensor, x: Tensor) -> Result<Tensor> {
-    if arch.is_residual(l) {
-        layer_output(arch, l, &u, &x)
-    } else {
-        drop(x);
-        layer_output(arch, l, &u, &u)
-    }
 }
 
 /// Looks up the `Var`s of layer `l` in a `VarMap` and checks their shapes.

@@ -10,7 +10,8 @@
 //!   prepares this once per update: `M⁻¹` from the Cholesky factor of `M` (`d_i`-sized), or,
 //!   when `W` has fewer rows than columns, the Woodbury identity
 //!   `M⁻¹ = (I − ρWᵀ(sI + ρWWᵀ)⁻¹W)/s`, which needs only a `d_{i+1}`-sized factorisation.
-//!   **(choice)** `M⁻¹` is then applied to the `N` rows as one `f32` matrix product: `M` has all
+//!   **(choice)** `M⁻¹` is then applied to the `N` rows as `f32` matrix products, in place in
+//!   blocks of rows ([`Work::right_mul`]): `M` has all
 //!   eigenvalues `≥ s > 0`, so its inverse is well conditioned whenever `ρ‖W‖²/s` is moderate,
 //!   and a product runs several times faster than `N`-column triangular solves (FACTS.md:
 //!   faer solves 1500 right-hand sides at ~65 GFLOP/s in f64, products run at 150–190 in f32).
@@ -20,7 +21,7 @@ use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 
 use crate::error::{BcdError, Result};
-use crate::kernels::{self, Addend, Op, Work};
+use crate::kernels::{Op, Work};
 
 /// Host `f64` copy of a 2-D tensor.
 pub fn to_mat(t: &Tensor) -> Result<Mat<f64>> {
@@ -122,19 +123,6 @@ impl RowSolve {
                 x.add_matmul(Op::N(&xw), Op::N(q), -1.0)?;
                 let inv = (1.0 / shift) as f32;
                 x.update([], |v, []| v * inv)
-            }
-        }
-    }
-
-    /// `X (sI + ρWᵀW)⁻¹` for `X` of shape `[N, d]`.
-    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            RowSolve::Dense { p } => kernels::matmul(Op::N(x), Op::N(p), 1.0, Addend::None),
-            RowSolve::Woodbury { w, q, shift } => {
-                let xw = kernels::matmul(Op::N(x), Op::T(w), 1.0, Addend::None)?;
-                let inv = (1.0 / shift) as f32;
-                let y = kernels::matmul(Op::N(&xw), Op::N(q), -1.0, Addend::Matrix(x))?;
-                kernels::map([&y], |[v]| v * inv)
             }
         }
     }

@@ -17,11 +17,11 @@ fn run(
     cfg: &BcdConfig,
     cache: ProductCache,
     sweeps: usize,
-) -> (BcdOptimizer, Vec<f64>) {
+) -> (BcdOptimizer, BcdNet, Vec<f64>) {
     let x = rand_m(40, arch.input_dim(), 1, 1.0).to_tensor();
     let y = rand_m(40, arch.output_dim(), 2, 1.0).to_tensor();
     let varmap = VarMap::new();
-    BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
+    let net = BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
     // The trainer recognises the training set by tensor id (to reuse Z_1), also after a
     // same-device `to_device` as the CLI does.
     let x_id = x.to_device(&Device::Cpu).unwrap().id();
@@ -37,17 +37,7 @@ fn run(
     let phi = (0..sweeps)
         .map(|_| opt.step().unwrap().objective.total())
         .collect();
-    (opt, phi)
-}
-
-/// A `VarBuilder` over the optimizer's current weights.
-fn varbuilder(opt: &BcdOptimizer) -> candle_nn::VarBuilder<'static> {
-    let mut map = std::collections::HashMap::new();
-    for (l, (w, b)) in opt.weight_vars().iter().zip(opt.bias_vars()).enumerate() {
-        map.insert(format!("layers.{l}.weight"), w.as_tensor().copy().unwrap());
-        map.insert(format!("layers.{l}.bias"), b.as_tensor().copy().unwrap());
-    }
-    candle_nn::VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu)
+    (opt, net, phi)
 }
 
 /// `ρ/2 Σ_i ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` in f64 from the optimizer's blocks.
@@ -92,8 +82,8 @@ fn recompute_matches_keep_and_the_direct_objective() {
         ),
     ];
     for (arch, cfg) in cases {
-        let (keep, phi_keep) = run(&arch, &cfg, ProductCache::Keep, 6);
-        let (low, phi_low) = run(&arch, &cfg, ProductCache::Recompute, 6);
+        let (keep, keep_net, phi_keep) = run(&arch, &cfg, ProductCache::Keep, 6);
+        let (low, low_net, phi_low) = run(&arch, &cfg, ProductCache::Recompute, 6);
         for (k, (a, b)) in phi_keep.iter().zip(&phi_low).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-6 * a.abs(),
@@ -110,9 +100,8 @@ fn recompute_matches_keep_and_the_direct_objective() {
             let err = M::from_tensor(a.as_tensor()).rel_err(&M::from_tensor(b.as_tensor()));
             assert!(err < 1e-5, "{:?}: W differs by {err}", arch.widths());
         }
-        for opt in [&keep, &low] {
+        for (opt, net) in [(&keep, &keep_net), (&low, &low_net)] {
             let lifted_path = M::from_tensor(&opt.training_logits().unwrap());
-            let net = BcdNet::new(&arch, varbuilder(opt)).unwrap();
             let plain = M::from_tensor(&net.logits(opt.inputs()).unwrap());
             let err = lifted_path.rel_err(&plain);
             assert!(

@@ -69,17 +69,10 @@ impl Work {
             Work::Host { data, .. } if is_cpu_f32(a.tensor()) && is_cpu_f32(b.tensor()) => {
                 cpu::gemm(data, Accum::Add, a, b, alpha)
             }
-            Work::Host { data, rows, cols } => {
-                let prod = super::matmul(a, b, alpha, Addend::None)?.to_device(&Device::Cpu)?;
-                let (r, c) = prod.dims2()?;
-                if (r, c) != (*rows, *cols) {
-                    return Err(candle_core::Error::Msg(format!(
-                        "bcd-work: adding [{r}, {c}] to [{rows}, {cols}]"
-                    ))
-                    .into());
-                }
-                elementwise::update_slice(data, [&prod], |x, [p]| x + p)
-            }
+            Work::Host { .. } => Err(candle_core::Error::Msg(
+                "bcd-work: a host buffer takes products of CPU f32 tensors only".into(),
+            )
+            .into()),
             Work::Device(t) => {
                 *t = super::matmul(a, b, alpha, Addend::Matrix(t))?;
                 Ok(())

@@ -331,7 +331,7 @@ impl BcdOptimizer {
 
     /// `Φ` at the current blocks, by parts.
     pub fn objective(&self) -> Result<ObjectiveParts> {
-        let weights: Vec<Tensor> = self.weights.iter().map(|w| w.as_tensor().clone()).collect();
+        let (weights, _) = self.layer_tensors();
         // Two-splitting has no U blocks: U := Z makes the ρ-terms vanish and turns the γ-terms
         // into γ/2‖V_i − S_i − σ(Z_i)‖², which is Φ₂.
         let (z, zeros);
@@ -394,19 +394,15 @@ impl BcdOptimizer {
     /// this costs one product fewer than [`BcdNet::logits`](crate::BcdNet::logits) on the same
     /// inputs, with the same result.
     pub fn training_logits(&self) -> Result<Tensor> {
-        let mut h = layer_output(&self.arch, 0, &self.z(0)?, &self.x)?;
-        for l in 1..self.arch.num_layers() {
-            let u = self.affine(l, &h)?;
-            h = crate::model::forward_step(&self.arch, l, u, h)?;
-        }
-        Ok(h)
+        let (weights, biases) = self.layer_tensors();
+        let h = layer_output(&self.arch, 0, &self.z(0)?, &self.x)?;
+        crate::model::forward_from(&self.arch, &weights, &biases, 1, h)
     }
 
     /// Accuracy of the network (plain forward pass) on the training inputs against `labels`,
     /// in blocks of rows, reusing the kept `Z_1` as [`Self::training_logits`] does.
     pub fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {
-        let weights: Vec<Tensor> = self.weights.iter().map(|w| w.as_tensor().clone()).collect();
-        let biases: Vec<Tensor> = self.biases.iter().map(|b| b.as_tensor().clone()).collect();
+        let (weights, biases) = self.layer_tensors();
         crate::model::blocked_accuracy(
             &self.arch,
             &weights,
@@ -415,6 +411,12 @@ impl BcdOptimizer {
             self.z[0].as_ref(),
             labels,
         )
+    }
+
+    /// The current `W_l` and `b_l` as tensors.
+    fn layer_tensors(&self) -> (Vec<Tensor>, Vec<Tensor>) {
+        let tensors = |vars: &[Var]| vars.iter().map(|v| v.as_tensor().clone()).collect();
+        (tensors(&self.weights), tensors(&self.biases))
     }
 
     /// The weight `Var`s `W_1 … W_L` (updated in place by [`Self::step`]).
