@@ -49,6 +49,7 @@ pub enum Activation {
 }
 
 /// Bounds of a smooth bounded activation: `|σ| ≤ s_max`, `σ' ≤ d1_max`, `|σ''| ≤ d2_max`.
+#[derive(Debug, Clone, Copy)]
 struct SmoothBounds {
     s_max: f64,
     d1_max: f64,
@@ -170,42 +171,7 @@ impl Activation {
     /// Exact minimiser of `½ (σ(u) − v)² + c/2 (u − a)²` for `c > 0`.
     #[inline]
     pub fn prox(self, v: f64, a: f64, c: f64) -> f64 {
-        match self {
-            // |σ''| maxima: sigmoid 1/(6√3), tanh 4/(3√3).
-            Activation::Sigmoid => {
-                let b = SmoothBounds {
-                    s_max: 1.0,
-                    d1_max: 0.25,
-                    d2_max: 0.0963,
-                };
-                return smooth_prox(self, v, a, c, b);
-            }
-            Activation::Tanh => {
-                let b = SmoothBounds {
-                    s_max: 1.0,
-                    d1_max: 1.0,
-                    d2_max: 0.7699,
-                };
-                return smooth_prox(self, v, a, c, b);
-            }
-            _ => {}
-        }
-        let s = self.negative_slope();
-        let u_plus = ((v + c * a) / (1.0 + c)).max(0.0);
-        if s == 1.0 {
-            return (v + c * a) / (1.0 + c);
-        }
-        let u_minus = ((s * v + c * a) / (s * s + c)).min(0.0);
-        let f = |u: f64| {
-            let r = self.apply(u) - v;
-            let d = u - a;
-            0.5 * r * r + 0.5 * c * d * d
-        };
-        if f(u_minus) < f(u_plus) {
-            u_minus
-        } else {
-            u_plus
-        }
+        ScalarProx::new(self, c).eval(v, a)
     }
 
     /// Checks the activation's own parameters (the leaky slope must be in `[0, 1)`).
@@ -220,6 +186,75 @@ impl Activation {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// [`Activation::prox`] for one fixed `c`, with its constants computed once: the `U_i` update
+/// evaluates it `N·d_i` times with the same `c`.
+#[derive(Debug, Clone, Copy)]
+pub struct ScalarProx {
+    act: Activation,
+    c: f64,
+    slope: f64,
+    /// `1/(1 + c)`: the `u ≥ 0` branch.
+    inv_pos: f64,
+    /// `1/(s² + c)`: the `u < 0` branch.
+    inv_neg: f64,
+    /// Bounds of the smooth activations (sigmoid, tanh); `None` for the piecewise-linear ones.
+    smooth: Option<SmoothBounds>,
+}
+
+impl ScalarProx {
+    /// The prox of `act` with weight `c > 0`.
+    pub fn new(act: Activation, c: f64) -> Self {
+        let slope = act.negative_slope();
+        // |σ''| maxima: sigmoid 1/(6√3), tanh 4/(3√3).
+        let smooth = match act {
+            Activation::Sigmoid => Some(SmoothBounds {
+                s_max: 1.0,
+                d1_max: 0.25,
+                d2_max: 0.0963,
+            }),
+            Activation::Tanh => Some(SmoothBounds {
+                s_max: 1.0,
+                d1_max: 1.0,
+                d2_max: 0.7699,
+            }),
+            _ => None,
+        };
+        Self {
+            act,
+            c,
+            slope,
+            inv_pos: 1.0 / (1.0 + c),
+            inv_neg: 1.0 / (slope * slope + c),
+            smooth,
+        }
+    }
+
+    /// `argmin_u ½ (σ(u) − v)² + c/2 (u − a)²`.
+    #[inline]
+    pub fn eval(&self, v: f64, a: f64) -> f64 {
+        if let Some(b) = self.smooth {
+            return smooth_prox(self.act, v, a, self.c, b);
+        }
+        let (c, s) = (self.c, self.slope);
+        let u_plus = (v + c * a) * self.inv_pos;
+        if s == 1.0 {
+            return u_plus;
+        }
+        let u_plus = u_plus.max(0.0);
+        let u_minus = ((s * v + c * a) * self.inv_neg).min(0.0);
+        // σ(u₊) = u₊ and σ(u₋) = s·u₋ on their half-lines; f(u₋) < f(u₊) iff
+        // (s·u₋ − v)² + c(u₋ − a)² < (u₊ − v)² + c(u₊ − a)².
+        let (rm, dm) = (s * u_minus - v, u_minus - a);
+        let (rp, dp) = (u_plus - v, u_plus - a);
+        let take_minus = rm * rm + c * dm * dm < rp * rp + c * dp * dp;
+        // A select, not a branch: which side wins is data-dependent and unpredictable.
+        f64::from_bits(
+            (u_minus.to_bits() & (take_minus as u64).wrapping_neg())
+                | (u_plus.to_bits() & (!take_minus as u64).wrapping_neg()),
+        )
     }
 }
 

@@ -48,7 +48,7 @@ pub mod trainer;
 pub mod two_split;
 pub mod updates;
 
-pub use activation::Activation;
+pub use activation::{Activation, ScalarProx};
 pub use arch::Architecture;
 pub use candle_core::Tensor;
 pub use config::{BcdConfig, Splitting, VConstraint, WeightInit};

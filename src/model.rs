@@ -125,8 +125,9 @@ pub(crate) fn layer_output(
     }
 }
 
-/// Rows per block of [`blocked_accuracy`]: full-speed products, small buffers.
-const EVAL_ROWS: usize = 4096;
+/// Rows per block of [`blocked_accuracy`]: full-speed products (row bands on up to four
+/// threads, see `kernels`), small buffers.
+const EVAL_ROWS: usize = 8192;
 
 /// The forward pass from layer `from` on, `h` being that layer's input.
 pub(crate) fn forward_from(

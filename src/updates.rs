@@ -8,7 +8,7 @@
 use candle_core::Tensor;
 use faer::Mat;
 
-use crate::activation::Activation;
+use crate::activation::{Activation, ScalarProx};
 use crate::config::BcdConfig;
 use crate::error::Result;
 use crate::kernels::{self, Addend, Op, Work};
@@ -221,16 +221,17 @@ pub fn hidden_activation_value(
 }
 
 /// Hidden `U_i ← argmin γ/2‖V_i − σ(U)‖² + ρ/2‖U − Z_i‖² + α/2‖U − U_i^old‖²`, elementwise
-/// by [`Activation::prox`] with `a = (ρz + αu^old)/(ρ + α)` and `c = (ρ + α)/γ`.
+/// by [`Activation::prox`] with `a = (ρz + αu^old)/(ρ + α)` and `c = (ρ + α)/γ`. Returns the new
+/// `U_i` and `‖U_i − U_i^old‖²` (computed in the same pass).
 pub fn hidden_preactivation(
     z: &Tensor,
     u_old: &Tensor,
     v: &Tensor,
     act: Activation,
     cfg: &BcdConfig,
-) -> Result<Tensor> {
+) -> Result<(Tensor, f64)> {
     let prox = preactivation_prox(act, cfg);
-    kernels::map([z, u_old, v], |[z, u, v]| prox(z, [u, v]))
+    kernels::map_step([z, u_old, v], 1, |[z, u, v]| prox(z, [u, v]))
 }
 
 /// [`hidden_preactivation`] computed in the buffer that holds `Z_i` (which it consumes).
@@ -240,17 +241,15 @@ pub fn hidden_preactivation_in_place(
     v: &Tensor,
     act: Activation,
     cfg: &BcdConfig,
-) -> Result<Tensor> {
-    z.update([u_old, v], preactivation_prox(act, cfg))?;
-    z.into_tensor()
+) -> Result<(Tensor, f64)> {
+    let sq = z.update_step([u_old, v], 0, preactivation_prox(act, cfg))?;
+    Ok((z.into_tensor()?, sq))
 }
 
 /// `(z, [u_old, v]) ↦` the new `U` entry of [`hidden_preactivation`].
 fn preactivation_prox(act: Activation, cfg: &BcdConfig) -> impl Fn(f32, [f32; 2]) -> f32 + Sync {
     let (g, r, a) = (cfg.gamma, cfg.rho, cfg.alpha);
-    let c = (r + a) / g;
-    move |z, [u, v]| {
-        let target = (r * z as f64 + a * u as f64) / (r + a);
-        act.prox(v as f64, target, c) as f32
-    }
+    let prox = ScalarProx::new(act, (r + a) / g);
+    let (wz, wu) = (r / (r + a), a / (r + a));
+    move |z, [u, v]| prox.eval(v as f64, wz * z as f64 + wu * u as f64) as f32
 }

@@ -232,10 +232,21 @@ fn hidden_preactivation_is_exact() {
         Activation::LeakyRelu { slope: 0.2 },
         Activation::Identity,
     ] {
-        let u =
+        let (u, step) =
             updates::hidden_preactivation(&z.to_tensor(), &u0.to_tensor(), &v.to_tensor(), act, &c)
                 .unwrap();
         let u = M::from_tensor(&u);
+        // The fused step length against ‖U − U^old‖² summed here in f64.
+        let mut want = 0.0;
+        for i in 0..30 {
+            for j in 0..6 {
+                want += (u.at(i, j) - u0.at(i, j)).powi(2);
+            }
+        }
+        assert!(
+            (step - want).abs() <= 1e-5 * want,
+            "{act:?}: step {step} vs {want}"
+        );
         // Elementwise subproblem γ/2(σ(u) − v)² + ρ/2(u − z)² + α/2(u − u0)²: no perturbation
         // of the returned point does better (it is the global minimiser, not just stationary).
         let f = |x: f64, i: usize, j: usize| {

@@ -126,13 +126,13 @@ fn recompute_matches_keep_and_the_direct_objective() {
     }
 }
 
-/// Accuracy is computed 4,096 rows at a time (and, on the training set, from the kept `Z_1`);
-/// on 9,000 rows (two full blocks and a partial one) it must agree with the arg-max of one full
+/// Accuracy is computed 8,192 rows at a time (and, on the training set, from the kept `Z_1`);
+/// on 17,000 rows (two full blocks and a partial one) it must agree with the arg-max of one full
 /// forward pass (up to a tie flipped by round-off).
 #[test]
 fn blocked_accuracy_matches_one_full_forward_pass() {
     let arch = Architecture::mlp(&[8, 16, 3], Activation::Relu).unwrap();
-    let n = 9000;
+    let n = 17_000;
     let x = rand_m(n, 8, 5, 1.0).to_tensor();
     let y = rand_m(n, 3, 6, 1.0).to_tensor();
     let labels = y.argmax(1).unwrap();

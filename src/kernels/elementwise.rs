@@ -70,46 +70,95 @@ pub(super) fn map_cols_vec<const K: usize>(
     inputs: [&Tensor; K],
     f: impl Fn([f32; K], usize) -> f32 + Sync,
 ) -> Result<Vec<f32>> {
-    let cols = match inputs[0].shape().dims() {
-        [_, c] => (*c).max(1),
-        _ => usize::MAX,
-    };
+    let cols = cols_of(inputs[0]);
     with_slices(inputs, |s| {
-        let len = s[0].len();
-        let mut out = vec![0f32; len];
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(ci, chunk)| {
-                let off = ci * CHUNK;
-                for (j, o) in chunk.iter_mut().enumerate() {
-                    let idx = off + j;
-                    *o = f(std::array::from_fn(|k| s[k][idx]), idx % cols);
-                }
-            });
+        let mut out = vec![0f32; s[0].len()];
+        fill(&mut out, s, cols, None, |_, x, j| f(x, j));
         out
     })
 }
 
-/// `dst[j] ← f(dst[j], [in_0[j], …])` in place, in parallel.
+/// [`map`] that also returns `Σ_j (out[j] − in_step[j])²` (`f64`, reproducible): a block
+/// update and the squared length of its step in one pass.
+pub fn map_step<const K: usize>(
+    inputs: [&Tensor; K],
+    step: usize,
+    f: impl Fn([f32; K]) -> f32 + Sync,
+) -> Result<(Tensor, f64)> {
+    let shape = inputs[0].shape().clone();
+    let (out, sq) = with_slices(inputs, |s| {
+        let mut out = vec![0f32; s[0].len()];
+        let sq = fill(&mut out, s, usize::MAX, Some(step), |_, x, _| f(x));
+        (out, sq)
+    })?;
+    Ok((
+        Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?,
+        sq,
+    ))
+}
+
+/// `dst[j] ← f(dst[j], [in_0[j], …])` in place, in parallel; with `step = Some(k)` also
+/// returns `Σ_j (dst_new[j] − in_k[j])²` (else 0).
 pub(super) fn update_slice<const K: usize>(
     dst: &mut [f32],
     inputs: [&Tensor; K],
+    step: Option<usize>,
     f: impl Fn(f32, [f32; K]) -> f32 + Sync,
-) -> Result<()> {
+) -> Result<f64> {
     with_slices_or_none(inputs, |s| {
         if s.iter().any(|x| x.len() != dst.len()) {
             return Err(candle_core::Error::Msg("bcd-update: operand sizes differ".into()).into());
         }
-        dst.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(ci, chunk)| {
-                let off = ci * CHUNK;
-                for (j, o) in chunk.iter_mut().enumerate() {
-                    *o = f(*o, std::array::from_fn(|k| s[k][off + j]));
-                }
-            });
-        Ok(())
+        Ok(fill(dst, s, usize::MAX, step, |o, x, _| f(o, x)))
     })?
+}
+
+/// Columns of a matrix (for the column index of [`map_cols`]); `usize::MAX` for other ranks,
+/// so that the index is the flat one.
+fn cols_of(t: &Tensor) -> usize {
+    match t.shape().dims() {
+        [_, c] => (*c).max(1),
+        _ => usize::MAX,
+    }
+}
+
+/// The loop behind every elementwise kernel: `dst[j] ← f(dst[j], [s_0[j], …], j mod cols)` in
+/// parallel chunks; with `step = Some(k)` it also returns `Σ_j (dst_new[j] − s_k[j])²`, the
+/// chunks' partial sums added in chunk order (reproducible whatever the scheduling).
+fn fill<const K: usize>(
+    dst: &mut [f32],
+    s: [&[f32]; K],
+    cols: usize,
+    step: Option<usize>,
+    f: impl Fn(f32, [f32; K], usize) -> f32 + Sync,
+) -> f64 {
+    let partials: Vec<f64> = dst
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(ci, chunk)| {
+            let off = ci * CHUNK;
+            // Operands cut to the chunk (no bounds checks inside the loop); the column
+            // advances with the index (no division per element).
+            let x: [&[f32]; K] = std::array::from_fn(|k| &s[k][off..off + chunk.len()]);
+            let mut col = off % cols;
+            let mut sq = 0f64;
+            for (j, o) in chunk.iter_mut().enumerate() {
+                let xj: [f32; K] = std::array::from_fn(|k| x[k][j]);
+                let new = f(*o, xj, col);
+                if let Some(k) = step {
+                    let d = new as f64 - xj[k] as f64;
+                    sq += d * d;
+                }
+                *o = new;
+                col += 1;
+                if col == cols {
+                    col = 0;
+                }
+            }
+            sq
+        })
+        .collect();
+    partials.iter().sum()
 }
 
 /// [`with_slices`], also for `K = 0`.
@@ -192,4 +241,46 @@ pub fn sum_rows<const K: usize>(
             .collect();
         partials.iter().sum()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3,000 × 7 spans two chunks whose boundary falls inside a row (16,384 is not a multiple
+    /// of 7): the column index and the fused step must still be those of a plain loop.
+    #[test]
+    fn column_index_and_fused_step_match_a_plain_loop() {
+        let (rows, cols) = (3000, 7);
+        let a = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
+        let av: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let bv: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+
+        let got: Vec<f32> = map_cols([&a], |[x], j| x + j as f32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (i, (g, x)) in got.iter().zip(&av).enumerate() {
+            assert_eq!(*g, x + (i % cols) as f32, "entry {i}");
+        }
+
+        let (out, step) = map_step([&a, &b], 1, |[x, y]| 2.0 * x - y).unwrap();
+        let out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+        let mut want = 0f64;
+        for i in 0..rows * cols {
+            assert_eq!(out[i], 2.0 * av[i] - bv[i]);
+            want += (out[i] as f64 - bv[i] as f64).powi(2);
+        }
+        assert!((step - want).abs() <= 1e-9 * want, "{step} vs {want}");
+
+        let mut dst = av.clone();
+        let step = update_slice(&mut dst, [&b], Some(0), |d, [y]| d * y).unwrap();
+        let want: f64 = (0..rows * cols)
+            .map(|i| (av[i] as f64 * bv[i] as f64 - bv[i] as f64).powi(2))
+            .sum();
+        assert!((step - want).abs() <= 1e-6 * want, "{step} vs {want}");
+    }
 }

@@ -9,7 +9,8 @@
 //! ordinary tensor operation (no memory saving, same results).
 
 use candle_core::{Device, Tensor};
-use faer::{Accum, MatRef};
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 use super::{cpu, elementwise, is_cpu_f32, Addend, Op};
 use crate::error::Result;
@@ -115,19 +116,32 @@ impl Work {
                     ))
                     .into());
                 }
-                let cols = *cols;
-                let mut scratch = vec![0f32; ROW_BLOCK.min(*rows) * cols];
-                cpu::with_slice(p, |sp| -> Result<()> {
+                let cols = (*cols).max(1);
+                // One band of rows per thread, each walked in blocks by a sequential product
+                // (see `cpu::product` for why bands beat faer's own parallel product here).
+                let threads = rayon::current_num_threads().max(1);
+                let band = rows.div_ceil(threads).max(1) * cols;
+                cpu::with_slice(p, |sp| {
                     let rhs = MatRef::from_row_major_slice(sp, cols, cols);
-                    for block in data.chunks_mut(ROW_BLOCK * cols.max(1)) {
-                        let r = block.len() / cols.max(1);
-                        let out = &mut scratch[..r * cols];
-                        let lhs = MatRef::from_row_major_slice(block, r, cols);
-                        cpu::gemm_views(out, Accum::Replace, lhs, rhs, 1.0)?;
-                        block.copy_from_slice(out);
-                    }
-                    Ok(())
-                })?
+                    data.par_chunks_mut(band).for_each(|band| {
+                        let mut scratch = vec![0f32; ROW_BLOCK.min(band.len() / cols) * cols];
+                        for block in band.chunks_mut(ROW_BLOCK * cols) {
+                            let r = block.len() / cols;
+                            let out = &mut scratch[..r * cols];
+                            let lhs = MatRef::from_row_major_slice(block, r, cols);
+                            let dst = MatMut::from_row_major_slice_mut(out, r, cols);
+                            faer::linalg::matmul::matmul(
+                                dst,
+                                Accum::Replace,
+                                lhs,
+                                rhs,
+                                1.0,
+                                Par::Seq,
+                            );
+                            block.copy_from_slice(out);
+                        }
+                    });
+                })
             }
             _ => {
                 let t = self.to_tensor()?;
@@ -143,15 +157,35 @@ impl Work {
         inputs: [&Tensor; K],
         f: impl Fn(f32, [f32; K]) -> f32 + Sync,
     ) -> Result<()> {
+        self.update_with(inputs, None, f).map(|_| ())
+    }
+
+    /// [`Work::update`] that also returns `Σ_j (self_new[j] − in_step[j])²`, the squared length
+    /// of a block step whose old value is input `step`, in the same pass.
+    pub fn update_step<const K: usize>(
+        &mut self,
+        inputs: [&Tensor; K],
+        step: usize,
+        f: impl Fn(f32, [f32; K]) -> f32 + Sync,
+    ) -> Result<f64> {
+        self.update_with(inputs, Some(step), f)
+    }
+
+    fn update_with<const K: usize>(
+        &mut self,
+        inputs: [&Tensor; K],
+        step: Option<usize>,
+        f: impl Fn(f32, [f32; K]) -> f32 + Sync,
+    ) -> Result<f64> {
         match self {
-            Work::Host { data, .. } => elementwise::update_slice(data, inputs, f),
+            Work::Host { data, .. } => elementwise::update_slice(data, inputs, step, f),
             Work::Device(t) => {
                 let device = t.device().clone();
                 let (rows, cols) = t.dims2()?;
                 let mut data = t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-                elementwise::update_slice(&mut data, inputs, f)?;
+                let sq = elementwise::update_slice(&mut data, inputs, step, f)?;
                 *t = Tensor::from_vec(data, (rows, cols), &Device::Cpu)?.to_device(&device)?;
-                Ok(())
+                Ok(sq)
             }
         }
     }

@@ -54,7 +54,7 @@ impl BcdOptimizer {
                 Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
                 None => self.state.v[l].clone(),
             };
-            let u = match &self.z[l] {
+            let (u, du) = match &self.z[l] {
                 Some(z) => updates::hidden_preactivation(z, &self.state.u[l], &target, act, &cfg)?,
                 // Not kept: compute Z_l into the buffer that becomes the new U_l.
                 None => updates::hidden_preactivation_in_place(
@@ -65,8 +65,8 @@ impl BcdOptimizer {
                     &cfg,
                 )?,
             };
-            dx += Self::replace(&mut self.state.u[l], u)?;
-            let u = self.state.u[l].clone();
+            self.state.u[l] = u.clone();
+            dx += du;
             dx += self.exact_weights(l, &u, cfg.rho)?;
         }
         let z_first = self.affine(0, &self.x)?;
