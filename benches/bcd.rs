@@ -19,7 +19,6 @@ use candle_bcd::{
 };
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use faer::{Accum, Mat, Par};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -61,20 +60,6 @@ fn rate(
         best = best.min(t.elapsed().as_secs_f64());
     }
     Ok(2.0 * (m * k * n) as f64 / best / 1e9)
-}
-
-/// Best of three: GFLOP/s of faer's own parallel `m×k · k×n` product (no row bands).
-fn faer_parallel_rate(m: usize, k: usize, n: usize) -> f64 {
-    let a = Mat::<f32>::from_fn(m, k, |i, j| ((i * 7 + j * 13) % 17) as f32 * 0.1);
-    let b = Mat::<f32>::from_fn(k, n, |i, j| ((i * 3 + j * 5) % 11) as f32 * 0.1);
-    let mut c = Mat::<f32>::zeros(m, n);
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t = Instant::now();
-        faer::linalg::matmul::matmul(c.as_mut(), Accum::Replace, &a, &b, 1.0, Par::rayon(0));
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    2.0 * (m * k * n) as f64 / best / 1e9
 }
 
 /// What one BCD phase of the benchmark measured.
@@ -148,16 +133,8 @@ fn main() -> Result<()> {
     let faer = rate(s, s, s, |a, b| {
         Ok(kernels::matmul(Op::N(a), Op::N(b), 1.0, Addend::None)?)
     })?;
-    // The crate's kernels cut tall products into one row band per thread (`kernels::cpu`):
-    // measure that path too, on a tall product of the same width, so the limit is the fastest
-    // the build's libraries go, whichever way they are called.
-    let banded = rate(4 * s, s, s, |a, b| {
-        Ok(kernels::matmul(Op::N(a), Op::N(b), 1.0, Addend::None)?)
-    })?;
-    // The same tall product by faer's own parallel matmul: what the bands replace.
-    let tall_par = faer_parallel_rate(4 * s, s, s);
-    let limit = candle.max(faer).max(banded).max(tall_par);
-    println!("| matmul f32 ({threads} threads) | Candle 2048³ {candle:.0} GFLOP/s | faer 2048³ {faer:.0} GFLOP/s | 8192×2048·2048²: faer {tall_par:.0}, row bands {banded:.0} GFLOP/s | limit {limit:.0} |");
+    let limit = candle.max(faer);
+    println!("| matmul 2048³ f32 ({threads} threads) | Candle {candle:.0} GFLOP/s | faer {faer:.0} GFLOP/s | limit {limit:.0} |");
 
     // 2. BCD sweeps, low-memory mode first so that the peak RSS read after it is its own.
     let ds = data::take_train(&data::load_idx_dir(dir.as_ref())?, samples)?;

@@ -126,8 +126,8 @@ fn recompute_matches_keep_and_the_direct_objective() {
     }
 }
 
-/// Accuracy is computed 8,192 rows at a time (and, on the training set, from the kept `Z_1`);
-/// on 17,000 rows (two full blocks and a partial one) it must agree with the arg-max of one full
+/// Accuracy is computed 4,096 rows at a time (and, on the training set, from the kept `Z_1`);
+/// on 17,000 rows (four full blocks and a partial one) it must agree with the arg-max of one full
 /// forward pass (up to a tie flipped by round-off).
 #[test]
 fn blocked_accuracy_matches_one_full_forward_pass() {

@@ -113,57 +113,8 @@ pub(super) fn gemm_views(
         .into());
     }
     let dst = MatMut::from_row_major_slice_mut(dst, m, n);
-    product(dst, accum, lhs, rhs, alpha);
+    faer::linalg::matmul::matmul(dst, accum, lhs, rhs, alpha, par());
     Ok(())
-}
-
-/// Fewest result rows per thread for which [`product`] splits a product into row bands.
-const BAND_MIN_ROWS: usize = 2048;
-
-/// `dst ← / += alpha · lhs · rhs`. A tall result (`N` rows, as in `Ṽ W̃ᵀ` or `U W`) is cut
-/// into one band of rows per thread, each computed by a sequential faer product; other shapes
-/// use faer's own parallel product. Measured on this 2-core host (60,000 × 1,500 · 1,500 ×
-/// 1,500, best of two): bands 126–132 GFLOP/s, faer's parallel product 99–111, its threads
-/// meeting at barriers inside the product and stalling when the shared host deschedules one;
-/// for `AᵀA`-like products with a long inner dimension faer's own is as fast or faster
-/// (122–134 vs 115–127), and at 2,048 rows the two tie. `benches/bcd.rs` prints both rates
-/// on a tall product in every run.
-pub(super) fn product(
-    dst: MatMut<f32>,
-    accum: Accum,
-    lhs: MatRef<f32>,
-    rhs: MatRef<f32>,
-    alpha: f32,
-) {
-    let threads = rayon::current_num_threads();
-    if threads > 1 && dst.nrows() >= threads * BAND_MIN_ROWS && dst.nrows() >= dst.ncols() {
-        banded(dst, accum, lhs, rhs, alpha, threads);
-    } else {
-        faer::linalg::matmul::matmul(dst, accum, lhs, rhs, alpha, par());
-    }
-}
-
-/// [`product`] over `parts` row bands, split recursively with `rayon::join`.
-fn banded(
-    dst: MatMut<f32>,
-    accum: Accum,
-    lhs: MatRef<f32>,
-    rhs: MatRef<f32>,
-    alpha: f32,
-    parts: usize,
-) {
-    if parts <= 1 {
-        faer::linalg::matmul::matmul(dst, accum, lhs, rhs, alpha, Par::Seq);
-        return;
-    }
-    let half = parts / 2;
-    let at = dst.nrows() * half / parts;
-    let (d0, d1) = dst.split_at_row_mut(at);
-    let (l0, l1) = lhs.split_at_row(at);
-    rayon::join(
-        || banded(d0, accum, l0, rhs, alpha, half),
-        || banded(d1, accum, l1, rhs, alpha, parts - half),
-    );
 }
 
 /// `AᵀA`: faer computes the lower triangle only, which is then mirrored.

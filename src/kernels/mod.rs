@@ -3,9 +3,7 @@
 //!
 //! Products run on the tensors' device. On the CPU, `f32` products go through faer's matmul on
 //! zero-copy views of Candle's buffers (measured 1.5–1.8× faster than Candle's own CPU matmul
-//! on this machine, see `FACTS.md`), tall products (`N` rows) run as one band of rows per
-//! thread, each a sequential faer product (20–30 % faster than faer's own parallel product on
-//! the paper's shapes, see `BENCHMARKS.md`), and Gram matrices `AᵀA` compute only their lower
+//! on this machine, see `FACTS.md`), and Gram matrices `AᵀA` compute only their lower
 //! triangle. On other devices Candle's matmul (cuBLAS, MPS) is used. Both paths compute the
 //! same product; they differ by floating-point round-off only.
 //!
