@@ -20,21 +20,6 @@ use candle_bcd::{data, kernels, metrics, Activation, Architecture, BcdNet, Weigh
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
-/// Forward pass of the hidden layers only (the head's input).
-fn hidden_features(net: &BcdNet, x: &Tensor) -> Result<Tensor> {
-    let arch = net.architecture();
-    let mut h = x.clone();
-    for l in 0..arch.num_layers() - 1 {
-        let u = kernels::linear(&h, net.weight(l), net.bias(l))?;
-        h = if arch.is_residual(l) {
-            kernels::map([&u, &h], |[u, h]| h + u.max(0.0))?
-        } else {
-            kernels::map([&u], |[u]| u.max(0.0))?
-        };
-    }
-    Ok(h)
-}
-
 fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| a.get(i).cloned().unwrap_or_else(|| default.into());
@@ -56,7 +41,7 @@ fn main() -> Result<()> {
     let ds = data::load_idx_dir(dir.as_ref())?;
     let device = Device::Cpu;
     let net = BcdNet::init(&arch, &VarMap::new(), init, 0, &device)?;
-    let h = hidden_features(&net, &ds.train_images)?;
+    let h = net.features(&ds.train_images)?;
     let y = data::one_hot(&ds.train_labels, 10)?;
     let width = h.dim(1)?;
     let (w, b) = updates::weights_for(
@@ -73,7 +58,7 @@ fn main() -> Result<()> {
         "head",
     )?;
     let accuracy = |x: &Tensor, labels: &Tensor| -> Result<f64> {
-        let logits = kernels::linear(&hidden_features(&net, x)?, &w, &b)?;
+        let logits = kernels::linear(&net.features(x)?, &w, &b)?;
         Ok(metrics::accuracy(&logits, labels)?)
     };
     println!(

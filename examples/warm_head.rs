@@ -16,25 +16,9 @@
 
 use anyhow::{bail, Result};
 use candle_bcd::updates::{self, AugmentedGram, PenaltyWeights};
-use candle_bcd::{data, kernels, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
-use candle_bcd::{Tensor, WeightInit};
+use candle_bcd::{data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, WeightInit};
 use candle_core::Device;
 use candle_nn::VarMap;
-
-/// Forward pass of the hidden layers only (the head's input).
-fn hidden_features(net: &BcdNet, x: &Tensor) -> Result<Tensor> {
-    let arch = net.architecture();
-    let mut h = x.clone();
-    for l in 0..arch.num_layers() - 1 {
-        let u = kernels::linear(&h, net.weight(l), net.bias(l))?;
-        h = if arch.is_residual(l) {
-            kernels::map([&u, &h], |[u, h]| h + u.max(0.0))?
-        } else {
-            kernels::map([&u], |[u]| u.max(0.0))?
-        };
-    }
-    Ok(h)
-}
 
 fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -65,7 +49,7 @@ fn main() -> Result<()> {
     let y = data::one_hot(&ds.train_labels, 10)?;
 
     // The head's closed form on the frozen initial features, written into its Vars.
-    let h = hidden_features(&net, &ds.train_images)?;
+    let h = net.features(&ds.train_images)?;
     let head = arch.num_layers() - 1;
     let (w, b) = updates::weights_for(
         &AugmentedGram::new(&h)?,

@@ -94,6 +94,13 @@ impl BcdNet {
         forward_from(&self.arch, &self.weights, &self.biases, 0, x.clone())
     }
 
+    /// The head's input for inputs `x`: the output of the last hidden layer, i.e. the
+    /// features the linear head classifies (`logits = features · W_Lᵀ + 1b_Lᵀ`).
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        let head = self.arch.num_layers() - 1;
+        forward_range(&self.arch, &self.weights, &self.biases, 0..head, x.clone())
+    }
+
     /// Fraction of rows of `x` whose arg-max output equals `labels` (integer class ids),
     /// computed in blocks of rows so that it needs only a few megabytes beyond `x`.
     pub fn accuracy(&self, x: &Tensor, labels: &Tensor) -> Result<f64> {
@@ -135,9 +142,20 @@ pub(crate) fn forward_from(
     weights: &[Tensor],
     biases: &[Tensor],
     from: usize,
+    h: Tensor,
+) -> Result<Tensor> {
+    forward_range(arch, weights, biases, from..arch.num_layers(), h)
+}
+
+/// The forward pass through `layers`, `h` being the first one's input.
+fn forward_range(
+    arch: &Architecture,
+    weights: &[Tensor],
+    biases: &[Tensor],
+    layers: std::ops::Range<usize>,
     mut h: Tensor,
 ) -> Result<Tensor> {
-    for l in from..arch.num_layers() {
+    for l in layers {
         let u = kernels::linear(&h, &weights[l], &biases[l])?;
         h = layer_output(arch, l, &u, &h)?;
     }
@@ -205,4 +223,34 @@ pub(crate) fn layer_vars(varmap: &VarMap, arch: &Architecture, l: usize) -> Resu
         get(format!("{prefix}.weight"), vec![m, n])?,
         get(format!("{prefix}.bias"), vec![m])?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Activation, WeightInit};
+    use candle_core::Device;
+
+    /// The head applied to `features` gives `logits` (same products, so equal to round-off).
+    #[test]
+    fn features_feed_the_head() {
+        let arch = Architecture::resnet(6, 8, 2, 3, Activation::Relu).unwrap();
+        let net =
+            BcdNet::init(&arch, &VarMap::new(), WeightInit::Kaiming, 3, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (20, 6), &Device::Cpu).unwrap();
+        let f = net.features(&x).unwrap();
+        assert_eq!(f.dims(), [20, 8]);
+        let head = kernels::linear(&f, net.weight(3), net.bias(3)).unwrap();
+        let diff = (head - net.logits(&x).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "{diff}");
+    }
 }
