@@ -15,9 +15,9 @@
 //! CLI's default, so the frozen layers are those a BCD run with the same flags starts from.
 
 use anyhow::{bail, Result};
-use candle_bcd::updates::{self, AugmentedGram, PenaltyWeights};
+use candle_bcd::updates;
 use candle_bcd::{data, kernels, metrics, Activation, Architecture, BcdNet, WeightInit};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 fn main() -> Result<()> {
@@ -30,12 +30,7 @@ fn main() -> Result<()> {
         "resnet" => Architecture::resnet(784, width, 2, 10, Activation::Relu)?,
         other => bail!("unknown architecture {other:?} (mlp or resnet)"),
     };
-    let init = match arg(3, "official").as_str() {
-        "official" => WeightInit::Official,
-        "kaiming" => WeightInit::Kaiming,
-        "glorot" => WeightInit::Glorot,
-        other => bail!("unknown initialisation {other:?}"),
-    };
+    let init: WeightInit = arg(3, "official").parse()?;
     let lambda: f64 = arg(4, "1").parse()?;
 
     let ds = data::load_idx_dir(dir.as_ref())?;
@@ -44,19 +39,7 @@ fn main() -> Result<()> {
     let h = net.features(&ds.train_images)?;
     let y = data::one_hot(&ds.train_labels, 10)?;
     let width = h.dim(1)?;
-    let (w, b) = updates::weights_for(
-        &AugmentedGram::new(&h)?,
-        &h,
-        &y,
-        &Tensor::zeros((10, width), DType::F32, &device)?,
-        &Tensor::zeros(10, DType::F32, &device)?,
-        PenaltyWeights {
-            coupling: 1.0,
-            alpha: 0.0,
-            lambda,
-        },
-        "head",
-    )?;
+    let (w, b) = updates::ridge_fit(&h, &y, lambda, "head")?;
     let accuracy = |x: &Tensor, labels: &Tensor| -> Result<f64> {
         let logits = kernels::linear(&net.features(x)?, &w, &b)?;
         Ok(metrics::accuracy(&logits, labels)?)

@@ -30,12 +30,7 @@ fn main() -> Result<()> {
         other => bail!("unknown architecture {other:?} (mlp or resnet)"),
     };
     let gamma: f64 = arg(4, "1").parse()?;
-    let init = match arg(6, "official").as_str() {
-        "official" => WeightInit::Official,
-        "kaiming" => WeightInit::Kaiming,
-        "glorot" => WeightInit::Glorot,
-        other => bail!("unknown initialisation {other:?}"),
-    };
+    let init: WeightInit = arg(6, "official").parse()?;
     let config = BcdConfig {
         gamma,
         rho: gamma,

@@ -14,8 +14,8 @@
 //! Arguments: data directory, training samples, sweeps, ResNet width (784 → W, two residual
 //! layers), initialisation (`official|kaiming|glorot`), α, head ridge λ.
 
-use anyhow::{bail, Result};
-use candle_bcd::updates::{self, AugmentedGram, PenaltyWeights};
+use anyhow::Result;
+use candle_bcd::updates;
 use candle_bcd::{data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, WeightInit};
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -27,12 +27,7 @@ fn main() -> Result<()> {
     let samples: usize = arg(1, "10000").parse()?;
     let sweeps: usize = arg(2, "20").parse()?;
     let width: usize = arg(3, "2048").parse()?;
-    let init = match arg(4, "kaiming").as_str() {
-        "official" => WeightInit::Official,
-        "kaiming" => WeightInit::Kaiming,
-        "glorot" => WeightInit::Glorot,
-        other => bail!("unknown initialisation {other:?}"),
-    };
+    let init: WeightInit = arg(4, "kaiming").parse()?;
     let alpha: f64 = arg(5, "1").parse()?;
     let lambda: f64 = arg(6, "1").parse()?;
 
@@ -51,19 +46,7 @@ fn main() -> Result<()> {
     // The head's closed form on the frozen initial features, written into its Vars.
     let h = net.features(&ds.train_images)?;
     let head = arch.num_layers() - 1;
-    let (w, b) = updates::weights_for(
-        &AugmentedGram::new(&h)?,
-        &h,
-        &y,
-        net.weight(head),
-        net.bias(head),
-        PenaltyWeights {
-            coupling: 1.0,
-            alpha: 0.0,
-            lambda,
-        },
-        "head",
-    )?;
+    let (w, b) = updates::ridge_fit(&h, &y, lambda, "head")?;
     {
         let vars = varmap
             .data()

@@ -89,6 +89,24 @@ pub enum WeightInit {
     Glorot,
 }
 
+impl std::str::FromStr for WeightInit {
+    type Err = crate::BcdError;
+
+    /// `official`, `kaiming` or `glorot` (the names of the CLI and the presets).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "official" => Ok(WeightInit::Official),
+            "kaiming" => Ok(WeightInit::Kaiming),
+            "glorot" => Ok(WeightInit::Glorot),
+            _ => Err(crate::BcdError::UnknownValue {
+                setting: "weight initialisation",
+                value: s.to_string(),
+                expected: "official, kaiming, glorot",
+            }),
+        }
+    }
+}
+
 impl WeightInit {
     /// Standard deviation of the weights and constant bias value for a layer `fan_in → fan_out`.
     pub fn std_and_bias(self, fan_in: usize, fan_out: usize) -> (f64, f64) {
@@ -192,5 +210,25 @@ impl BcdConfig {
             check("alpha", self.alpha, true)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_init_parses_its_names_and_rejects_others() {
+        assert_eq!(
+            "kaiming".parse::<WeightInit>().unwrap(),
+            WeightInit::Kaiming
+        );
+        assert_eq!(
+            "official".parse::<WeightInit>().unwrap(),
+            WeightInit::Official
+        );
+        assert_eq!("glorot".parse::<WeightInit>().unwrap(), WeightInit::Glorot);
+        let e = "he".parse::<WeightInit>().unwrap_err().to_string();
+        assert!(e.contains("\"he\"") && e.contains("kaiming"), "{e}");
     }
 }

@@ -18,6 +18,16 @@ pub enum BcdError {
         /// What the valid range is.
         reason: &'static str,
     },
+    /// A named setting (e.g. the weight initialisation) has a value it does not know.
+    #[error("unknown {setting} {value:?}; expected one of {expected}")]
+    UnknownValue {
+        /// Name of the setting.
+        setting: &'static str,
+        /// The rejected value.
+        value: String,
+        /// The accepted values.
+        expected: &'static str,
+    },
     /// The architecture description is unusable (too few layers, a zero width, ...).
     #[error("invalid architecture: {0}")]
     InvalidArchitecture(String),

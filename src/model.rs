@@ -241,16 +241,7 @@ mod tests {
         let f = net.features(&x).unwrap();
         assert_eq!(f.dims(), [20, 8]);
         let head = kernels::linear(&f, net.weight(3), net.bias(3)).unwrap();
-        let diff = (head - net.logits(&x).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = kernels::max_abs_diff(&head, &net.logits(&x).unwrap());
         assert!(diff < 1e-6, "{diff}");
     }
 }

@@ -143,6 +143,21 @@ pub fn weights_for(
     Ok((w, b))
 }
 
+/// Ridge least squares `min_W̃ ½‖T − H̃W̃ᵀ‖² + λ/2‖W‖²` (bias not penalised): the [`weights_for`]
+/// subproblem with coupling 1 and no proximal term. Fits a linear head `[d_T, d_H]` to targets
+/// `T` on features `H` in closed form.
+pub fn ridge_fit(h: &Tensor, t: &Tensor, lambda: f64, block: &str) -> Result<(Tensor, Tensor)> {
+    let (m, n) = (t.dim(1)?, h.dim(1)?);
+    let zeros_w = Tensor::zeros((m, n), h.dtype(), h.device())?;
+    let zeros_b = Tensor::zeros(m, h.dtype(), h.device())?;
+    let pw = PenaltyWeights {
+        coupling: 1.0,
+        alpha: 0.0,
+        lambda,
+    };
+    weights_for(&AugmentedGram::new(h)?, h, t, &zeros_w, &zeros_b, pw, block)
+}
+
 /// The neighbours of a hidden activation block `V_i` in the objective.
 #[derive(Debug, Clone, Copy)]
 pub struct HiddenNeighbours<'a> {

@@ -389,3 +389,33 @@ fn two_splitting_weight_step_is_the_prox_linear_step() {
     };
     assert!(obj(&w, &b) <= obj(&w0, &b0) * (1.0 + 1e-7));
 }
+
+/// `ridge_fit`: the gradient of ½‖T − HWᵀ − 1bᵀ‖² + λ/2‖W‖², written out here in f64, vanishes
+/// at the returned head (relative to the gradient's size at the zero head).
+#[test]
+fn ridge_fit_satisfies_the_normal_equations() {
+    let (h, t, lambda) = (rand_m(40, 5, 31, 1.0), rand_m(40, 3, 32, 1.0), 0.7);
+    let (w, b) = updates::ridge_fit(&h.to_tensor(), &t.to_tensor(), lambda, "head").unwrap();
+    let (w, b) = (M::from_tensor(&w), M::from_tensor(&b.unsqueeze(0).unwrap()));
+    let (mut worst, mut scale) = (0f64, 0f64);
+    for k in 0..3 {
+        let resid = |i: usize, with_head: bool| {
+            let fit: f64 = (0..5).map(|j| h.at(i, j) * w.at(k, j)).sum::<f64>() + b.at(0, k);
+            (if with_head { fit } else { 0.0 }) - t.at(i, k)
+        };
+        for j in 0..=5 {
+            let (mut g, mut g0) = (0.0, 0.0);
+            for i in 0..40 {
+                let x = if j < 5 { h.at(i, j) } else { 1.0 };
+                g += x * resid(i, true);
+                g0 += x * resid(i, false);
+            }
+            if j < 5 {
+                g += lambda * w.at(k, j);
+            }
+            worst = worst.max(g.abs());
+            scale = scale.max(g0.abs());
+        }
+    }
+    assert!(worst <= 1e-4 * scale, "gradient {worst} vs {scale}");
+}

@@ -129,3 +129,11 @@ pub fn sq_norm(a: &Tensor) -> Result<f64> {
 fn is_cpu_f32(t: &Tensor) -> bool {
     matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
 }
+
+/// Largest `|a − b|` over all entries (for tests).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("same-shaped f32 tensors")
+}
