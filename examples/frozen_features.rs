@@ -15,9 +15,8 @@
 //! CLI's default, so the frozen layers are those a BCD run with the same flags starts from.
 
 use anyhow::{bail, Result};
-use candle_bcd::updates;
-use candle_bcd::{data, kernels, metrics, Activation, Architecture, BcdNet, WeightInit};
-use candle_core::{Device, Tensor};
+use candle_bcd::{data, Activation, Architecture, BcdNet, WeightInit};
+use candle_core::Device;
 use candle_nn::VarMap;
 
 fn main() -> Result<()> {
@@ -34,21 +33,15 @@ fn main() -> Result<()> {
     let lambda: f64 = arg(4, "1").parse()?;
 
     let ds = data::load_idx_dir(dir.as_ref())?;
-    let device = Device::Cpu;
-    let net = BcdNet::init(&arch, &VarMap::new(), init, 0, &device)?;
-    let h = net.features(&ds.train_images)?;
+    let varmap = VarMap::new();
+    let net = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
     let y = data::one_hot(&ds.train_labels, 10)?;
-    let width = h.dim(1)?;
-    let (w, b) = updates::ridge_fit(&h, &y, lambda, "head")?;
-    let accuracy = |x: &Tensor, labels: &Tensor| -> Result<f64> {
-        let logits = kernels::linear(&net.features(x)?, &w, &b)?;
-        Ok(metrics::accuracy(&logits, labels)?)
-    };
+    net.fit_head(&varmap, &ds.train_images, &y, lambda)?;
     println!(
         "frozen {} features of width {width} ({init:?} init), ridge head λ = {lambda}: train {:.4}, test {:.4}",
         arg(1, "resnet"),
-        accuracy(&ds.train_images, &ds.train_labels)?,
-        accuracy(&ds.test_images, &ds.test_labels)?
+        net.accuracy(&ds.train_images, &ds.train_labels)?,
+        net.accuracy(&ds.test_images, &ds.test_labels)?
     );
     Ok(())
 }

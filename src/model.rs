@@ -101,6 +101,39 @@ impl BcdNet {
         forward_range(&self.arch, &self.weights, &self.biases, 0..head, x.clone())
     }
 
+    /// Sets the linear head to the ridge least-squares fit of targets `y` (`[N, d_L]`, e.g.
+    /// one-hot) on the network's current [`features`](Self::features) of `x`:
+    /// `W̃_L = argmin ½‖Y − H̃W̃ᵀ‖² + λ/2‖W‖²` (bias not penalised), one SPD solve of size
+    /// `d_{L−1} + 1` ([`updates::ridge_fit`](crate::updates::ridge_fit)). The hidden layers
+    /// are unchanged. Used as a head initialisation before an optimizer is built (its lifted
+    /// state is then set from the network with this head); `varmap` must hold this model's
+    /// `Var`s.
+    pub fn fit_head(&self, varmap: &VarMap, x: &Tensor, y: &Tensor, lambda: f64) -> Result<()> {
+        let head = self.arch.num_layers() - 1;
+        let (_, d_out) = self.arch.layer_dims(head);
+        let n = x.dim(0)?;
+        if y.dims() != [n, d_out] {
+            return Err(BcdError::ShapeMismatch {
+                name: "head targets".into(),
+                expected: vec![n, d_out],
+                got: y.dims().to_vec(),
+            });
+        }
+        if !(lambda.is_finite() && lambda >= 0.0) {
+            return Err(BcdError::InvalidHyperparameter {
+                name: "head_lambda",
+                value: lambda,
+                reason: "must be finite and >= 0",
+            });
+        }
+        let h = self.features(x)?;
+        let (w, b) = crate::updates::ridge_fit(&h, y, lambda, "head initialisation")?;
+        let (w_var, b_var) = layer_vars(varmap, &self.arch, head)?;
+        w_var.set(&w)?;
+        b_var.set(&b)?;
+        Ok(())
+    }
+
     /// Fraction of rows of `x` whose arg-max output equals `labels` (integer class ids),
     /// computed in blocks of rows so that it needs only a few megabytes beyond `x`.
     pub fn accuracy(&self, x: &Tensor, labels: &Tensor) -> Result<f64> {
@@ -230,6 +263,40 @@ mod tests {
     use super::*;
     use crate::{Activation, WeightInit};
     use candle_core::Device;
+
+    /// `fit_head` writes the ridge fit into the model's own head (checked through `logits`):
+    /// the residual `Y − logits` is orthogonal to every feature column and to the ones column
+    /// up to the ridge term, `H̃ᵀ(Y − logits) = λ[W 0]ᵀ`, computed here in f64.
+    #[test]
+    fn fit_head_solves_the_ridge_normal_equations() {
+        let dev = Device::Cpu;
+        let arch = Architecture::mlp(&[5, 7, 3], Activation::Relu).unwrap();
+        let varmap = VarMap::new();
+        let net = BcdNet::init(&arch, &varmap, WeightInit::Kaiming, 1, &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (40, 5), &dev).unwrap();
+        let y = Tensor::randn(0f32, 1.0, (40, 3), &dev).unwrap();
+        let lambda = 0.5;
+        net.fit_head(&varmap, &x, &y, lambda).unwrap();
+        let to64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec2::<f64>().unwrap();
+        let (h, r) = (to64(&net.features(&x).unwrap()), to64(&y));
+        let out = to64(&net.logits(&x).unwrap());
+        let w = to64(net.weight(1));
+        for c in 0..3 {
+            for j in 0..=7 {
+                let dot: f64 = (0..40)
+                    .map(|s| (if j < 7 { h[s][j] } else { 1.0 }) * (r[s][c] - out[s][c]))
+                    .sum();
+                let expected = if j < 7 { lambda * w[c][j] } else { 0.0 };
+                assert!(
+                    (dot - expected).abs() < 1e-3,
+                    "class {c} column {j}: {dot} vs {expected}"
+                );
+            }
+        }
+        let bad = Tensor::zeros((40, 2), DType::F32, &dev).unwrap();
+        assert!(net.fit_head(&varmap, &x, &bad, lambda).is_err());
+        assert!(net.fit_head(&varmap, &x, &y, -1.0).is_err());
+    }
 
     /// The head applied to `features` gives `logits` (same products, so equal to round-off).
     #[test]

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use crate::train::{ActivationArg, ArchArg, DatasetArg, InitArg, LossArg, SplittingArg, TrainArgs};
+use crate::train::{
+    ActivationArg, ArchArg, DatasetArg, HeadInitArg, InitArg, LossArg, SplittingArg, TrainArgs,
+};
 
 /// The fields a preset may set.
 #[derive(Debug, Deserialize, Default)]
@@ -31,6 +33,8 @@ pub struct Preset {
     lambda: Option<f64>,
     seed: Option<u64>,
     init: Option<InitArg>,
+    head_init: Option<HeadInitArg>,
+    head_lambda: Option<f64>,
     train_limit: Option<usize>,
     eval_every: Option<usize>,
 }
@@ -67,6 +71,8 @@ impl Preset {
             lambda,
             seed,
             init,
+            head_init,
+            head_lambda,
             train_limit,
             eval_every
         );

@@ -98,6 +98,16 @@ pub enum InitArg {
     Glorot,
 }
 
+/// How the linear head starts.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadInitArg {
+    /// Like the other layers (--init).
+    Random,
+    /// Ridge least squares of the one-hot targets on the initial hidden features (--head-lambda).
+    Ridge,
+}
+
 /// Options of `candle-bcd train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -144,6 +154,13 @@ pub struct TrainArgs {
     /// Weight initialisation [default: official].
     #[arg(long, value_enum)]
     pub init: Option<InitArg>,
+    /// Head initialisation on a fresh start [default: random]; `ridge` fits the head in closed
+    /// form to the initial network's features before the lifted state is set.
+    #[arg(long, value_enum)]
+    pub head_init: Option<HeadInitArg>,
+    /// Ridge weight of --head-init ridge [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub head_lambda: Option<f64>,
     /// Lifted formulation [default: three].
     #[arg(long, value_enum)]
     pub splitting: Option<SplittingArg>,
@@ -309,6 +326,9 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             let config = args.config(BcdConfig::default());
             config.validate()?;
             let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &device)?;
+            if args.head_init == Some(HeadInitArg::Ridge) {
+                model.fit_head(&varmap, &x, &y, args.head_lambda.unwrap_or(1.0))?;
+            }
             let opt = BcdOptimizer::new(&varmap, &arch, x, y, config)?;
             (model, opt)
         }
