@@ -20,7 +20,9 @@
 //! Also covered: fully connected ResNets ([`Architecture::resnet`]), the two-splitting
 //! formulation ([`Splitting::Two`], prox-linear hidden blocks, see [`two_split`]), softmax
 //! cross-entropy ([`Loss::CrossEntropy`]), leaky ReLU, identity, sigmoid and tanh activations
-//! ([`Activation`]), ridge regularisation of the weights. [`cost`] counts a sweep's work.
+//! ([`Activation`]), ridge regularisation of the weights, and a closed-form head
+//! initialisation ([`BcdNet::fit_head`]: ridge least squares on the initial features, which
+//! the ResNet preset starts from). [`cost`] counts a sweep's work.
 //!
 //! The trained network is an ordinary candle-nn model ([`BcdNet`] implements
 //! [`candle_nn::Module`], its weights are `Var`s of a [`candle_nn::VarMap`] named like
