@@ -119,13 +119,6 @@ impl BcdNet {
                 got: y.dims().to_vec(),
             });
         }
-        if !(lambda.is_finite() && lambda >= 0.0) {
-            return Err(BcdError::InvalidHyperparameter {
-                name: "head_lambda",
-                value: lambda,
-                reason: "must be finite and >= 0",
-            });
-        }
         let h = self.features(x)?;
         let (w, b) = crate::updates::ridge_fit(&h, y, lambda, "head initialisation")?;
         let (w_var, b_var) = layer_vars(varmap, &self.arch, head)?;

@@ -10,7 +10,7 @@ use faer::Mat;
 
 use crate::activation::{Activation, ScalarProx};
 use crate::config::BcdConfig;
-use crate::error::Result;
+use crate::error::{BcdError, Result};
 use crate::kernels::{self, Addend, Op, Work};
 use crate::solve::{self, RowSolve};
 
@@ -145,8 +145,16 @@ pub fn weights_for(
 
 /// Ridge least squares `min_W̃ ½‖T − H̃W̃ᵀ‖² + λ/2‖W‖²` (bias not penalised): the [`weights_for`]
 /// subproblem with coupling 1 and no proximal term. Fits a linear head `[d_T, d_H]` to targets
-/// `T` on features `H` in closed form.
+/// `T` on features `H` in closed form. `λ` must be finite and `≥ 0` (else
+/// [`BcdError::InvalidHyperparameter`] naming `head_lambda`).
 pub fn ridge_fit(h: &Tensor, t: &Tensor, lambda: f64, block: &str) -> Result<(Tensor, Tensor)> {
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(BcdError::InvalidHyperparameter {
+            name: "head_lambda",
+            value: lambda,
+            reason: "must be finite and >= 0",
+        });
+    }
     let (m, n) = (t.dim(1)?, h.dim(1)?);
     let zeros_w = Tensor::zeros((m, n), h.dtype(), h.device())?;
     let zeros_b = Tensor::zeros(m, h.dtype(), h.device())?;

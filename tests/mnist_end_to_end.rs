@@ -88,8 +88,9 @@ fn small_resnet_learns_mnist() {
 /// The preset `models/mnist-resnet.toml` in small (stem 784 → 256 instead of 2048): Kaiming
 /// init, head fitted by ridge least squares (λ = 1), γ = ρ = 10. Measured here: test accuracy
 /// 0.8504 at the start (the closed-form head on the initial features; the same network's
-/// random head scores 0.108) and 0.8504 after 8 sweeps. The checks: the fitted head is far above chance (0.80), and
-/// the sweeps (Φ non-increasing, checked in `train_with`) keep it within a point.
+/// random head scores 0.108) and 0.8504 after 8 sweeps. The checks: the fitted head is far
+/// above chance (0.80), and the sweeps (Φ non-increasing, checked in `train_with`) keep it
+/// within a point.
 #[test]
 fn small_resnet_from_a_ridge_head_keeps_its_accuracy() {
     let arch = Architecture::resnet(784, 256, 2, 10, Activation::Relu).unwrap();

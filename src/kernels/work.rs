@@ -4,9 +4,9 @@
 //! becomes the layer's output).
 //!
 //! On the CPU the buffer is a host vector updated in place: products accumulate into it
-//! (faer), the right multiplication by a `d × d` matrix runs in blocks of rows (one band of rows
-//! per thread) through a small scratch buffer, and elementwise updates overwrite it. On other devices every step is an
-//! ordinary tensor operation (no memory saving, same results).
+//! (faer), the right multiplication by a `d × d` matrix runs in blocks of rows (one band of
+//! rows per thread) through a small scratch buffer, and elementwise updates overwrite it. On
+//! other devices every step is an ordinary tensor operation (no memory saving, same results).
 
 use candle_core::{Device, Tensor};
 use faer::{Accum, MatMut, MatRef, Par};
