@@ -20,7 +20,7 @@
 use candle_core::{DType, Device, Tensor};
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::{DenseSolveCore, Solve};
-use faer::{get_global_parallelism, Accum, Mat, Side};
+use faer::{get_global_parallelism, Accum, Mat, MatRef, Side};
 
 use crate::error::{BcdError, Result};
 use crate::kernels::{Op, Work};
@@ -28,21 +28,41 @@ use crate::kernels::{Op, Work};
 /// Host `f64` copy of a 2-D tensor.
 pub fn to_mat(t: &Tensor) -> Result<Mat<f64>> {
     let (r, c) = t.dims2()?;
-    let data = t
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F64)?
+    let data = host_f32(t)?;
+    Ok(Mat::from_fn(r, c, |i, j| data[i * c + j] as f64))
+}
+
+/// Host `f64` copy of the transpose of a 2-D tensor. Candle's row-major buffer read in
+/// faer's column-major order is the transpose, so this copy reads memory in order (unlike
+/// [`to_mat`], whose reads stride across rows).
+pub fn to_mat_t(t: &Tensor) -> Result<Mat<f64>> {
+    let (r, c) = t.dims2()?;
+    let data = host_f32(t)?;
+    Ok(Mat::from_fn(c, r, |i, j| data[j * c + i] as f64))
+}
+
+/// The entries of a tensor as a host `f32` vector, row-major.
+pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
         .flatten_all()?
-        .to_vec1::<f64>()?;
-    Ok(Mat::from_fn(r, c, |i, j| data[i * c + j]))
+        .to_vec1::<f32>()?)
 }
 
 /// `f32` tensor on `device` from a host `f64` matrix.
 pub fn to_tensor(m: &Mat<f64>, device: &Device) -> Result<Tensor> {
+    to_tensor_t(m.transpose(), device)
+}
+
+/// `f32` tensor on `device` holding `mᵀ` for a host `f64` matrix `m`: the columns of `m` become
+/// the rows of the tensor, so `m` is read in memory order.
+pub fn to_tensor_t(m: MatRef<'_, f64>, device: &Device) -> Result<Tensor> {
     let (r, c) = (m.nrows(), m.ncols());
-    let data: Vec<f32> = (0..r)
-        .flat_map(|i| (0..c).map(move |j| m[(i, j)] as f32))
-        .collect();
-    Ok(Tensor::from_vec(data, (r, c), device)?)
+    let mut data = Vec::with_capacity(r * c);
+    for j in 0..c {
+        data.extend(m.col(j).iter().map(|&x| x as f32));
+    }
+    Ok(Tensor::from_vec(data, (c, r), device)?)
 }
 
 /// Solves `A X = B` for SPD `A` by Cholesky; `block` names the update in errors.
@@ -97,14 +117,16 @@ pub enum RowSolve {
 impl RowSolve {
     /// Prepares `X ↦ X (sI + ρWᵀW)⁻¹` for `W` of shape `[k, d]`.
     pub fn new(w: &Tensor, shift: f64, rho: f64, block: &str) -> Result<Self> {
-        let wm = to_mat(w)?;
-        let (k, d) = (wm.nrows(), wm.ncols());
+        // `Wᵀ`, read from the row-major buffer in memory order.
+        let wt = to_mat_t(w)?;
+        let (d, k) = (wt.nrows(), wt.ncols());
         if k < d {
-            let mut kk = rho * (&wm * wm.transpose());
+            let wm = wt.transpose();
+            let mut kk = rho * (wm * wt.as_ref());
             for i in 0..k {
                 kk[(i, i)] += shift;
             }
-            let q = solve_spd(&kk, rho * &wm, block)?;
+            let q = solve_spd(&kk, rho * wm, block)?;
             Ok(RowSolve::Woodbury {
                 w: w.clone(),
                 q: to_tensor(&q, w.device())?,
@@ -118,9 +140,9 @@ impl RowSolve {
                 m.as_mut(),
                 BlockStructure::TriangularLower,
                 Accum::Replace,
-                wm.transpose(),
+                &wt,
                 BlockStructure::Rectangular,
-                &wm,
+                wt.transpose(),
                 BlockStructure::Rectangular,
                 rho,
                 get_global_parallelism(),
@@ -131,8 +153,9 @@ impl RowSolve {
             let llt = m.llt(Side::Lower).map_err(|e| singular(block, e))?;
             let p = llt.inverse();
             check_finite(&p, block)?;
+            // P is symmetric: writing Pᵀ reads it in memory order.
             Ok(RowSolve::Dense {
-                p: to_tensor(&p, w.device())?,
+                p: to_tensor_t(p.as_ref(), w.device())?,
             })
         }
     }

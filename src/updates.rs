@@ -55,7 +55,8 @@ impl AugmentedGram {
     /// Computes `ṼᵀṼ` for `V` of shape `[N, n]` (one symmetric product plus column sums).
     pub fn new(v: &Tensor) -> Result<Self> {
         let (rows, n) = v.dims2()?;
-        let g = solve::to_mat(&kernels::gram(v)?)?;
+        // The Gram is symmetric, so its transpose (read in memory order) is the same matrix.
+        let g = solve::to_mat_t(&kernels::gram(v)?)?;
         let sums = kernels::col_sums(v)?;
         Ok(Self(Mat::from_fn(n + 1, n + 1, |i, j| {
             match (i < n, j < n) {
@@ -112,15 +113,16 @@ pub fn weights_for(
 ) -> Result<(Tensor, Tensor)> {
     let (m, n) = w_old.dims2()?;
     let (r, a, l) = (pw.coupling, pw.alpha, pw.lambda);
-    let utv = solve::to_mat(&kernels::matmul(
+    // The right-hand side holds transposes (`ṼᵀU`, `W^oldᵀ`): read in memory order.
+    let vtu = solve::to_mat_t(&kernels::matmul(
         Op::T(u),
         Op::N(v_prev),
         1.0,
         Addend::None,
     )?)?;
     let usum = kernels::col_sums(u)?;
-    let w0 = solve::to_mat(w_old)?;
-    let b0 = solve::to_mat(&b_old.reshape((1, m))?)?;
+    let w0t = solve::to_mat_t(w_old)?;
+    let b0 = solve::host_f32(b_old)?;
     let lhs = Mat::from_fn(n + 1, n + 1, |i, j| {
         let diag = match (i == j, i < n) {
             (true, true) => a + l,
@@ -131,15 +133,16 @@ pub fn weights_for(
     });
     let rhs = Mat::from_fn(n + 1, m, |i, j| {
         if i < n {
-            r * utv[(j, i)] + a * w0[(j, i)]
+            r * vtu[(i, j)] + a * w0t[(i, j)]
         } else {
-            r * usum[j] + a * b0[(0, j)]
+            r * usum[j] + a * b0[j] as f64
         }
     });
     let x = solve::solve_spd(&lhs, rhs, block)?;
     let device = w_old.device();
-    let w = solve::to_tensor(&Mat::from_fn(m, n, |i, j| x[(j, i)]), device)?;
-    let b = solve::to_tensor(&Mat::from_fn(1, m, |_, j| x[(n, j)]), device)?.reshape(m)?;
+    // x = W̃ᵀ: its first n rows are Wᵀ, its last row is bᵀ.
+    let w = solve::to_tensor_t(x.subrows(0, n), device)?;
+    let b = solve::to_tensor_t(x.subrows(n, 1), device)?.reshape(m)?;
     Ok((w, b))
 }
 
@@ -196,8 +199,7 @@ pub fn hidden_activation(
 ) -> Result<Tensor> {
     let (g, r) = (cfg.gamma, cfg.rho);
     // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
-    let c = solve::to_mat(&nb.b_next.unsqueeze(0)?)? * solve::to_mat(nb.w_next)?;
-    let c: Vec<f64> = (0..c.ncols()).map(|j| r * c[(0, j)]).collect();
+    let c = row_times_matrix(&solve::host_f32(nb.b_next)?, nb.w_next, r)?;
     // One N × d_i buffer: the right-hand side is built in it and then solved in place.
     let mut rhs = Work::map_cols([nb.u_i], |[u], j| (g * act.apply(u as f64) - c[j]) as f32)?;
     if let Some(skip) = nb.skip {
@@ -213,6 +215,20 @@ pub fn hidden_activation(
     rhs.add_matmul(Op::N(nb.u_next), Op::N(nb.w_next), r as f32)?;
     RowSolve::new(nb.w_next, shift, r, block)?.apply_in_place(&mut rhs)?;
     rhs.into_tensor()
+}
+
+/// `s · bᵀW` in `f64` for `W` of shape `[k, d]` (rows of `W` read in memory order).
+fn row_times_matrix(b: &[f32], w: &Tensor, s: f64) -> Result<Vec<f64>> {
+    let d = w.dim(1)?;
+    let w = solve::host_f32(w)?;
+    let mut c = vec![0f64; d];
+    for (row, &bi) in w.chunks(d.max(1)).zip(b) {
+        c.iter_mut()
+            .zip(row)
+            .for_each(|(c, &x)| *c += bi as f64 * x as f64);
+    }
+    c.iter_mut().for_each(|c| *c *= s);
+    Ok(c)
 }
 
 /// Value of the hidden `V_i` subproblem of [`hidden_activation`] at `v` (used to safeguard
