@@ -8,6 +8,10 @@
 //! `BCD_BENCH_HIDDEN`, `BCD_BENCH_SWEEPS` (max sweeps, default 5), `BCD_BENCH_EPOCHS` (max AdamW
 //! epochs, default 3). Prints a Markdown table; figures go to BENCHMARKS.md by hand with the
 //! command that made them.
+//!
+//! The product-rate limit is measured at the start and again right before and right after every
+//! sweep; each sweep's rate is also reported against the mean of the two limits around it, so
+//! that a drift of the shared host between the start and the sweeps does not decide the ratio.
 
 use std::time::Instant;
 
@@ -44,27 +48,60 @@ fn peak_rss() -> f64 {
         .map_or(f64::NAN, |kb| kb * 1024.0)
 }
 
-/// Best of three: GFLOP/s of an `m×k · k×n` product by `f`.
-fn rate(
-    m: usize,
-    k: usize,
-    n: usize,
-    f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
-) -> Result<f64> {
-    let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
+/// Best of three: GFLOP/s of the product `a · b` by `f`.
+fn rate(a: &Tensor, b: &Tensor, f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<f64> {
+    let (m, k) = a.dims2()?;
+    let n = b.dim(1)?;
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t = Instant::now();
-        f(&a, &b)?;
+        f(a, b)?;
         best = best.min(t.elapsed().as_secs_f64());
     }
     Ok(2.0 * (m * k * n) as f64 / best / 1e9)
 }
 
+/// The machine's f32 matrix-product rate on 2048³ products, measured on demand: at the start
+/// of the run, and again right before and right after every sweep, because this shared
+/// host's speed drifts by tens of percent within minutes (BENCHMARKS.md).
+struct ProductRate {
+    a: Tensor,
+    b: Tensor,
+}
+
+impl ProductRate {
+    fn new() -> Result<Self> {
+        let s = 2048;
+        Ok(Self {
+            a: Tensor::randn(0f32, 1.0, (s, s), &Device::Cpu)?,
+            b: Tensor::randn(0f32, 1.0, (s, s), &Device::Cpu)?,
+        })
+    }
+
+    /// `(Candle, faer)` GFLOP/s, each the best of three products.
+    fn both(&self) -> Result<(f64, f64)> {
+        let candle = rate(&self.a, &self.b, |a, b| Ok(a.matmul(b)?))?;
+        let faer = rate(&self.a, &self.b, |a, b| {
+            Ok(kernels::matmul(Op::N(a), Op::N(b), 1.0, Addend::None)?)
+        })?;
+        Ok((candle, faer))
+    }
+
+    /// The limit: the faster library's rate.
+    fn limit(&self) -> Result<f64> {
+        let (candle, faer) = self.both()?;
+        Ok(candle.max(faer))
+    }
+}
+
 /// What one BCD phase of the benchmark measured.
 struct Phase {
     median_sweep: f64,
+    /// Median over sweeps of (the sweep's rate) / (mean of the limits measured right before
+    /// and right after it).
+    median_adjacent_ratio: f64,
+    /// Lowest and highest limit measured around the sweeps.
+    limit_range: (f64, f64),
     median_iteration: f64,
     to_target: Option<f64>,
     lifted_bytes: f64,
@@ -77,7 +114,9 @@ fn bcd_phase(
     arch: &Architecture,
     cache: ProductCache,
     max_sweeps: usize,
+    reference: &ProductRate,
 ) -> Result<Phase> {
+    let flops = cost::sweep_flops(arch, ds.train_images.dim(0)?);
     let cfg = BcdConfig::default();
     let varmap = VarMap::new();
     let model = BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu)?;
@@ -85,8 +124,14 @@ fn bcd_phase(
     let mut opt = BcdOptimizer::new(&varmap, arch, ds.train_images.clone(), y, cfg)?
         .with_product_cache(cache);
     let (mut sweeps, mut iterations, mut clock, mut to_target) = (vec![], vec![], 0.0, None);
+    let (mut ratios, mut limits) = (vec![], vec![]);
     for k in 1..=max_sweeps {
+        let before = reference.limit()?;
         let r = opt.step()?;
+        let after = reference.limit()?;
+        let adjacent = 0.5 * (before + after);
+        ratios.push(flops / r.seconds / 1e9 / adjacent);
+        limits.extend([before, after]);
         let t = Instant::now();
         let train = opt.training_accuracy(&ds.train_labels)?;
         let test = model.accuracy(&ds.test_images, &ds.test_labels)?;
@@ -95,8 +140,9 @@ fn bcd_phase(
         sweeps.push(r.seconds);
         iterations.push(r.seconds + eval);
         println!(
-            "| {cache:?} sweep {k} | {:.2} s + eval {eval:.2} s | train {train:.4} | test {test:.4} |",
-            r.seconds
+            "| {cache:?} sweep {k} | {:.2} s + eval {eval:.2} s | train {train:.4} | test {test:.4} | limit before/after {before:.0}/{after:.0} GFLOP/s, sweep at {:.2} of their mean |",
+            r.seconds,
+            ratios[k - 1]
         );
         if test >= 0.95 {
             to_target = Some(clock);
@@ -107,8 +153,13 @@ fn bcd_phase(
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let limit_range = limits
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(lo, hi), &l| (lo.min(l), hi.max(l)));
     Ok(Phase {
         median_sweep: median(sweeps),
+        median_adjacent_ratio: median(ratios),
+        limit_range,
         median_iteration: median(iterations),
         to_target,
         lifted_bytes: opt.state().size_bytes() as f64,
@@ -127,12 +178,9 @@ fn main() -> Result<()> {
     let max_epochs: usize = env("BCD_BENCH_EPOCHS", 3);
     let threads = rayon::current_num_threads();
 
-    // 1. The machine's f32 product rate, both libraries.
-    let s = 2048;
-    let candle = rate(s, s, s, |a, b| Ok(a.matmul(b)?))?;
-    let faer = rate(s, s, s, |a, b| {
-        Ok(kernels::matmul(Op::N(a), Op::N(b), 1.0, Addend::None)?)
-    })?;
+    // 1. The machine's f32 product rate, both libraries (again around every sweep below).
+    let reference = ProductRate::new()?;
+    let (candle, faer) = reference.both()?;
     let limit = candle.max(faer);
     println!("| matmul 2048³ f32 ({threads} threads) | Candle {candle:.0} GFLOP/s | faer {faer:.0} GFLOP/s | limit {limit:.0} |");
 
@@ -151,13 +199,16 @@ fn main() -> Result<()> {
     );
     let mut bcd_to_target = None;
     for cache in [ProductCache::Recompute, ProductCache::Keep] {
-        let run = bcd_phase(&ds, &arch, cache, max_sweeps)?;
+        let run = bcd_phase(&ds, &arch, cache, max_sweeps, &reference)?;
         let peak = peak_rss();
         let achieved = flops / run.median_sweep / 1e9;
         println!(
-            "| {cache:?} | sweep median {:.2} s | {achieved:.0} GFLOP/s (kept-products count) | ratio to limit {:.2} | iteration (sweep + train/test eval) median {:.2} s |",
+            "| {cache:?} | sweep median {:.2} s | {achieved:.0} GFLOP/s (kept-products count) | ratio to the start's limit {:.2} | median ratio to the limit around each sweep {:.2} (limits {:.0}-{:.0}) | iteration (sweep + train/test eval) median {:.2} s |",
             run.median_sweep,
             achieved / limit,
+            run.median_adjacent_ratio,
+            run.limit_range.0,
+            run.limit_range.1,
             run.median_iteration
         );
         println!(
