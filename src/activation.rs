@@ -235,9 +235,21 @@ impl ScalarProx {
     /// `argmin_u ½ (σ(u) − v)² + c/2 (u − a)²`.
     #[inline]
     pub fn eval(&self, v: f64, a: f64) -> f64 {
-        if let Some(b) = self.smooth {
-            return smooth_prox(self.act, v, a, self.c, b);
+        match self.smooth {
+            Some(b) => smooth_prox(self.act, v, a, self.c, b),
+            None => self.eval_piecewise(v, a),
         }
+    }
+
+    /// Whether [`Self::eval_piecewise`] is this prox (ReLU, leaky ReLU, identity).
+    pub fn is_piecewise_linear(&self) -> bool {
+        self.smooth.is_none()
+    }
+
+    /// [`Self::eval`] for a piecewise-linear activation: two candidates in closed form and a
+    /// branch-free choice, so that a loop over it can be vectorised.
+    #[inline]
+    pub fn eval_piecewise(&self, v: f64, a: f64) -> f64 {
         let (c, s) = (self.c, self.slope);
         let u_plus = (v + c * a) * self.inv_pos;
         if s == 1.0 {

@@ -269,8 +269,17 @@ pub fn hidden_preactivation(
     act: Activation,
     cfg: &BcdConfig,
 ) -> Result<(Tensor, f64)> {
-    let prox = preactivation_prox(act, cfg);
-    kernels::map_step([z, u_old, v], 1, |[z, u, v]| prox(z, [u, v]))
+    let (prox, weights) = preactivation_prox(act, cfg);
+    // The piecewise-linear prox gets its own loop (no per-entry dispatch, vectorisable).
+    if prox.is_piecewise_linear() {
+        kernels::map_step([z, u_old, v], 1, move |[z, u, v]| {
+            prox.eval_piecewise(v as f64, weights.a(z, u)) as f32
+        })
+    } else {
+        kernels::map_step([z, u_old, v], 1, move |[z, u, v]| {
+            prox.eval(v as f64, weights.a(z, u)) as f32
+        })
+    }
 }
 
 /// [`hidden_preactivation`] computed in the buffer that holds `Z_i` (which it consumes).
@@ -281,14 +290,39 @@ pub fn hidden_preactivation_in_place(
     act: Activation,
     cfg: &BcdConfig,
 ) -> Result<(Tensor, f64)> {
-    let sq = z.update_step([u_old, v], 0, preactivation_prox(act, cfg))?;
+    let (prox, weights) = preactivation_prox(act, cfg);
+    let sq = if prox.is_piecewise_linear() {
+        z.update_step([u_old, v], 0, move |z, [u, v]| {
+            prox.eval_piecewise(v as f64, weights.a(z, u)) as f32
+        })?
+    } else {
+        z.update_step([u_old, v], 0, move |z, [u, v]| {
+            prox.eval(v as f64, weights.a(z, u)) as f32
+        })?
+    };
     Ok((z.into_tensor()?, sq))
 }
 
-/// `(z, [u_old, v]) ↦` the new `U` entry of [`hidden_preactivation`].
-fn preactivation_prox(act: Activation, cfg: &BcdConfig) -> impl Fn(f32, [f32; 2]) -> f32 + Sync {
+/// The prox of [`hidden_preactivation`] and the weights of its centre `a`.
+fn preactivation_prox(act: Activation, cfg: &BcdConfig) -> (ScalarProx, CentreWeights) {
     let (g, r, a) = (cfg.gamma, cfg.rho, cfg.alpha);
-    let prox = ScalarProx::new(act, (r + a) / g);
-    let (wz, wu) = (r / (r + a), a / (r + a));
-    move |z, [u, v]| prox.eval(v as f64, wz * z as f64 + wu * u as f64) as f32
+    let weights = CentreWeights {
+        z: r / (r + a),
+        u: a / (r + a),
+    };
+    (ScalarProx::new(act, (r + a) / g), weights)
+}
+
+/// `a = (ρz + αu^old)/(ρ + α)` as `z·wz + u·wu`.
+#[derive(Debug, Clone, Copy)]
+struct CentreWeights {
+    z: f64,
+    u: f64,
+}
+
+impl CentreWeights {
+    #[inline]
+    fn a(self, z: f32, u: f32) -> f64 {
+        self.z * z as f64 + self.u * u as f64
+    }
 }
