@@ -15,6 +15,10 @@
 
 use std::time::Instant;
 
+/// The command-line tool's allocator setup, so that the benchmark measures what it runs.
+#[path = "../src/bin/candle-bcd/alloc.rs"]
+mod alloc;
+
 use anyhow::Result;
 use candle_bcd::data::Dataset;
 use candle_bcd::kernels::{self, Addend, Op};
@@ -167,6 +171,7 @@ fn bcd_phase(
 }
 
 fn main() -> Result<()> {
+    alloc::keep_freed_memory();
     let dir = std::env::var("BCD_MNIST_DIR").unwrap_or_else(|_| "../shared/data/mnist".into());
     let samples: usize = env("BCD_BENCH_SAMPLES", 10_000);
     let hidden: String = env("BCD_BENCH_HIDDEN", "500,500,500".to_string());

@@ -1,5 +1,6 @@
 //! `candle-bcd`: train fully connected networks on Candle by block coordinate descent.
 
+mod alloc;
 mod inspect;
 mod plot;
 mod preset;
@@ -72,6 +73,7 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
