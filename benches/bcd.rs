@@ -171,7 +171,6 @@ fn bcd_phase(
 }
 
 fn main() -> Result<()> {
-    alloc::keep_freed_memory();
     let dir = std::env::var("BCD_MNIST_DIR").unwrap_or_else(|_| "../shared/data/mnist".into());
     let samples: usize = env("BCD_BENCH_SAMPLES", 10_000);
     let hidden: String = env("BCD_BENCH_HIDDEN", "500,500,500".to_string());
@@ -204,6 +203,8 @@ fn main() -> Result<()> {
     );
     let mut bcd_to_target = None;
     for cache in [ProductCache::Recompute, ProductCache::Keep] {
+        // As the CLI does: freed memory kept for reuse, except in low-memory mode.
+        alloc::reuse_freed_memory(cache == ProductCache::Keep);
         let run = bcd_phase(&ds, &arch, cache, max_sweeps, &reference)?;
         let peak = peak_rss();
         let achieved = flops / run.median_sweep / 1e9;

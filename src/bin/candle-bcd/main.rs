@@ -73,7 +73,6 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(*args),

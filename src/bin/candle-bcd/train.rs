@@ -333,6 +333,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             (model, opt)
         }
     };
+    crate::alloc::reuse_freed_memory(!args.low_memory);
     let mut opt = opt.with_product_cache(match args.low_memory {
         true => ProductCache::Recompute,
         false => ProductCache::Keep,
