@@ -201,29 +201,34 @@ fn sum_chunk<const K: usize>(x: [&[f32]; K], f: &impl Fn([f32; K]) -> f64) -> f6
     sq.iter().sum()
 }
 
-/// One chunk of [`fill`] with column indices starting at `col`; the column advances with the
-/// index (no division per entry).
+/// One chunk of [`fill`] with column indices starting at `col`, one row segment at a time (the
+/// first and last may be partial): inside a segment the column is the loop index, with no
+/// wrap-around test per entry.
 fn fill_cols<const K: usize>(
     dst: &mut [f32],
     x: [&[f32]; K],
-    mut col: usize,
+    col: usize,
     cols: usize,
     step: Option<usize>,
     f: &impl Fn(f32, [f32; K], usize) -> f32,
 ) -> f64 {
     let mut sq = 0f64;
-    for (j, o) in dst.iter_mut().enumerate() {
-        let xj: [f32; K] = std::array::from_fn(|k| x[k][j]);
-        let new = f(*o, xj, col);
-        if let Some(k) = step {
-            let d = new as f64 - xj[k] as f64;
-            sq += d * d;
+    let (mut start, mut first_col) = (0, col);
+    while start < dst.len() {
+        let len = (cols - first_col).min(dst.len() - start);
+        let out = &mut dst[start..start + len];
+        let xs: [&[f32]; K] = std::array::from_fn(|k| &x[k][start..start + len]);
+        for (j, o) in out.iter_mut().enumerate() {
+            let xj: [f32; K] = std::array::from_fn(|k| xs[k][j]);
+            let new = f(*o, xj, first_col + j);
+            if let Some(k) = step {
+                let d = new as f64 - xj[k] as f64;
+                sq += d * d;
+            }
+            *o = new;
         }
-        *o = new;
-        col += 1;
-        if col == cols {
-            col = 0;
-        }
+        start += len;
+        first_col = 0;
     }
     sq
 }
