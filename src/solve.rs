@@ -25,16 +25,9 @@ use faer::{get_global_parallelism, Accum, Mat, MatRef, Side};
 use crate::error::{BcdError, Result};
 use crate::kernels::{Op, Work};
 
-/// Host `f64` copy of a 2-D tensor.
-pub fn to_mat(t: &Tensor) -> Result<Mat<f64>> {
-    let (r, c) = t.dims2()?;
-    let data = host_f32(t)?;
-    Ok(Mat::from_fn(r, c, |i, j| data[i * c + j] as f64))
-}
-
 /// Host `f64` copy of the transpose of a 2-D tensor. Candle's row-major buffer read in
-/// faer's column-major order is the transpose, so this copy reads memory in order (unlike
-/// [`to_mat`], whose reads stride across rows).
+/// faer's column-major order is the transpose, so this copy reads memory in order (every
+/// caller needs the transpose, or a symmetric matrix).
 pub fn to_mat_t(t: &Tensor) -> Result<Mat<f64>> {
     let (r, c) = t.dims2()?;
     let data = host_f32(t)?;

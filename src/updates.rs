@@ -291,6 +291,8 @@ pub fn hidden_preactivation_in_place(
     cfg: &BcdConfig,
 ) -> Result<(Tensor, f64)> {
     let (prox, weights) = preactivation_prox(act, cfg);
+    // Two closures as in `hidden_preactivation`: one generic closure with the activation
+    // dispatched per entry ran the pass at half the speed (0.18-0.23 s vs 0.11-0.14 s).
     let sq = if prox.is_piecewise_linear() {
         z.update_step([u_old, v], 0, move |z, [u, v]| {
             prox.eval_piecewise(v as f64, weights.a(z, u)) as f32
