@@ -3,6 +3,8 @@
 //! `U_iᵀṼ`), the `W̃` solve, the `V` solve's preparation and in-place right multiplication, and
 //! the elementwise passes. Used to measure kernel changes before and after (BENCHMARKS.md);
 //! the rates of the products are against `2·N·d²` flops (`N·d²` for the Gram's triangle).
+//! Each round first measures the 2048³ product rate (the benchmark's limit, best of three) and
+//! prints every product's rate as a fraction of it, so shapes can be compared on this noisy host.
 //!
 //! ```sh
 //! cargo run --release --example kernel_timings -- 20000
@@ -15,13 +17,28 @@ use candle_bcd::{Activation, BcdConfig};
 use candle_core::{Device, Tensor};
 use std::time::Instant;
 
-/// Runs `f`, prints its time and rate.
-fn t<R>(name: &str, flops: f64, f: impl FnOnce() -> R) -> R {
+/// The 2048³ `f32` product rate through the crate's kernels, best of three (GFLOP/s).
+fn square_rate(a: &Tensor) -> anyhow::Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let s = Instant::now();
+        kernels::matmul(Op::N(a), Op::N(a), 1.0, Addend::None)?;
+        best = best.min(s.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * 2048f64.powi(3) / best / 1e9)
+}
+
+/// Runs `f`, prints its time, and for a product its rate and the rate's fraction of `limit`.
+fn timed<R>(limit: f64, name: &str, flops: f64, f: impl FnOnce() -> R) -> R {
     let s = Instant::now();
     let r = f();
     let e = s.elapsed().as_secs_f64();
     if flops > 0.0 {
-        println!("{name:28} {e:7.3} s  {:6.1} GFLOP/s", flops / e / 1e9);
+        let rate = flops / e / 1e9;
+        println!(
+            "{name:28} {e:7.3} s  {rate:6.1} GFLOP/s  {:.2} of the limit",
+            rate / limit
+        );
     } else {
         println!("{name:28} {e:7.3} s");
     }
@@ -41,36 +58,45 @@ fn main() -> anyhow::Result<()> {
     let b = Tensor::randn(0f32, 1.0, d, &dev)?;
     let nd2 = (n * d * d) as f64;
     let cfg = BcdConfig::default();
+    let square = Tensor::randn(0f32, 1.0, (2048, 2048), &dev)?;
     // Twice: the first round also pays for first-touch page faults.
     for _ in 0..2 {
-        let z = t("Z = V W^T + b", 2.0 * nd2, || kernels::linear(&v, &w, &b))?;
-        t("U W (N x d . d x d)", 2.0 * nd2, || {
+        let limit = square_rate(&square)?;
+        println!("limit: 2048³ product {limit:.1} GFLOP/s");
+        let z = timed(limit, "Z = V W^T + b", 2.0 * nd2, || {
+            kernels::linear(&v, &w, &b)
+        })?;
+        timed(limit, "U W (N x d . d x d)", 2.0 * nd2, || {
             kernels::matmul(Op::N(&u), Op::N(&w), 1.0, Addend::None)
         })?;
-        let g = t("AugmentedGram", nd2, || AugmentedGram::new(&v))?;
-        t("U^T V", 2.0 * nd2, || {
+        let g = timed(limit, "AugmentedGram", nd2, || AugmentedGram::new(&v))?;
+        timed(limit, "U^T V", 2.0 * nd2, || {
             kernels::matmul(Op::T(&u), Op::N(&v), 1.0, Addend::None)
         })?;
-        t("weights_for (incl U^T V)", 2.0 * nd2, || {
+        timed(limit, "weights_for (incl U^T V)", 2.0 * nd2, || {
             updates::weights(&g, &v, &u, &w, &b, &cfg, "W")
         })?;
-        let rs = t("RowSolve::new", 0.0, || RowSolve::new(&w, 1.0, 1.0, "V"))?;
-        let mut work = t("Work::map_cols", 0.0, || {
+        let rs = timed(limit, "RowSolve::new", 0.0, || {
+            RowSolve::new(&w, 1.0, 1.0, "V")
+        })?;
+        let mut work = timed(limit, "Work::map_cols", 0.0, || {
             Work::map_cols([&u], |[x], j| x * 0.5 + j as f32)
         })?;
-        t("Work::add_matmul", 2.0 * nd2, || {
+        timed(limit, "Work::add_matmul", 2.0 * nd2, || {
             work.add_matmul(Op::N(&u), Op::N(&w), 1.0)
         })?;
-        t("right_mul (apply_in_place)", 2.0 * nd2, || {
+        timed(limit, "right_mul (apply_in_place)", 2.0 * nd2, || {
             rs.apply_in_place(&mut work)
         })?;
-        let vt = t("into_tensor", 0.0, || work.into_tensor())?;
-        t("sq_dist", 0.0, || kernels::sq_dist(&vt, &v))?;
-        t("hidden_preactivation", 0.0, || {
+        let vt = timed(limit, "into_tensor", 0.0, || work.into_tensor())?;
+        timed(limit, "sq_dist", 0.0, || kernels::sq_dist(&vt, &v))?;
+        timed(limit, "hidden_preactivation", 0.0, || {
             updates::hidden_preactivation(&z, &u, &v, Activation::Relu, &cfg)
         })?;
-        t("map relu", 0.0, || kernels::map([&z], |[x]| x.max(0.0)))?;
-        t("col_sums", 0.0, || kernels::col_sums(&u))?;
+        timed(limit, "map relu", 0.0, || {
+            kernels::map([&z], |[x]| x.max(0.0))
+        })?;
+        timed(limit, "col_sums", 0.0, || kernels::col_sums(&u))?;
         println!();
     }
     Ok(())
