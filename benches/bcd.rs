@@ -159,9 +159,16 @@ fn bcd_phase(
             break;
         }
     }
+    // The mean of the two middle values for an even count (the upper one alone, used before,
+    // biased four-sweep medians upwards).
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let h = v.len() / 2;
+        if v.len() % 2 == 0 {
+            0.5 * (v[h - 1] + v[h])
+        } else {
+            v[h]
+        }
     };
     let limit_range = limits
         .iter()
