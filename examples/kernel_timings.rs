@@ -1,6 +1,6 @@
 //! Seconds and GFLOP/s of each kernel of a hidden-layer block update, at the paper's width
 //! (1,500) on `N` random rows: the products (`Z = ṼW̃ᵀ`, `U_{i+1}W_{i+1}`, the Gram `ṼᵀṼ`,
-//! `U_iᵀṼ`), the `W̃` solve, the `V` solve's preparation and in-place right multiplication, and
+//! `U_iᵀṼ`, also by faer for comparison), the `W̃` solve, the `V` solve's preparation and in-place right multiplication, and
 //! the elementwise passes. Used to measure kernel changes before and after (BENCHMARKS.md);
 //! the rates of the products are against `2·N·d²` flops (`N·d²` for the Gram's triangle).
 //! Each round first measures the 2048³ product rate (the benchmark's limit, best of three) and
@@ -15,6 +15,7 @@ use candle_bcd::solve::RowSolve;
 use candle_bcd::updates::{self, AugmentedGram};
 use candle_bcd::{Activation, BcdConfig};
 use candle_core::{Device, Tensor};
+use faer::{Accum, MatMut, MatRef, Par};
 use std::time::Instant;
 
 /// The 2048³ `f32` product rate through the crate's kernels, best of three (GFLOP/s).
@@ -73,6 +74,23 @@ fn main() -> anyhow::Result<()> {
         timed(limit, "U^T V", 2.0 * nd2, || {
             kernels::matmul(Op::T(&u), Op::N(&v), 1.0, Addend::None)
         })?;
+        // The same product by faer on the same row-major buffers (what the kernels do for the
+        // other products), for comparison: `kernels::matmul` sends this shape to Candle.
+        let (uh, vh) = (
+            u.flatten_all()?.to_vec1::<f32>()?,
+            v.flatten_all()?.to_vec1::<f32>()?,
+        );
+        let mut c = vec![0f32; d * d];
+        timed(limit, "U^T V (faer)", 2.0 * nd2, || {
+            faer::linalg::matmul::matmul(
+                MatMut::from_row_major_slice_mut(&mut c, d, d),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&uh, n, d).transpose(),
+                MatRef::from_row_major_slice(&vh, n, d),
+                1.0,
+                Par::rayon(0),
+            )
+        });
         timed(limit, "weights_for (incl U^T V)", 2.0 * nd2, || {
             updates::weights(&g, &v, &u, &w, &b, &cfg, "W")
         })?;

@@ -4,8 +4,10 @@
 //! Products run on the tensors' device. On the CPU, `f32` products go through faer's matmul on
 //! zero-copy views of Candle's buffers (measured 1.5–1.8× faster than Candle's own CPU matmul
 //! on this machine, see `FACTS.md`), and Gram matrices `AᵀA` compute only their lower
-//! triangle. On other devices Candle's matmul (cuBLAS, MPS) is used. Both paths compute the
-//! same product; they differ by floating-point round-off only.
+//! triangle. **(choice)** The one exception is `AᵀB` with a long inner dimension and a wide
+//! result (the weight updates' `UᵀṼ`), where Candle's own CPU matmul measured faster
+//! ([`matmul`]). On other devices Candle's matmul (cuBLAS, MPS) is used. All paths compute
+//! the same product; they differ by floating-point round-off only.
 //!
 //! Elementwise maps and reductions are scalar closures evaluated in parallel (rayon) over host
 //! memory: zero-copy for CPU tensors; for GPU tensors the operands make a round trip through
@@ -67,6 +69,9 @@ pub enum Addend<'a> {
 }
 
 /// `addend + alpha · op(a) · op(b)`, with an `[m, n]` result.
+///
+/// CPU `f32` products run on faer, except where [`candle_is_faster`] says Candle's own CPU
+/// matmul is faster for the shape.
 pub fn matmul(a: Op, b: Op, alpha: f32, addend: Addend) -> Result<Tensor> {
     let (m, k) = a.dims()?;
     let (k2, n) = b.dims()?;
@@ -78,7 +83,7 @@ pub fn matmul(a: Op, b: Op, alpha: f32, addend: Addend) -> Result<Tensor> {
         }
         .into());
     }
-    if is_cpu_f32(a.tensor()) && is_cpu_f32(b.tensor()) {
+    if is_cpu_f32(a.tensor()) && is_cpu_f32(b.tensor()) && !candle_is_faster(a, b, (m, k, n)) {
         return cpu::matmul(a, b, (m, k, n), alpha, addend);
     }
     let mut prod = a.materialize()?.matmul(&b.materialize()?)?;
@@ -90,6 +95,17 @@ pub fn matmul(a: Op, b: Op, alpha: f32, addend: Addend) -> Result<Tensor> {
         Addend::Matrix(c) => (prod + c)?,
         Addend::Row(c) => prod.broadcast_add(c)?,
     })
+}
+
+/// Whether a CPU product `op(a)·op(b)` of shape `(m, k, n)` runs faster through Candle's own
+/// matmul (the `gemm` crate) than through faer. Measured (BENCHMARKS.md, session 6) only for
+/// `AᵀB` with both operands row-major `[k, ·]`, a long inner dimension and a wide result — the
+/// `UᵀṼ` of every weight update — where Candle won about two alternated pairs in three
+/// (median 3–14 % faster per batch at 1500 × 1500 and 1500 × 784 results over 60,000 rows;
+/// 500 × 500 over 10,000 rows: 14 %). For a 10-wide result faer is much faster (Candle at 0.64×),
+/// and for every other product the sweep uses faer measured faster (`FACTS.md`).
+pub(crate) fn candle_is_faster(a: Op, b: Op, (m, k, n): (usize, usize, usize)) -> bool {
+    matches!((a, b), (Op::T(_), Op::N(_))) && m.min(n) >= 256 && k >= 8 * m.max(n)
 }
 
 /// The affine map of a linear layer: `x Wᵀ + 1 bᵀ`.
@@ -136,4 +152,70 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
         .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
         .expect("same-shaped f32 tensors")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `op(a)·op(b)` in `f64` from the tensors' entries (`a: [k, m]` used transposed, `b: [k, n]`).
+    fn reference_tn(a: &Tensor, b: &Tensor) -> Vec<f64> {
+        let (k, m) = a.dims2().unwrap();
+        let n = b.dim(1).unwrap();
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut c = vec![0f64; m * n];
+        for r in 0..k {
+            for i in 0..m {
+                let x = a[r * m + i] as f64;
+                for j in 0..n {
+                    c[i * n + j] += x * b[r * n + j] as f64;
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn both_cpu_paths_of_transposed_products_match_f64() {
+        let dev = Device::Cpu;
+        // (m, n, k): Candle's path (wide result, long inner dimension), then faer's (narrow).
+        for (m, n, k, candle) in [(256, 264, 2112, true), (10, 300, 2112, false)] {
+            let a = Tensor::randn(0f32, 1.0, (k, m), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, (k, n), &dev).unwrap();
+            assert_eq!(candle_is_faster(Op::T(&a), Op::N(&b), (m, k, n)), candle);
+            let got = matmul(Op::T(&a), Op::N(&b), 1.0, Addend::None).unwrap();
+            assert_eq!(got.dims2().unwrap(), (m, n));
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let want = reference_tn(&a, &b);
+            // Entries are sums of k products of N(0,1) pairs (size ~√k ≈ 46); f32 round-off.
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(&g, &w)| (g as f64 - w).abs())
+                .fold(0f64, f64::max);
+            assert!(worst < 2e-3, "({m}, {n}, {k}): max error {worst}");
+        }
+    }
+
+    #[test]
+    fn only_long_wide_transposed_products_go_to_candle() {
+        let t = Tensor::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+        // The paper network's products over 60,000 rows.
+        assert!(candle_is_faster(Op::T(&t), Op::N(&t), (1500, 60_000, 1500)));
+        assert!(candle_is_faster(Op::T(&t), Op::N(&t), (1500, 60_000, 784)));
+        assert!(!candle_is_faster(Op::T(&t), Op::N(&t), (10, 60_000, 1500)));
+        assert!(!candle_is_faster(
+            Op::N(&t),
+            Op::T(&t),
+            (60_000, 1500, 1500)
+        ));
+        assert!(!candle_is_faster(
+            Op::N(&t),
+            Op::N(&t),
+            (60_000, 1500, 1500)
+        ));
+        // A short inner dimension stays on faer.
+        assert!(!candle_is_faster(Op::T(&t), Op::N(&t), (1500, 4000, 1500)));
+    }
 }

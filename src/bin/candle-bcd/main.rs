@@ -64,6 +64,8 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
             bail!("--threads must be at least 1");
         }
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        // Candle's CPU matmul sizes its parallelism from this one.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
