@@ -34,7 +34,7 @@ enum Command {
 /// Compute device.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceArg {
-    /// The CPU (products by faer, all cores unless --threads).
+    /// The CPU (products by faer and Candle, all cores unless --threads).
     Cpu,
     /// The first CUDA GPU (build with `--features cuda`).
     Cuda,
