@@ -70,8 +70,9 @@ pub enum Addend<'a> {
 
 /// `addend + alpha · op(a) · op(b)`, with an `[m, n]` result.
 ///
-/// CPU `f32` products run on faer, except where [`candle_is_faster`] says Candle's own CPU
-/// matmul is faster for the shape.
+/// CPU `f32` products run on faer, except `AᵀB` with both result dimensions ≥ 256 and an inner
+/// dimension ≥ 8× the wider one (the weight updates' `UᵀṼ`), for which Candle's own CPU matmul
+/// measured faster (BENCHMARKS.md, session 6).
 pub fn matmul(a: Op, b: Op, alpha: f32, addend: Addend) -> Result<Tensor> {
     let (m, k) = a.dims()?;
     let (k2, n) = b.dims()?;
