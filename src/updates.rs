@@ -270,10 +270,11 @@ pub fn hidden_preactivation(
     cfg: &BcdConfig,
 ) -> Result<(Tensor, f64)> {
     let (prox, weights) = preactivation_prox(act, cfg);
-    // The piecewise-linear prox gets its own loop (no per-entry dispatch, vectorisable).
+    // The piecewise-linear prox gets its own loop (no per-entry dispatch, `f32` arithmetic:
+    // vectorisable).
     if prox.is_piecewise_linear() {
         kernels::map_step([z, u_old, v], 1, move |[z, u, v]| {
-            prox.eval_piecewise(v as f64, weights.a(z, u)) as f32
+            prox.eval_piecewise_f32(v, weights.a_f32(z, u))
         })
     } else {
         kernels::map_step([z, u_old, v], 1, move |[z, u, v]| {
@@ -295,7 +296,7 @@ pub fn hidden_preactivation_in_place(
     // dispatched per entry ran the pass at half the speed (0.18-0.23 s vs 0.11-0.14 s).
     let sq = if prox.is_piecewise_linear() {
         z.update_step([u_old, v], 0, move |z, [u, v]| {
-            prox.eval_piecewise(v as f64, weights.a(z, u)) as f32
+            prox.eval_piecewise_f32(v, weights.a_f32(z, u))
         })?
     } else {
         z.update_step([u_old, v], 0, move |z, [u, v]| {
@@ -326,5 +327,11 @@ impl CentreWeights {
     #[inline]
     fn a(self, z: f32, u: f32) -> f64 {
         self.z * z as f64 + self.u * u as f64
+    }
+
+    /// [`Self::a`] in `f32` (for [`ScalarProx::eval_piecewise_f32`]).
+    #[inline]
+    fn a_f32(self, z: f32, u: f32) -> f32 {
+        self.z as f32 * z + self.u as f32 * u
     }
 }
