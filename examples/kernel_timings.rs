@@ -97,8 +97,9 @@ fn main() -> anyhow::Result<()> {
         let rs = timed(limit, "RowSolve::new", 0.0, || {
             RowSolve::new(&w, 1.0, 1.0, "V")
         })?;
-        let mut work = timed(limit, "Work::map_cols", 0.0, || {
-            Work::map_cols([&u], |[x], j| x * 0.5 + j as f32)
+        let row: Vec<f64> = (0..d).map(|j| j as f64).collect();
+        let mut work = timed(limit, "Work::map_row", 0.0, || {
+            Work::map_row([&u], &row, |[x], r| (x as f64 * 0.5 + r) as f32)
         })?;
         timed(limit, "Work::add_matmul", 2.0 * nd2, || {
             work.add_matmul(Op::N(&u), Op::N(&w), 1.0)

@@ -128,14 +128,25 @@ impl Activation {
         }
     }
 
+    /// The activation as a [`PiecewiseLinear`], if it is one (ReLU, leaky ReLU, identity).
+    pub fn piecewise_linear(self) -> Option<PiecewiseLinear> {
+        match self {
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => {
+                Some(PiecewiseLinear {
+                    slope: self.negative_slope(),
+                })
+            }
+            Activation::Sigmoid | Activation::Tanh => None,
+        }
+    }
+
     /// `σ(u)`.
     #[inline]
     pub fn apply(self, u: f64) -> f64 {
         match self {
             Activation::Sigmoid => 1.0 / (1.0 + (-u).exp()),
             Activation::Tanh => u.tanh(),
-            _ if u >= 0.0 => u,
-            _ => self.negative_slope() * u,
+            _ => select(u >= 0.0, u, self.negative_slope() * u),
         }
     }
 
@@ -148,8 +159,7 @@ impl Activation {
                 s * (1.0 - s)
             }
             Activation::Tanh => 1.0 - u.tanh().powi(2),
-            _ if u >= 0.0 => 1.0,
-            _ => self.negative_slope(),
+            _ => select(u >= 0.0, 1.0, self.negative_slope()),
         }
     }
 
@@ -189,6 +199,59 @@ impl Activation {
         }
     }
 }
+
+/// `if cond { a } else { b }` for two computed values, as a bitwise select: the compiler keeps
+/// it branch-free, so loops over it vectorise and do not mispredict. Written as an `if`, the
+/// choice on the sign of `u` compiled to a branch, which on data of random sign ran an
+/// elementwise pass ten times slower (60,000 × 1,500 entries: 0.31 s against 0.037 s).
+#[inline]
+fn select(cond: bool, a: f64, b: f64) -> f64 {
+    let mask = (cond as u64).wrapping_neg();
+    f64::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
+/// A piecewise-linear activation (ReLU, leaky ReLU, identity) as its slope on the negative
+/// half-line: `σ(u) = u` for `u ≥ 0`, `s·u` below. Its methods do not dispatch on the kind of
+/// activation, so a loop over them can be vectorised; through [`Activation`] the same loop ran
+/// ten times slower (60,000 × 1,500 entries: 0.33 s against 0.035 s). The crate's kernels pick
+/// it through the `with_sigma!` macro.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PiecewiseLinear {
+    /// `s`: 0 for ReLU, the leak for leaky ReLU, 1 for the identity.
+    pub slope: f64,
+}
+
+impl PiecewiseLinear {
+    /// `σ(u)`, as [`Activation::apply`].
+    #[inline]
+    pub fn apply(self, u: f64) -> f64 {
+        select(u >= 0.0, u, self.slope * u)
+    }
+
+    /// `σ'(u)`, as [`Activation::derivative`].
+    #[inline]
+    pub fn derivative(self, u: f64) -> f64 {
+        select(u >= 0.0, 1.0, self.slope)
+    }
+}
+
+/// Evaluates `$body` with `$s` bound to the activation `$act` as a [`PiecewiseLinear`] when it
+/// is one, else as the [`Activation`] itself: the body (typically an elementwise kernel calling
+/// `$s.apply(…)` or `$s.derivative(…)`) is compiled once for each, and the piecewise-linear
+/// copy runs without a per-entry dispatch.
+macro_rules! with_sigma {
+    ($act:expr, |$s:ident| $body:expr) => {{
+        let act: $crate::activation::Activation = $act;
+        match act.piecewise_linear() {
+            Some($s) => $body,
+            None => {
+                let $s = act;
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_sigma;
 
 /// [`Activation::prox`] for one fixed `c`, with its constants computed once: the `U_i` update
 /// evaluates it `N·d_i` times with the same `c`.

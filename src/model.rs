@@ -11,6 +11,7 @@ use candle_nn::{Module, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
+use crate::activation::with_sigma;
 use crate::arch::Architecture;
 use crate::config::WeightInit;
 use crate::error::{BcdError, Result};
@@ -152,9 +153,12 @@ pub(crate) fn layer_output(
     if l + 1 == arch.num_layers() {
         Ok(u.clone())
     } else if arch.is_residual(l) {
-        kernels::map([u, x], |[u, x]| (x as f64 + act.apply(u as f64)) as f32)
+        with_sigma!(act, |sigma| kernels::map([u, x], |[u, x]| {
+            (x as f64 + sigma.apply(u as f64)) as f32
+        }))
     } else {
-        kernels::map([u], |[u]| act.apply(u as f64) as f32)
+        with_sigma!(act, |sigma| kernels::map([u], |[u]| sigma.apply(u as f64)
+            as f32))
     }
 }
 

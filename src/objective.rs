@@ -15,6 +15,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::activation::with_sigma;
 use crate::arch::Architecture;
 use crate::config::BcdConfig;
 use crate::error::Result;
@@ -78,18 +79,18 @@ pub fn evaluate(inp: &ObjectiveInputs, cfg: &BcdConfig) -> Result<ObjectiveParts
     let act = inp.arch.activation();
     let mut act_pen = kernels::sq_dist(&inp.v[last], &inp.u[last])?;
     for l in 0..last {
-        act_pen += if inp.arch.is_residual(l) {
+        act_pen += with_sigma!(act, |sigma| if inp.arch.is_residual(l) {
             let skip = if l == 0 { inp.x } else { &inp.v[l - 1] };
             kernels::sum_map([&inp.v[l], skip, &inp.u[l]], |[v, s, u]| {
-                let d = v as f64 - s as f64 - act.apply(u as f64);
+                let d = v as f64 - s as f64 - sigma.apply(u as f64);
                 d * d
             })?
         } else {
             kernels::sum_map([&inp.v[l], &inp.u[l]], |[v, u]| {
-                let d = v as f64 - act.apply(u as f64);
+                let d = v as f64 - sigma.apply(u as f64);
                 d * d
             })?
-        };
+        });
     }
     let pre_pen: f64 = inp.preactivation_sq.iter().sum();
     let mut reg = 0.0;

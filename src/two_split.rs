@@ -14,7 +14,7 @@
 
 use candle_core::Tensor;
 
-use crate::activation::Activation;
+use crate::activation::{with_sigma, Activation};
 use crate::config::VConstraint;
 use crate::error::Result;
 use crate::kernels::{self, Addend, Op};
@@ -53,8 +53,17 @@ pub struct ProxLinearStep {
 
 /// `γ/2‖T − σ(z)‖²`.
 fn fit(t: &Tensor, z: &Tensor, act: Activation, gamma: f64) -> Result<f64> {
-    let s = kernels::sum_map([t, z], |[t, z]| (t as f64 - act.apply(z as f64)).powi(2))?;
+    let s = with_sigma!(act, |sigma| kernels::sum_map([t, z], |[t, z]| {
+        (t as f64 - sigma.apply(z as f64)).powi(2)
+    }))?;
     Ok(0.5 * gamma * s)
+}
+
+/// `D = (T − σ(z)) ⊙ σ'(z)`, the fit's negative gradient with respect to `z` over `γ`.
+fn fit_gradient(t: &Tensor, z: &Tensor, act: Activation) -> Result<Tensor> {
+    with_sigma!(act, |sigma| kernels::map([t, z], |[t, z]| {
+        ((t as f64 - sigma.apply(z as f64)) * sigma.derivative(z as f64)) as f32
+    }))
 }
 
 /// The target of layer `i+1`'s fit given `V_i = v`: `V_{i+1} − [v]`.
@@ -81,14 +90,12 @@ pub fn hidden_activation(
     let act = next.act;
     let t_old = next_target(&next, v_old)?;
     let f_old = 0.5 * gamma * kernels::sq_dist(v_old, own)? + fit(&t_old, z_next_old, act, gamma)?;
-    let d = kernels::map([&t_old, z_next_old], |[t, z]| {
-        ((t as f64 - act.apply(z as f64)) * act.derivative(z as f64)) as f32
-    })?;
+    let d = fit_gradient(&t_old, z_next_old, act)?;
     // −∇h/γ = D W [+ R]
     let neg_grad = if next.residual {
-        let r = kernels::map([&t_old, z_next_old], |[t, z]| {
-            (t as f64 - act.apply(z as f64)) as f32
-        })?;
+        let r = with_sigma!(act, |sigma| kernels::map([&t_old, z_next_old], |[t, z]| {
+            (t as f64 - sigma.apply(z as f64)) as f32
+        }))?;
         kernels::matmul(Op::N(&d), Op::N(next.w), 1.0, Addend::Matrix(&r))?
     } else {
         kernels::matmul(Op::N(&d), Op::N(next.w), 1.0, Addend::None)?
@@ -137,9 +144,7 @@ pub fn weights(
 ) -> Result<ProxLinearStep> {
     let ridge = |w: &Tensor| -> Result<f64> { Ok(0.5 * lambda * kernels::sq_norm(w)?) };
     let g_old = fit(target, z_old, act, gamma)? + ridge(w_old)?;
-    let d = kernels::map([target, z_old], |[t, z]| {
-        ((t as f64 - act.apply(z as f64)) * act.derivative(z as f64)) as f32
-    })?;
+    let d = fit_gradient(target, z_old, act)?;
     let dtv = kernels::matmul(Op::T(&d), Op::N(input), 1.0, Addend::None)?;
     let dsum = Tensor::from_vec(
         kernels::col_sums(&d)?

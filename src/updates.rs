@@ -8,7 +8,7 @@
 use candle_core::Tensor;
 use faer::Mat;
 
-use crate::activation::{Activation, ScalarProx};
+use crate::activation::{with_sigma, Activation, ScalarProx};
 use crate::config::BcdConfig;
 use crate::error::{BcdError, Result};
 use crate::kernels::{self, Addend, Op, Work};
@@ -201,15 +201,17 @@ pub fn hidden_activation(
     // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
     let c = row_times_matrix(&solve::host_f32(nb.b_next)?, nb.w_next, r)?;
     // One N × d_i buffer: the right-hand side is built in it and then solved in place.
-    let mut rhs = Work::map_cols([nb.u_i], |[u], j| (g * act.apply(u as f64) - c[j]) as f32)?;
+    let mut rhs = with_sigma!(act, |sigma| Work::map_row([nb.u_i], &c, |[u], c| {
+        (g * sigma.apply(u as f64) - c) as f32
+    }))?;
     if let Some(skip) = nb.skip {
         rhs.update([skip], |s, [v]| (s as f64 + g * v as f64) as f32)?;
     }
     let mut shift = g;
     if let Some(v_next) = nb.v_next_residual {
-        rhs.update([v_next, nb.u_next], |s, [v, u]| {
-            (s as f64 + g * (v as f64 - act.apply(u as f64))) as f32
-        })?;
+        with_sigma!(act, |sigma| rhs.update([v_next, nb.u_next], |s, [v, u]| {
+            (s as f64 + g * (v as f64 - sigma.apply(u as f64))) as f32
+        }))?;
         shift = 2.0 * g;
     }
     rhs.add_matmul(Op::N(nb.u_next), Op::N(nb.w_next), r as f32)?;
@@ -240,20 +242,21 @@ pub fn hidden_activation_value(
     cfg: &BcdConfig,
 ) -> Result<f64> {
     let (g, r) = (cfg.gamma, cfg.rho);
-    let own = match nb.skip {
+    let own = with_sigma!(act, |sigma| match nb.skip {
         Some(skip) => kernels::sum_map([v, skip, nb.u_i], |[v, s, u]| {
-            (v as f64 - s as f64 - act.apply(u as f64)).powi(2)
+            (v as f64 - s as f64 - sigma.apply(u as f64)).powi(2)
         })?,
         None => kernels::sum_map([v, nb.u_i], |[v, u]| {
-            (v as f64 - act.apply(u as f64)).powi(2)
+            (v as f64 - sigma.apply(u as f64)).powi(2)
         })?,
-    };
+    });
     let z = kernels::linear(v, nb.w_next, nb.b_next)?;
     let coupling = kernels::sq_dist(nb.u_next, &z)?;
     let residual = match nb.v_next_residual {
-        Some(v_next) => kernels::sum_map([v_next, v, nb.u_next], |[n, v, u]| {
-            (n as f64 - v as f64 - act.apply(u as f64)).powi(2)
-        })?,
+        Some(v_next) => with_sigma!(act, |sigma| kernels::sum_map(
+            [v_next, v, nb.u_next],
+            |[n, v, u]| (n as f64 - v as f64 - sigma.apply(u as f64)).powi(2)
+        ))?,
         None => 0.0,
     };
     Ok(0.5 * g * (own + residual) + 0.5 * r * coupling)

@@ -55,25 +55,35 @@ fn with_slices<const K: usize, R>(
     Ok(f(slices))
 }
 
-/// `out[j] = f([in_0[j], …], column of j)` for matrices (or the flat index for other ranks).
-pub fn map_cols<const K: usize>(
+/// `out[i, j] = f([in_0[i, j], …], row[j])` for matrices with `row.len()` columns: a map with
+/// one value per column (a bias, say) broadcast down the rows.
+pub fn map_row<const K: usize>(
     inputs: [&Tensor; K],
-    f: impl Fn([f32; K], usize) -> f32 + Sync,
+    row: &[f64],
+    f: impl Fn([f32; K], f64) -> f32 + Sync,
 ) -> Result<Tensor> {
     let shape = inputs[0].shape().clone();
-    let out = map_cols_vec(inputs, f)?;
+    let out = map_row_vec(inputs, row, f)?;
     Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
 }
 
-/// [`map_cols`] into a host vector (row-major).
-pub(super) fn map_cols_vec<const K: usize>(
+/// [`map_row`] into a host vector (row-major).
+pub(super) fn map_row_vec<const K: usize>(
     inputs: [&Tensor; K],
-    f: impl Fn([f32; K], usize) -> f32 + Sync,
+    row: &[f64],
+    f: impl Fn([f32; K], f64) -> f32 + Sync,
 ) -> Result<Vec<f32>> {
-    let cols = cols_of(inputs[0]);
+    let (_, cols) = inputs[0].dims2()?;
+    if row.len() != cols {
+        return Err(candle_core::Error::Msg(format!(
+            "bcd-elementwise: a row of {} values for {cols} columns",
+            row.len()
+        ))
+        .into());
+    }
     with_slices(inputs, |s| {
         let mut out = vec![0f32; s[0].len()];
-        fill(&mut out, s, Pass::Columns(cols), |_, x, j| f(x, j));
+        fill(&mut out, s, Pass::Row(row), |_, x, r| f(x, r));
         out
     })
 }
@@ -109,37 +119,31 @@ pub(super) fn update_slice<const K: usize>(
         if s.iter().any(|x| x.len() != dst.len()) {
             return Err(candle_core::Error::Msg("bcd-update: operand sizes differ".into()).into());
         }
-        let pass = step.map_or(Pass::Columns(usize::MAX), Pass::Step);
+        let pass = step.map_or(Pass::Plain, Pass::Step);
         Ok(fill(dst, s, pass, |o, x, _| f(o, x)))
     })?
 }
 
-/// Columns of a matrix (for the column index of [`map_cols`]); `usize::MAX` for other ranks,
-/// so that the index is the flat one.
-fn cols_of(t: &Tensor) -> usize {
-    match t.shape().dims() {
-        [_, c] => (*c).max(1),
-        _ => usize::MAX,
-    }
-}
-
 /// What [`fill`] passes to its function besides the operands, or computes beside the map.
 #[derive(Clone, Copy)]
-enum Pass {
-    /// The column index for rows of this many columns (`usize::MAX`: the flat index).
-    Columns(usize),
-    /// `Σ_j (dst_new[j] − s_k[j])²` for operand `k` (the column index passed is 0).
+enum Pass<'a> {
+    /// Nothing (the function gets 0).
+    Plain,
+    /// `row[j]` for an entry in column `j` (the matrix has `row.len()` columns).
+    Row(&'a [f64]),
+    /// `Σ_j (dst_new[j] − s_k[j])²` for operand `k` (the function gets 0).
     Step(usize),
 }
 
-/// The loop behind every elementwise kernel: `dst[j] ← f(dst[j], [s_0[j], …], column of j)` in
-/// parallel chunks; with [`Pass::Step`] it returns the squared step, the chunks' partial sums
-/// added in chunk order (reproducible whatever the scheduling), else 0.
+/// The loop behind every elementwise kernel: `dst[j] ← f(dst[j], [s_0[j], …], value)` in
+/// parallel chunks (the value as [`Pass`] says); with [`Pass::Step`] it returns the squared
+/// step, the chunks' partial sums added in chunk order (reproducible whatever the scheduling),
+/// else 0.
 fn fill<const K: usize>(
     dst: &mut [f32],
     s: [&[f32]; K],
     pass: Pass,
-    f: impl Fn(f32, [f32; K], usize) -> f32 + Sync,
+    f: impl Fn(f32, [f32; K], f64) -> f32 + Sync,
 ) -> f64 {
     let partials: Vec<f64> = dst
         .par_chunks_mut(CHUNK)
@@ -150,8 +154,12 @@ fn fill<const K: usize>(
             let x: [&[f32]; K] = std::array::from_fn(|k| &s[k][off..off + chunk.len()]);
             match pass {
                 Pass::Step(k) => fill_step(chunk, x, x[k], &f),
-                Pass::Columns(cols) => {
-                    fill_cols(chunk, x, off % cols, cols, &f);
+                Pass::Plain => {
+                    fill_cols(chunk, x, None, 0, &f);
+                    0.0
+                }
+                Pass::Row(row) => {
+                    fill_cols(chunk, x, Some(row), off % row.len().max(1), &f);
                     0.0
                 }
             }
@@ -178,7 +186,7 @@ fn fill_step<const K: usize>(
     dst: &mut [f32],
     x: [&[f32]; K],
     from: &[f32],
-    f: &impl Fn(f32, [f32; K], usize) -> f32,
+    f: &impl Fn(f32, [f32; K], f64) -> f32,
 ) -> f64 {
     let mut sq = [0f64; LANES];
     let block = LANES * GROUPS_PER_FLUSH;
@@ -191,14 +199,14 @@ fn fill_step<const K: usize>(
             let old = &from[g..g + LANES];
             let xg: [&[f32]; K] = std::array::from_fn(|i| &x[i][g..g + LANES]);
             for l in 0..LANES {
-                let new = f(out[l], std::array::from_fn(|i| xg[i][l]), 0);
+                let new = f(out[l], std::array::from_fn(|i| xg[i][l]), 0.0);
                 let d = new - old[l];
                 part[l] += d * d;
                 out[l] = new;
             }
         }
         for j in whole..end {
-            let new = f(dst[j], std::array::from_fn(|i| x[i][j]), 0);
+            let new = f(dst[j], std::array::from_fn(|i| x[i][j]), 0.0);
             let d = new - from[j];
             part[j - whole] += d * d;
             dst[j] = new;
@@ -226,36 +234,39 @@ fn sum_chunk<const K: usize>(x: [&[f32]; K], f: &impl Fn([f32; K]) -> f64) -> f6
     sq.iter().sum()
 }
 
-/// One chunk of [`fill`] with column indices starting at `col`, one row segment at a time (the
-/// first and last may be partial), each in groups of [`LANES`] entries like [`fill_step`]:
-/// inside a segment the column is the loop index, with no wrap-around test per entry, and the
-/// fixed-size groups need no bounds checks, so the loop can be vectorised (entry by entry it
-/// ran a 60,000 × 1,500 map at a third of the speed).
+/// One chunk of [`fill`] without a step: `f` gets `row[column]`, or 0 without a row. With a
+/// row, one row segment at a time (the first and last may be partial, `col` is the first
+/// entry's column), so the row is read in step with the entries with no wrap-around test.
+/// Groups of [`LANES`] entries, as in [`fill_step`], need no bounds checks, so the loop can be
+/// vectorised (entry by entry, with the column index passed to `f` to look the value up, a
+/// 60,000 × 1,500 map ran at a third of the speed).
 fn fill_cols<const K: usize>(
     dst: &mut [f32],
     x: [&[f32]; K],
+    row: Option<&[f64]>,
     col: usize,
-    cols: usize,
-    f: &impl Fn(f32, [f32; K], usize) -> f32,
+    f: &impl Fn(f32, [f32; K], f64) -> f32,
 ) {
+    let cols = row.map_or(usize::MAX, |r| r.len().max(1));
     let (mut start, mut first_col) = (0, col);
     while start < dst.len() {
         let len = (cols - first_col).min(dst.len() - start);
+        let r = row.map(|r| &r[first_col..first_col + len]);
+        let value = |j: usize| r.map_or(0.0, |r| r[j]);
         let whole = start + len / LANES * LANES;
         for g in (start..whole).step_by(LANES) {
             let out = &mut dst[g..g + LANES];
             let xg: [&[f32]; K] = std::array::from_fn(|i| &x[i][g..g + LANES]);
-            let c = first_col + (g - start);
+            let rg: [f64; LANES] = match r {
+                Some(r) => std::array::from_fn(|l| r[g - start..g - start + LANES][l]),
+                None => [0.0; LANES],
+            };
             for l in 0..LANES {
-                out[l] = f(out[l], std::array::from_fn(|i| xg[i][l]), c + l);
+                out[l] = f(out[l], std::array::from_fn(|i| xg[i][l]), rg[l]);
             }
         }
         for j in whole..start + len {
-            dst[j] = f(
-                dst[j],
-                std::array::from_fn(|i| x[i][j]),
-                first_col + (j - start),
-            );
+            dst[j] = f(dst[j], std::array::from_fn(|i| x[i][j]), value(j - start));
         }
         start += len;
         first_col = 0;
@@ -278,7 +289,13 @@ pub fn map<const K: usize>(
     inputs: [&Tensor; K],
     f: impl Fn([f32; K]) -> f32 + Sync,
 ) -> Result<Tensor> {
-    map_cols(inputs, |x, _| f(x))
+    let shape = inputs[0].shape().clone();
+    let out = with_slices(inputs, |s| {
+        let mut out = vec![0f32; s[0].len()];
+        fill(&mut out, s, Pass::Plain, |_, x, _| f(x));
+        out
+    })?;
+    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
 }
 
 /// `Σ_j f([in_0[j], in_1[j], …])` accumulated in `f64`, reproducibly.
@@ -348,18 +365,25 @@ mod tests {
     use super::*;
 
     /// 3,001 × 7 spans two chunks whose boundary falls inside a row (16,384 is not a multiple
-    /// of 7), and the last chunk (4,623 entries) ends in a partial group of lanes: the column
-    /// index and the fused step must still be those of a plain loop.
+    /// of 7), and the last chunk (4,623 entries) ends in a partial group of lanes; 1,001 × 21
+    /// has rows of two whole groups and a partial one, and a chunk boundary four entries into
+    /// a row: the per-column values and the fused step must still be those of a plain loop.
     #[test]
-    fn column_index_and_fused_step_match_a_plain_loop() {
-        let (rows, cols) = (3001, 7);
+    fn column_values_and_fused_step_match_a_plain_loop() {
+        for (rows, cols) in [(3001, 7), (1001, 21)] {
+            plain_loop_case(rows, cols);
+        }
+    }
+
+    fn plain_loop_case(rows: usize, cols: usize) {
         assert_ne!((rows * cols - CHUNK) % LANES, 0);
         let a = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
         let b = Tensor::randn(0f32, 1.0, (rows, cols), &Device::Cpu).unwrap();
         let av: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
         let bv: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
 
-        let got: Vec<f32> = map_cols([&a], |[x], j| x + j as f32)
+        let row: Vec<f64> = (0..cols).map(|j| j as f64).collect();
+        let got: Vec<f32> = map_row([&a], &row, |[x], r| x + r as f32)
             .unwrap()
             .flatten_all()
             .unwrap()

@@ -17,7 +17,7 @@ mod cpu;
 mod elementwise;
 mod work;
 
-pub use elementwise::{map, map_cols, map_rows, map_step, sum_map, sum_rows};
+pub use elementwise::{map, map_row, map_rows, map_step, sum_map, sum_rows};
 pub use work::Work;
 
 use candle_core::{DType, Device, Tensor};

@@ -35,17 +35,19 @@ pub enum Work {
 }
 
 impl Work {
-    /// `f([in_0[j], …], column of j)` elementwise over same-shaped matrices.
-    pub fn map_cols<const K: usize>(
+    /// `f([in_0[i, j], …], row[j])` elementwise over same-shaped matrices with `row.len()`
+    /// columns (see [`super::map_row`]).
+    pub fn map_row<const K: usize>(
         inputs: [&Tensor; K],
-        f: impl Fn([f32; K], usize) -> f32 + Sync,
+        row: &[f64],
+        f: impl Fn([f32; K], f64) -> f32 + Sync,
     ) -> Result<Self> {
         if inputs.iter().all(|t| is_cpu_f32(t)) {
             let (rows, cols) = inputs[0].dims2()?;
-            let data = elementwise::map_cols_vec(inputs, f)?;
+            let data = elementwise::map_row_vec(inputs, row, f)?;
             return Ok(Work::Host { data, rows, cols });
         }
-        Ok(Work::Device(elementwise::map_cols(inputs, f)?))
+        Ok(Work::Device(elementwise::map_row(inputs, row, f)?))
     }
 
     /// The affine map of a layer, `x Wᵀ + 1bᵀ`.
@@ -221,7 +223,7 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2 * ROW_BLOCK + 37, 9), &Device::Cpu).unwrap();
         let p = Tensor::randn(0f32, 1.0, (9, 9), &Device::Cpu).unwrap();
         let expected = x.matmul(&p).unwrap();
-        let mut w = Work::map_cols([&x], |[v], _| v).unwrap();
+        let mut w = Work::map_row([&x], &[0.0; 9], |[v], _| v).unwrap();
         w.right_mul(&p).unwrap();
         let got = w.into_tensor().unwrap();
         assert!(max_abs_diff(&got, &expected) < 1e-4);

@@ -3,7 +3,7 @@
 //! every block, as in the three-splitting sweep.
 
 use super::BcdOptimizer;
-use crate::activation::Activation;
+use crate::activation::{with_sigma, Activation};
 use crate::error::Result;
 use crate::kernels;
 use crate::two_split::{self, NextLayer};
@@ -13,12 +13,13 @@ impl BcdOptimizer {
     /// `S_l + σ(Z_l)`: what `V_l` is fitted to by its own penalty.
     fn own_target(&self, l: usize) -> Result<crate::Tensor> {
         let act = self.arch.activation();
-        match self.arch.is_residual(l) {
-            true => kernels::map([self.input(l), &self.z(l)?], |[s, z]| {
-                (s as f64 + act.apply(z as f64)) as f32
+        let z = self.z(l)?;
+        with_sigma!(act, |sigma| match self.arch.is_residual(l) {
+            true => kernels::map([self.input(l), &z], |[s, z]| {
+                (s as f64 + sigma.apply(z as f64)) as f32
             }),
-            false => kernels::map([&self.z(l)?], |[z]| act.apply(z as f64) as f32),
-        }
+            false => kernels::map([&z], |[z]| sigma.apply(z as f64) as f32),
+        })
     }
 
     /// One two-splitting sweep; returns `‖x^k − x^{k−1}‖²`.
