@@ -216,7 +216,7 @@ fn main() -> Result<()> {
         flops / 1e12
     );
     let mut bcd_to_target = None;
-    for cache in [ProductCache::Recompute, ProductCache::Keep] {
+    for cache in [ProductCache::KeepFirst, ProductCache::Keep] {
         // As the CLI does: freed memory kept for reuse, except in low-memory mode.
         alloc::reuse_freed_memory(cache == ProductCache::Keep);
         let run = bcd_phase(&ds, &arch, cache, max_sweeps, &reference)?;

@@ -1,5 +1,5 @@
-//! `ProductCache::Recompute` (low memory) must give the same iterates and objective as the
-//! default `Keep`, and the objective's pre-activation penalty, which the optimizer accumulates
+//! `ProductCache::Recompute` and `KeepFirst` (less memory) must give the same iterates and
+//! objective as the default `Keep`, and the objective's pre-activation penalty, which the optimizer accumulates
 //! where it forms the products, must equal a direct f64 computation from the final blocks.
 
 mod common;
@@ -60,7 +60,7 @@ fn preactivation_penalty(opt: &BcdOptimizer, x: &M) -> f64 {
 }
 
 #[test]
-fn recompute_matches_keep_and_the_direct_objective() {
+fn every_cache_mode_matches_keep_and_the_direct_objective() {
     let cases = [
         (
             Architecture::mlp(&[8, 16, 12, 3], Activation::Relu).unwrap(),
@@ -81,13 +81,17 @@ fn recompute_matches_keep_and_the_direct_objective() {
             },
         ),
     ];
-    for (arch, cfg) in cases {
+    let low_modes = [ProductCache::Recompute, ProductCache::KeepFirst];
+    for ((arch, cfg), mode) in cases
+        .into_iter()
+        .flat_map(|c| low_modes.map(|m| (c.clone(), m)))
+    {
         let (keep, keep_net, phi_keep) = run(&arch, &cfg, ProductCache::Keep, 6);
-        let (low, low_net, phi_low) = run(&arch, &cfg, ProductCache::Recompute, 6);
+        let (low, low_net, phi_low) = run(&arch, &cfg, mode, 6);
         for (k, (a, b)) in phi_keep.iter().zip(&phi_low).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-6 * a.abs(),
-                "{:?} sweep {}: Φ {a} (keep) vs {b} (recompute)",
+                "{:?} sweep {}: Φ {a} (keep) vs {b} ({mode:?})",
                 arch.widths(),
                 k + 1
             );

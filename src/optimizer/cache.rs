@@ -6,7 +6,13 @@
 //! ([`ProductCache::Keep`], the default), at the price of holding `N·Σd_i` extra floats, as
 //! much as the `U` blocks themselves. [`ProductCache::Recompute`] keeps only the penalty sums
 //! and recomputes `Z_i` for the `U_i` update: one more `N × d_{i−1} × d_i` product per layer and
-//! sweep, a third less memory. Both modes compute the same iterates up to round-off.
+//! sweep, a third less memory. [`ProductCache::KeepFirst`] keeps `Z_1 = X̃W̃_1ᵀ` only: it serves
+//! the `U_1` update and also the first layer of [`BcdOptimizer::training_accuracy`], so per
+//! iteration it saves two products for `N·d_1` floats. All modes compute the same iterates up to
+//! round-off.
+//!
+//! A kept `Z_i` is dropped as soon as the `U_i` update has read it (the weights it was formed
+//! with change next), so a stale product never coexists with its replacement.
 //!
 //! The two-splitting always keeps its products: its prox-linear steps read `Z_i` after every
 //! block.
@@ -28,6 +34,10 @@ pub enum ProductCache {
     /// Keep only `‖U_i − Z_i‖²` and recompute `Z_i` where a `U_i` update needs it: one extra
     /// product per layer and sweep, `N·Σd_i` fewer floats held.
     Recompute,
+    /// Keep `Z_1` only (`N·d_1` floats), recompute the others: between the two. `Z_1` saves
+    /// two products per iteration (the `U_1` update's, and the first layer of the training
+    /// accuracy), the others one each.
+    KeepFirst,
 }
 
 impl BcdOptimizer {
@@ -35,8 +45,10 @@ impl BcdOptimizer {
     /// keeps them. Does not change the iterates beyond round-off.
     pub fn with_product_cache(mut self, mode: ProductCache) -> Self {
         self.cache = mode;
-        if !self.keeps_products() {
-            self.z.iter_mut().for_each(|z| *z = None);
+        for l in 0..self.z.len() {
+            if !self.keeps_product(l) {
+                self.z[l] = None;
+            }
         }
         self
     }
@@ -46,14 +58,29 @@ impl BcdOptimizer {
         self.cache
     }
 
-    fn keeps_products(&self) -> bool {
-        self.cache == ProductCache::Keep || self.config.splitting == Splitting::Two
+    /// Whether `Z_l` is kept between the sweeps.
+    fn keeps_product(&self, l: usize) -> bool {
+        match self.cache {
+            _ if self.config.splitting == Splitting::Two => true,
+            ProductCache::Keep => true,
+            ProductCache::KeepFirst => l == 0,
+            ProductCache::Recompute => false,
+        }
     }
 
     /// `Z_l` for the current blocks: the kept product, or a new one.
     pub(super) fn z(&self, l: usize) -> Result<Tensor> {
         match &self.z[l] {
             Some(z) => Ok(z.clone()),
+            None => self.affine(l, self.input(l)),
+        }
+    }
+
+    /// `Z_l` for the current blocks, for an update that is its last reader before the weights
+    /// change: a kept product is handed over (not cloned), so it is freed with its reader.
+    pub(super) fn take_z(&mut self, l: usize) -> Result<Tensor> {
+        match self.z[l].take() {
+            Some(z) => Ok(z),
             None => self.affine(l, self.input(l)),
         }
     }
@@ -73,7 +100,7 @@ impl BcdOptimizer {
         if self.config.splitting == Splitting::Three {
             self.pre_sq[l] = kernels::sq_dist(&self.state.u[l], &z)?;
         }
-        self.z[l] = self.keeps_products().then_some(z);
+        self.z[l] = self.keeps_product(l).then_some(z);
         Ok(())
     }
 }

@@ -18,7 +18,8 @@ impl BcdOptimizer {
         let v_l =
             updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
         dx += Self::replace(&mut self.state.v[last], v_l)?;
-        let u_l = updates::output_preactivation(&self.state.v[last], &self.z(last)?, &cfg)?;
+        let z_l = self.take_z(last)?;
+        let u_l = updates::output_preactivation(&self.state.v[last], &z_l, &cfg)?;
         dx += Self::replace(&mut self.state.u[last], u_l)?;
         let u_l = self.state.u[last].clone();
         dx += self.exact_weights(last, &u_l, cfg.rho)?;
@@ -54,8 +55,8 @@ impl BcdOptimizer {
                 Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
                 None => self.state.v[l].clone(),
             };
-            let (u, du) = match &self.z[l] {
-                Some(z) => updates::hidden_preactivation(z, &self.state.u[l], &target, act, &cfg)?,
+            let (u, du) = match self.z[l].take() {
+                Some(z) => updates::hidden_preactivation(&z, &self.state.u[l], &target, act, &cfg)?,
                 // Not kept: compute Z_l into the buffer that becomes the new U_l.
                 None => updates::hidden_preactivation_in_place(
                     self.z_work(l)?,

@@ -203,8 +203,9 @@ pub struct TrainArgs {
     /// CPU threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Recompute the products Z_i = V_{i-1} W_i^T where needed instead of keeping them between
-    /// sweeps: a third less memory, one more product per layer and sweep (three-splitting).
+    /// Keep only the first layer's product Z_1 = X W_1^T between sweeps and recompute the
+    /// others where needed: less memory, one more product per deeper layer and sweep
+    /// (three-splitting).
     #[arg(long)]
     pub low_memory: bool,
 }
@@ -335,7 +336,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     };
     crate::alloc::reuse_freed_memory(!args.low_memory);
     let mut opt = opt.with_product_cache(match args.low_memory {
-        true => ProductCache::Recompute,
+        true => ProductCache::KeepFirst,
         false => ProductCache::Keep,
     });
     let train_set = EvalSet {
