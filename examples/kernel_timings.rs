@@ -1,8 +1,9 @@
 //! Seconds and GFLOP/s of each kernel of a hidden-layer block update, at the paper's width
 //! (1,500) on `N` random rows: the products (`Z = ṼW̃ᵀ`, `U_{i+1}W_{i+1}`, the Gram `ṼᵀṼ`,
 //! `U_iᵀṼ`, also by faer for comparison), the `W̃` solve, the `V` solve's preparation and
-//! in-place right multiplication, and the elementwise passes. Used to measure kernel changes before and after (BENCHMARKS.md);
-//! the rates of the products are against `2·N·d²` flops (`N·d²` for the Gram's triangle).
+//! in-place right multiplication, and the elementwise passes. Used to measure kernel changes
+//! before and after (BENCHMARKS.md); the rates of the products are against `2·N·d²` flops
+//! (`N·d²` for the Gram's triangle).
 //! Each round first measures the 2048³ product rate (the benchmark's limit, best of three) and
 //! prints every product's rate as a fraction of it, so shapes can be compared on this noisy host.
 //!

@@ -132,11 +132,17 @@ impl Activation {
     pub fn piecewise_linear(self) -> Option<PiecewiseLinear> {
         match self {
             Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => {
-                Some(PiecewiseLinear {
-                    slope: self.negative_slope(),
-                })
+                Some(self.as_piecewise())
             }
             Activation::Sigmoid | Activation::Tanh => None,
+        }
+    }
+
+    /// The piecewise-linear form with this activation's negative slope (meaningful for the
+    /// piecewise-linear kinds only).
+    fn as_piecewise(self) -> PiecewiseLinear {
+        PiecewiseLinear {
+            slope: self.negative_slope(),
         }
     }
 
@@ -146,7 +152,7 @@ impl Activation {
         match self {
             Activation::Sigmoid => 1.0 / (1.0 + (-u).exp()),
             Activation::Tanh => u.tanh(),
-            _ => select(u >= 0.0, u, self.negative_slope() * u),
+            _ => self.as_piecewise().apply(u),
         }
     }
 
@@ -159,7 +165,7 @@ impl Activation {
                 s * (1.0 - s)
             }
             Activation::Tanh => 1.0 - u.tanh().powi(2),
-            _ => select(u >= 0.0, 1.0, self.negative_slope()),
+            _ => self.as_piecewise().derivative(u),
         }
     }
 

@@ -62,9 +62,7 @@ pub fn map_row<const K: usize>(
     row: &[f64],
     f: impl Fn([f32; K], f64) -> f32 + Sync,
 ) -> Result<Tensor> {
-    let shape = inputs[0].shape().clone();
-    let out = map_row_vec(inputs, row, f)?;
-    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
+    like(map_row_vec(inputs, row, f)?, inputs[0])
 }
 
 /// [`map_row`] into a host vector (row-major).
@@ -81,11 +79,7 @@ pub(super) fn map_row_vec<const K: usize>(
         ))
         .into());
     }
-    with_slices(inputs, |s| {
-        let mut out = vec![0f32; s[0].len()];
-        fill(&mut out, s, Pass::Row(row), |_, x, r| f(x, r));
-        out
-    })
+    Ok(fill_new(inputs, Pass::Row(row), f)?.0)
 }
 
 /// [`map`] that also returns `Σ_j (out[j] − in_step[j])²` (`f64`, reproducible): a block
@@ -95,16 +89,27 @@ pub fn map_step<const K: usize>(
     step: usize,
     f: impl Fn([f32; K]) -> f32 + Sync,
 ) -> Result<(Tensor, f64)> {
-    let shape = inputs[0].shape().clone();
-    let (out, sq) = with_slices(inputs, |s| {
+    let (out, sq) = fill_new(inputs, Pass::Step(step), |x, _| f(x))?;
+    Ok((like(out, inputs[0])?, sq))
+}
+
+/// A new host vector `out[j] = f([in_0[j], …], value)` through [`fill`] (the value as `pass`
+/// says), with [`fill`]'s sum.
+fn fill_new<const K: usize>(
+    inputs: [&Tensor; K],
+    pass: Pass,
+    f: impl Fn([f32; K], f64) -> f32 + Sync,
+) -> Result<(Vec<f32>, f64)> {
+    with_slices(inputs, |s| {
         let mut out = vec![0f32; s[0].len()];
-        let sq = fill(&mut out, s, Pass::Step(step), |_, x, _| f(x));
+        let sq = fill(&mut out, s, pass, |_, x, r| f(x, r));
         (out, sq)
-    })?;
-    Ok((
-        Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?,
-        sq,
-    ))
+    })
+}
+
+/// A host vector as a tensor of `t`'s shape on `t`'s device.
+fn like(out: Vec<f32>, t: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::from_vec(out, t.shape(), &Device::Cpu)?.to_device(t.device())?)
 }
 
 /// `dst[j] ← f(dst[j], [in_0[j], …])` in place, in parallel; with `step = Some(k)` also
@@ -289,13 +294,7 @@ pub fn map<const K: usize>(
     inputs: [&Tensor; K],
     f: impl Fn([f32; K]) -> f32 + Sync,
 ) -> Result<Tensor> {
-    let shape = inputs[0].shape().clone();
-    let out = with_slices(inputs, |s| {
-        let mut out = vec![0f32; s[0].len()];
-        fill(&mut out, s, Pass::Plain, |_, x, _| f(x));
-        out
-    })?;
-    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
+    like(fill_new(inputs, Pass::Plain, |x, _| f(x))?.0, inputs[0])
 }
 
 /// `Σ_j f([in_0[j], in_1[j], …])` accumulated in `f64`, reproducibly.
@@ -322,7 +321,6 @@ pub fn map_rows<const K: usize>(
     inputs: [&Tensor; K],
     f: impl Fn([&[f32]; K], &mut [f32]) + Sync,
 ) -> Result<Tensor> {
-    let shape = inputs[0].shape().clone();
     let (_, cols) = inputs[0].dims2()?;
     let cols = cols.max(1);
     let out = with_slices(inputs, |s| {
@@ -335,7 +333,7 @@ pub fn map_rows<const K: usize>(
         });
         out
     })?;
-    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?.to_device(inputs[0].device())?)
+    like(out, inputs[0])
 }
 
 /// `Σ_rows f(rows of the inputs)` accumulated in `f64`, reproducibly.
