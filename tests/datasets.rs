@@ -190,3 +190,32 @@ fn cli_predict_prints_one_class_per_image() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("t10k-labels-idx1-ubyte.gz"));
 }
+
+/// The shipped slice is the head of the real MNIST, byte for byte (images scaled alike), and
+/// the full set has its standard sizes. Needs the full set (skips without it, see `common`).
+#[test]
+fn mnist_slice_is_the_head_of_mnist() {
+    let Some(full) = common::full_mnist("mnist_slice_is_the_head_of_mnist") else {
+        return;
+    };
+    let full = data::load_idx_dir(&full).unwrap();
+    assert_eq!(full.train_images.dims(), [60000, 784]);
+    assert_eq!(full.test_images.dims(), [10000, 784]);
+    let slice = data::load_idx_dir(&common::mnist_dir()).unwrap();
+    let head = |t: &candle_core::Tensor, n: usize| t.narrow(0, 0, n).unwrap();
+    let same = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+        a.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            == b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let labels = |t: &candle_core::Tensor| t.to_vec1::<u8>().unwrap();
+    assert!(same(&slice.train_images, &head(&full.train_images, 3000)));
+    assert!(same(&slice.test_images, &head(&full.test_images, 1000)));
+    assert_eq!(
+        labels(&slice.train_labels),
+        labels(&head(&full.train_labels, 3000))
+    );
+    assert_eq!(
+        labels(&slice.test_labels),
+        labels(&head(&full.test_labels, 1000))
+    );
+}
