@@ -26,7 +26,8 @@ use anyhow::Result;
 use candle_bcd::data::Dataset;
 use candle_bcd::kernels::{self, Addend, Op};
 use candle_bcd::{
-    cost, data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, ProductCache,
+    cost, data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, ProductCache,
+    WeightInit,
 };
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -129,10 +130,15 @@ fn bcd_phase(
     let flops = cost::sweep_flops(arch, ds.train_images.dim(0)?);
     let cfg = BcdConfig::default();
     let varmap = VarMap::new();
-    let model = BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu)?;
+    let model = BcdNet::init(arch, &varmap, WeightInit::Official, 0, &Device::Cpu)?;
     let y = data::one_hot(&ds.train_labels, 10)?;
-    let mut opt = BcdOptimizer::new(&varmap, arch, ds.train_images.clone(), y, cfg)?
-        .with_product_cache(cache);
+    let mut opt = BcdOptimizer::new(
+        &Layers::of_architecture(&varmap, arch)?,
+        ds.train_images.clone(),
+        y,
+        cfg,
+    )?
+    .with_product_cache(cache);
     let (mut sweeps, mut iterations, mut clock, mut to_target) = (vec![], vec![], 0.0, None);
     let (mut ratios, mut limits) = (vec![], vec![]);
     for k in 1..=max_sweeps {

@@ -1,14 +1,14 @@
 //! The baseline a BCD run must beat: the network at initialisation with its hidden layers
 //! frozen and only the linear head fitted, in closed form.
 //!
-//! The head solves the same `W̃` subproblem as a BCD weight block (`updates::weights_for`) with
+//! The head solves the same `W̃` subproblem as a BCD weight block (`blocks::weights_for`) with
 //! target `Y` (one-hot), coupling 1 and no proximal term: ridge least squares
 //! `min_W̃ ½‖Y − H̃W̃ᵀ‖² + λ/2‖W‖²` on the frozen features `H` (the last hidden layer's forward
 //! output). If BCD's test accuracy is no better than this, its hidden blocks have not learned
 //! features that generalise (see BENCHMARKS.md, FC-ResNet).
 //!
 //! ```sh
-//! cargo run --release --example frozen_features -- ../shared/data/mnist resnet 2048 kaiming 1
+//! cargo run --release --example frozen_features -- path/to/mnist resnet 2048 kaiming 1
 //! ```
 //! Arguments: data directory, `mlp` (784-W-W-W-10) or `resnet` (784 → W, two residual
 //! layers), width `W`, initialisation (`official|kaiming|glorot`), ridge `λ`. Seed 0, as the
@@ -22,7 +22,7 @@ use candle_nn::VarMap;
 fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| a.get(i).cloned().unwrap_or_else(|| default.into());
-    let dir = arg(0, "../shared/data/mnist");
+    let dir = arg(0, "tests/data/mnist-slice");
     let width: usize = arg(2, "1024").parse()?;
     let arch = match arg(1, "resnet").as_str() {
         "mlp" => Architecture::mlp(&[784, width, width, width, 10], Activation::Relu)?,

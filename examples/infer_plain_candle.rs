@@ -2,7 +2,7 @@
 //! `candle_nn::linear` layers read from the safetensors file and ReLU between them.
 //!
 //! ```sh
-//! cargo run --release --example infer_plain_candle -- mlp.safetensors ../shared/data/mnist
+//! cargo run --release --example infer_plain_candle -- mlp.safetensors path/to/mnist
 //! ```
 
 use std::io::Read;
@@ -30,7 +30,7 @@ fn read_idx(path: &str) -> Result<(Vec<usize>, Vec<u8>)> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().map_or("mlp.safetensors", String::as_str);
-    let dir = args.get(1).map_or("../shared/data/mnist", String::as_str);
+    let dir = args.get(1).map_or("tests/data/mnist-slice", String::as_str);
     let device = Device::Cpu;
 
     // The layer shapes come from the file itself: layers.{l}.weight is [out, in].

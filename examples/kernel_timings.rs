@@ -11,9 +11,10 @@
 //! cargo run --release --example kernel_timings -- 20000
 //! ```
 
+use candle_bcd::blocks::AugmentedGram;
 use candle_bcd::kernels::{self, Addend, Op, Work};
 use candle_bcd::solve::RowSolve;
-use candle_bcd::updates::{self, AugmentedGram};
+use candle_bcd::three_split::updates;
 use candle_bcd::{Activation, BcdConfig};
 use candle_core::{Device, Tensor};
 use faer::{Accum, MatMut, MatRef, Par};

@@ -6,14 +6,16 @@
 //! training accuracy of the lifted output `V_L` beside that of the network.
 //!
 //! ```sh
-//! cargo run --release --example lifted_gap -- ../shared/data/mnist 10000 20 resnet 1 5 official
+//! cargo run --release --example lifted_gap -- path/to/mnist 10000 20 resnet 1 5 official
 //! ```
 //! Arguments: data directory, training samples, sweeps, `mlp` (784-1500-1500-1500-10) or
 //! `resnet` (784 → 1024, two residual layers), γ = ρ, α, initialisation
 //! (`official|kaiming|glorot`).
 
 use anyhow::{bail, Result};
-use candle_bcd::{data, metrics, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_bcd::{
+    data, metrics, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers,
+};
 use candle_bcd::{kernels, WeightInit};
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -21,7 +23,7 @@ use candle_nn::VarMap;
 fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| a.get(i).cloned().unwrap_or_else(|| default.into());
-    let dir = arg(0, "../shared/data/mnist");
+    let dir = arg(0, "tests/data/mnist-slice");
     let samples: usize = arg(1, "10000").parse()?;
     let sweeps: usize = arg(2, "20").parse()?;
     let arch = match arg(3, "resnet").as_str() {
@@ -35,15 +37,19 @@ fn main() -> Result<()> {
         gamma,
         rho: gamma,
         alpha: arg(5, "5").parse()?,
-        init,
         ..BcdConfig::default()
     };
 
     let ds = data::take_train(&data::load_idx_dir(dir.as_ref())?, samples)?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?;
     let varmap = VarMap::new();
-    let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &Device::Cpu)?;
-    let mut opt = BcdOptimizer::new(&varmap, &arch, ds.train_images.clone(), y, config)?;
+    let model = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
+    let mut opt = BcdOptimizer::new(
+        &Layers::of_architecture(&varmap, &arch)?,
+        ds.train_images.clone(),
+        y,
+        config,
+    )?;
     let last = arch.num_layers() - 1;
     for k in 1..=sweeps {
         let report = opt.step()?;

@@ -1,20 +1,20 @@
 //! Resume a BCD run from a checkpoint through the library API and continue for a few sweeps.
 //!
 //! ```sh
-//! cargo run --release -- train --data-dir ../shared/data/mnist --train-limit 5000 \
+//! cargo run --release -- train --data-dir path/to/mnist --train-limit 5000 \
 //!     --hidden 300 --iterations 3 --checkpoint ckpt.safetensors
-//! cargo run --release --example resume -- ckpt.safetensors ../shared/data/mnist 5000 2
+//! cargo run --release --example resume -- ckpt.safetensors path/to/mnist 5000 2
 //! ```
 
 use anyhow::Result;
-use candle_bcd::{checkpoint, data, BcdNet, BcdOptimizer};
+use candle_bcd::{checkpoint, data, BcdNet, BcdOptimizer, Layers};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args.first().map_or("ckpt.safetensors", String::as_str);
-    let dir = args.get(1).map_or("../shared/data/mnist", String::as_str);
+    let dir = args.get(1).map_or("tests/data/mnist-slice", String::as_str);
     let limit: usize = args.get(2).map_or(Ok(5000), |s| s.parse())?;
     let sweeps: usize = args.get(3).map_or(Ok(2), |s| s.parse())?;
     let device = Device::Cpu;
@@ -28,8 +28,7 @@ fn main() -> Result<()> {
     let model = BcdNet::new(&arch, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?;
     let mut opt = BcdOptimizer::from_state(
-        &varmap,
-        &arch,
+        &Layers::of_architecture(&varmap, &arch)?,
         ds.train_images.clone(),
         y,
         ckpt.config.clone(),

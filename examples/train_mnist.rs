@@ -1,13 +1,15 @@
 //! Train an MLP on MNIST with BCD through the library API (no CLI), then export it.
 //!
 //! ```sh
-//! cargo run --release --example train_mnist -- ../shared/data/mnist 10000 10 mlp.safetensors
+//! cargo run --release --example train_mnist -- path/to/mnist 10000 10 mlp.safetensors
 //! ```
 //! Arguments: data directory, training samples, sweeps, export path (all optional).
 
 use anyhow::Result;
-use candle_bcd::trainer::{self, EvalSet, IterationRecord, Observer, TrainOptions};
-use candle_bcd::{data, export, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_bcd::trainer::{self, EvalSet, Evaluation, IterationRecord, Observer, TrainOptions};
+use candle_bcd::{
+    data, export, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, WeightInit,
+};
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -28,7 +30,9 @@ impl Observer for Print {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = args.first().map_or("../shared/data/mnist", String::as_str);
+    let dir = args
+        .first()
+        .map_or("tests/data/mnist-slice", String::as_str);
     let limit: usize = args.get(1).map_or(Ok(10_000), |s| s.parse())?;
     let sweeps: usize = args.get(2).map_or(Ok(10), |s| s.parse())?;
     let out = args.get(3).map_or("mlp.safetensors", String::as_str);
@@ -39,19 +43,26 @@ fn main() -> Result<()> {
     let arch = Architecture::mlp(&[784, 500, 500, ds.labels], Activation::Relu)?;
     let config = BcdConfig::default();
     let varmap = VarMap::new();
-    let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &device)?;
-    let mut opt = BcdOptimizer::new(&varmap, &arch, ds.train_images.clone(), y, config)?;
+    let model = BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &device)?;
+    let mut opt = BcdOptimizer::new(
+        &Layers::of_architecture(&varmap, &arch)?,
+        ds.train_images.clone(),
+        y,
+        config,
+    )?;
     let test = EvalSet {
         x: ds.test_images.clone(),
         labels: ds.test_labels.clone(),
     };
     let opts = TrainOptions {
-        iterations: sweeps,
-        eval_every: 1,
-        checkpoint: None,
-        checkpoint_every: 0,
+        max_sweeps: sweeps,
+        ..Default::default()
     };
-    let summary = trainer::train(&mut opt, &model, None, Some(&test), &opts, &mut Print)?;
+    let eval = Evaluation {
+        train_labels: None,
+        test: Some(&test),
+    };
+    let summary = trainer::train(&mut opt, &model, eval, &opts, &mut Print)?;
     export::save(out.as_ref(), &model)?;
     println!(
         "test accuracy {:?}; exported to {out}",

@@ -1,6 +1,6 @@
 //! Elementwise activations `σ` and the exact scalar proximal step of the `U_i` update.
 //!
-//! The `U_i` block update of `ALGORITHM.md` decouples into independent scalar problems
+//! The `U_i` block update (`docs/algorithm.md`) decouples into independent scalar problems
 //!
 //! ```text
 //! u* = argmin_u  f(u) = ½ (σ(u) − v)² + c/2 (u − a)²,   c > 0,
@@ -116,6 +116,24 @@ fn newton_bisect(act: Activation, v: f64, c: f64, a: f64, mut lo: f64, mut hi: f
         }
     }
     u
+}
+
+impl std::str::FromStr for Activation {
+    type Err = crate::BcdError;
+
+    /// `relu`, `leaky-relu` (slope 0.01; set another with the variant itself), `identity`,
+    /// `sigmoid` or `tanh`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        let table = [
+            ("relu", Activation::Relu),
+            ("leaky-relu", Activation::LeakyRelu { slope: 0.01 }),
+            ("identity", Activation::Identity),
+            ("sigmoid", Activation::Sigmoid),
+            ("tanh", Activation::Tanh),
+        ];
+        let expected = "relu, leaky-relu, identity, sigmoid, tanh";
+        crate::config::parse_name("activation", s, &table, expected)
+    }
 }
 
 impl Activation {

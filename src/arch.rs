@@ -85,7 +85,7 @@ impl Architecture {
     }
 
     /// Marks layers as residual; each must be hidden and keep its width.
-    fn with_residual(mut self, residual: Vec<bool>) -> Result<Self> {
+    pub(crate) fn with_residual(mut self, residual: Vec<bool>) -> Result<Self> {
         if residual.is_empty() {
             return Ok(self);
         }

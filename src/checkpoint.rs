@@ -4,13 +4,14 @@
 //!
 //! | name | shape | meaning |
 //! |---|---|---|
-//! | `layers.{l}.weight` | `[d_{l+1}, d_l]` | `W_{l+1}` (candle-nn `Linear` layout) |
-//! | `layers.{l}.bias` | `[d_{l+1}]` | `b_{l+1}` |
+//! | `{prefix}.weight` | `[d_{l+1}, d_l]` | `W_{l+1}` (candle-nn `Linear` layout) |
+//! | `{prefix}.bias` | `[d_{l+1}]` | `b_{l+1}` |
 //! | `lifted.u.{l}` | `[N, d_{l+1}]` | pre-activations `U_{l+1}` (three-splitting only) |
 //! | `lifted.v.{l}` | `[N, d_{l+1}]` | activations `V_{l+1}` (`V_L` for the last `l`) |
 //!
 //! Metadata (strings): `format = candle-bcd-checkpoint`, `format_version = 1`,
-//! `architecture` and `config` (JSON of [`Architecture`] and [`BcdConfig`]), `iteration`
+//! `architecture` and `config` (JSON of [`Architecture`] and [`BcdConfig`]), `layers` (JSON list
+//! of the layers' prefixes, e.g. `["fc1","fc2"]`; `layers.{l}` when absent), `iteration`
 //! (completed sweeps) and `num_samples` (`N`).
 //!
 //! Files are written atomically: to a temporary file in the same directory, synced, then
@@ -38,6 +39,8 @@ pub const FORMAT_VERSION: &str = "1";
 pub struct Checkpoint {
     /// The network's architecture.
     pub architecture: Architecture,
+    /// The layers' prefixes (`{prefix}.weight`, `{prefix}.bias`), from the input.
+    pub layer_names: Vec<String>,
     /// The hyperparameters it was trained with.
     pub config: BcdConfig,
     /// Number of training samples `N` of the lifted state.
@@ -78,9 +81,9 @@ pub fn write_atomic(
 pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
     let arch = opt.architecture();
     let state = opt.state();
+    let names = opt.layers().names();
     let mut tensors = Vec::new();
-    for l in 0..arch.num_layers() {
-        let prefix = Architecture::layer_prefix(l);
+    for (l, prefix) in names.iter().enumerate() {
         tensors.push((
             format!("{prefix}.weight"),
             opt.weight_vars()[l].as_tensor().clone(),
@@ -99,6 +102,7 @@ pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
         ("architecture".to_string(), to_json(arch)?),
         ("config".to_string(), to_json(opt.config())?),
+        ("layers".to_string(), to_json(&names)?),
         ("iteration".to_string(), state.iteration.to_string()),
         ("num_samples".to_string(), opt.num_samples().to_string()),
     ]);
@@ -109,14 +113,38 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| candle_core::Error::Msg(format!("json: {e}")).into())
 }
 
-/// Reads the safetensors metadata of `path`.
+/// Largest safetensors header this crate reads (the format's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Reads the safetensors metadata (`__metadata__`) of `path` with plain reads of its header.
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let file = std::fs::File::open(path).map_err(|e| BcdError::io(path, e))?;
-    // SAFETY: the file is only read; a concurrent truncation would surface as a read error.
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| BcdError::io(path, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&mmap)
-        .map_err(|e| BcdError::checkpoint(path, format!("not a safetensors file: {e}")))?;
-    Ok(meta.metadata().clone().unwrap_or_default())
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| BcdError::io(path, e))?;
+    let size = file.metadata().map_err(|e| BcdError::io(path, e))?.len();
+    let bad = |why: String| BcdError::checkpoint(path, format!("not a safetensors file: {why}"));
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| {
+        bad(format!(
+            "{size} bytes, shorter than the 8-byte header length"
+        ))
+    })?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_HEADER || len > size.saturating_sub(8) {
+        return Err(bad(format!(
+            "header length {len} does not fit a file of {size} bytes"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| BcdError::io(path, e))?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
+    }
+    let header: Header =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+    Ok(header.metadata)
 }
 
 fn field<'a>(meta: &'a HashMap<String, String>, key: &str, path: &Path) -> Result<&'a str> {
@@ -165,6 +193,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     let config: BcdConfig = json(&meta, "config", path)?;
     let iteration: usize = parse(&meta, "iteration", path)?;
     let num_samples: usize = parse(&meta, "num_samples", path)?;
+    let layer_names = layer_names(&meta, &architecture, path)?;
     let mut tensors = candle_core::safetensors::load(path, device)
         .map_err(|e| BcdError::checkpoint(path, format!("cannot read tensors: {e}")))?;
     let mut take = |name: String| -> Result<Tensor> {
@@ -178,8 +207,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         v: Vec::new(),
     };
     let mut weights = HashMap::new();
-    for l in 0..architecture.num_layers() {
-        let prefix = Architecture::layer_prefix(l);
+    for (l, prefix) in layer_names.iter().enumerate() {
         for name in [format!("{prefix}.weight"), format!("{prefix}.bias")] {
             let t = take(name.clone())?;
             weights.insert(name, t);
@@ -191,11 +219,37 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     }
     Ok(Checkpoint {
         architecture,
+        layer_names,
         config,
         num_samples,
         state,
         weights,
     })
+}
+
+/// The `layers` metadata (the layers' prefixes), `layers.{l}` when absent; one per layer.
+pub(crate) fn layer_names(
+    meta: &HashMap<String, String>,
+    arch: &Architecture,
+    path: &Path,
+) -> Result<Vec<String>> {
+    let names: Vec<String> = match meta.get("layers") {
+        Some(_) => json(meta, "layers", path)?,
+        None => (0..arch.num_layers())
+            .map(Architecture::layer_prefix)
+            .collect(),
+    };
+    if names.len() != arch.num_layers() {
+        return Err(BcdError::checkpoint(
+            path,
+            format!(
+                "{} layer names for the {} layers of its architecture",
+                names.len(),
+                arch.num_layers()
+            ),
+        ));
+    }
+    Ok(names)
 }
 
 impl Checkpoint {
@@ -206,9 +260,8 @@ impl Checkpoint {
             .data()
             .lock()
             .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
-        for l in 0..self.architecture.num_layers() {
+        for (l, prefix) in self.layer_names.iter().enumerate() {
             let (n, m) = self.architecture.layer_dims(l);
-            let prefix = Architecture::layer_prefix(l);
             for (name, expected) in [
                 (format!("{prefix}.weight"), vec![m, n]),
                 (format!("{prefix}.bias"), vec![m]),

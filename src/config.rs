@@ -1,6 +1,6 @@
-//! Hyperparameters of the BCD objective and of the weight initialisation.
+//! Hyperparameters of the BCD objective, and the weight initialisation schemes.
 //!
-//! The three-splitting objective (see the crate docs and `ALGORITHM.md`) is
+//! The three-splitting objective (see the crate docs and `docs/algorithm.md`) is
 //!
 //! ```text
 //! Φ = R(V_L; Y) + Σ_i λ/2 ‖W_i‖² + γ/2 Σ_i ‖V_i − σ_i(U_i)‖² + ρ/2 Σ_i ‖U_i − Ṽ_{i−1} W̃_iᵀ‖²
@@ -15,13 +15,13 @@
 //! | `rho` | 1.0 | weight of the pre-activation penalties `‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` | `> 0`, finite |
 //! | `alpha` | 5.0 | proximal weight of the `V_L`, `W̃_i` and `U_i` updates | `≥ 0`, finite (`> 0` for the descent guarantee) |
 //! | `lambda` | 0.0 | ridge weight on `W_i` (never on biases) | `≥ 0`, finite |
-//! | `seed` | 0 | seed of the weight initialisation | any |
-//! | `init` | `Official` | weight initialisation scheme | see [`WeightInit`] |
 //! | `loss` | `Squared` | loss on the lifted output | see [`Loss`] |
 //! | `v_constraint` | `None` | constraint on hidden `V_i` | see [`VConstraint`] |
 //! | `splitting` | `Three` | lifted formulation | see [`Splitting`] (two-splitting needs `α > 0`) |
 //!
-//! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`).
+//! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`). The weight
+//! initialisation ([`WeightInit`] and its seed) is not an optimizer setting: it belongs where
+//! the weights are created ([`BcdNet::init`](crate::BcdNet::init)).
 
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ pub enum Splitting {
 
 /// Optional constraint `s_i` on the hidden activations `V_i` (an indicator: 0 on the set).
 ///
-/// The `V_i` update minimises without it and projects onto the set, as `ALGORITHM.md` says.
+/// The `V_i` update minimises without it and projects onto the set, as `docs/algorithm.md` says.
 /// **(choice)** Because the `V_i` subproblem is not isotropic (`sI + ρWᵀW`), the projected
 /// point can be worse than the old one; it is kept only when the block objective does not
 /// increase, otherwise `V_i` keeps its (feasible) old value, so `Φ` still never increases.
@@ -89,21 +89,51 @@ pub enum WeightInit {
     Glorot,
 }
 
-impl std::str::FromStr for WeightInit {
-    type Err = crate::BcdError;
+/// Looks `value` up in a table of names, the way every settings enum parses (the CLI's and
+/// the presets' spelling); an unknown name is a [`BcdError::UnknownValue`] listing the names.
+pub(crate) fn parse_name<T: Copy>(
+    setting: &'static str,
+    value: &str,
+    table: &[(&'static str, T)],
+    expected: &'static str,
+) -> Result<T> {
+    table
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|&(_, v)| v)
+        .ok_or_else(|| BcdError::UnknownValue {
+            setting,
+            value: value.to_string(),
+            expected,
+        })
+}
 
-    /// `official`, `kaiming` or `glorot` (the names of the CLI and the presets).
+impl std::str::FromStr for WeightInit {
+    type Err = BcdError;
+
+    /// `official`, `kaiming` or `glorot`.
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "official" => Ok(WeightInit::Official),
-            "kaiming" => Ok(WeightInit::Kaiming),
-            "glorot" => Ok(WeightInit::Glorot),
-            _ => Err(crate::BcdError::UnknownValue {
-                setting: "weight initialisation",
-                value: s.to_string(),
-                expected: "official, kaiming, glorot",
-            }),
-        }
+        let table = [
+            ("official", WeightInit::Official),
+            ("kaiming", WeightInit::Kaiming),
+            ("glorot", WeightInit::Glorot),
+        ];
+        parse_name(
+            "weight initialisation",
+            s,
+            &table,
+            "official, kaiming, glorot",
+        )
+    }
+}
+
+impl std::str::FromStr for Splitting {
+    type Err = BcdError;
+
+    /// `three` or `two`.
+    fn from_str(s: &str) -> Result<Self> {
+        let table = [("three", Splitting::Three), ("two", Splitting::Two)];
+        parse_name("splitting", s, &table, "three, two")
     }
 }
 
@@ -137,10 +167,6 @@ pub struct BcdConfig {
     pub alpha: f64,
     /// Ridge weight `λ` on the weights `W_i` (not on biases).
     pub lambda: f64,
-    /// Seed of the weight initialisation.
-    pub seed: u64,
-    /// Weight initialisation scheme.
-    pub init: WeightInit,
     /// Loss on the lifted output `V_L`.
     #[serde(default)]
     pub loss: Loss,
@@ -159,8 +185,6 @@ impl Default for BcdConfig {
             rho: 1.0,
             alpha: 5.0,
             lambda: 0.0,
-            seed: 0,
-            init: WeightInit::Official,
             loss: Loss::Squared,
             splitting: Splitting::Three,
             v_constraint: VConstraint::None,

@@ -1,4 +1,4 @@
-//! The cost model of `ALGORITHM.md`: floating-point operations of one sweep as implemented
+//! The cost model of `docs/algorithm.md`: floating-point operations of one sweep as implemented
 //! (a multiply-add counts 2; a Gram matrix counts only its lower triangle).
 //!
 //! Per layer `l` with input width `n` and output width `m`, over `N` samples:

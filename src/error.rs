@@ -41,6 +41,17 @@ pub enum BcdError {
         /// Actual shape.
         got: Vec<usize>,
     },
+    /// Training inputs or targets cannot be used (NaN or infinite entries, no rows).
+    #[error("invalid training {name}: {reason}")]
+    InvalidData {
+        /// Which data: `inputs` or `targets`.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A saved lifted state does not fit the network, formulation or data it is resumed with.
+    #[error("the lifted state does not fit: {0}")]
+    StateMismatch(String),
     /// A tensor the optimizer needs is missing from a `VarMap` or a checkpoint.
     #[error("missing tensor {0}")]
     MissingTensor(String),

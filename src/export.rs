@@ -61,8 +61,8 @@ pub fn load_model(path: &Path, device: &Device) -> Result<BcdNet> {
         }
     }
     let arch: Architecture = checkpoint::json(&meta, "architecture", path)?;
-    // SAFETY: the file is mapped read-only for the duration of the load.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
+    let tensors = candle_core::safetensors::load(path, device)
         .map_err(|e| BcdError::checkpoint(path, format!("cannot read tensors: {e}")))?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     BcdNet::new(&arch, vb).map_err(|e| BcdError::checkpoint(path, e.to_string()))
 }

@@ -14,47 +14,83 @@
 //!
 //! over the weights and the lifted pre-activations `U_i` and activations `V_i`, and each
 //! [`BcdOptimizer::step`] minimises it exactly over one block at a time, from the output
-//! layer back to the input (see [`updates`] for every closed form). `Φ` never increases from
-//! one sweep to the next; [`StepReport`] exposes it with its parts.
+//! layer back to the input. `Φ` never increases from one sweep to the next; [`StepReport`]
+//! exposes it with its parts. The repository's `docs/algorithm.md` states every closed form
+//! and each choice the crate made.
 //!
-//! Also covered: fully connected ResNets ([`Architecture::resnet`]), the two-splitting
-//! formulation ([`Splitting::Two`], prox-linear hidden blocks, see [`two_split`]), softmax
-//! cross-entropy ([`Loss::CrossEntropy`]), leaky ReLU, identity, sigmoid and tanh activations
-//! ([`Activation`]), ridge regularisation of the weights, and a closed-form head
-//! initialisation ([`BcdNet::fit_head`]: ridge least squares on the initial features, which
-//! the ResNet preset starts from). [`cost`] counts a sweep's work.
+//! ## Your model
 //!
-//! The trained network is an ordinary candle-nn model ([`BcdNet`] implements
-//! [`candle_nn::Module`], its weights are `Var`s of a [`candle_nn::VarMap`] named like
-//! `candle_nn::linear` layers).
+//! Any candle-nn model whose layers are `candle_nn::linear` layers in a [`candle_nn::VarMap`]
+//! trains as it is: [`Layers::from_varmap`] takes the layers' names in order and reads the
+//! widths from the weights; the optimizer updates those `Var`s in place, so the model's own
+//! `forward` computes with the trained weights.
+//!
+//! ```
+//! use candle_bcd::{Activation, BcdConfig, BcdOptimizer, Layers};
+//! use candle_core::{DType, Device, Tensor};
+//! use candle_nn::{Module, VarBuilder, VarMap};
+//! # fn main() -> anyhow::Result<()> {
+//! let dev = Device::Cpu;
+//! let varmap = VarMap::new();
+//! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+//! let model = candle_nn::seq()
+//!     .add(candle_nn::linear(4, 8, vb.pp("fc1"))?)
+//!     .add(candle_nn::Activation::Relu)
+//!     .add(candle_nn::linear(8, 3, vb.pp("fc2"))?);
+//! let layers = Layers::from_varmap(&varmap, ["fc1", "fc2"])?.activation(Activation::Relu)?;
+//! let x = Tensor::randn(0f32, 1.0, (32, 4), &dev)?;
+//! let y = Tensor::randn(0f32, 1.0, (32, 3), &dev)?;
+//! let mut opt = BcdOptimizer::new(&layers, x.clone(), y, BcdConfig::default())?;
+//! let before = opt.objective()?.total();
+//! let report = opt.step()?;
+//! assert!(report.objective.total() <= before);
+//! let _logits = model.forward(&x)?; // computed with the updated weights
+//! # Ok(()) }
+//! ```
+//!
+//! Also covered: the crate's own ready-made network [`BcdNet`] (MLPs and fully connected
+//! ResNets, [`Architecture::resnet`]), the two-splitting formulation ([`Splitting::Two`],
+//! prox-linear hidden blocks), softmax cross-entropy ([`Loss::CrossEntropy`]), leaky ReLU,
+//! identity, sigmoid and tanh activations ([`Activation`]), ridge regularisation, constraints
+//! on the hidden activations ([`VConstraint`]), a closed-form head initialisation
+//! ([`BcdNet::fit_head`]), atomic checkpoints with exact resume ([`checkpoint`]), and a training
+//! loop with observers, tolerance and time limit ([`trainer`]). [`cost`] counts a sweep's work.
 
 #![warn(missing_docs)]
 
 pub mod activation;
 pub mod arch;
+#[doc(hidden)]
+pub mod blocks;
 pub mod checkpoint;
 pub mod config;
 pub mod cost;
 pub mod data;
 pub mod error;
 pub mod export;
+#[doc(hidden)]
 pub mod kernels;
+pub mod layers;
 pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod objective;
 pub mod optimizer;
+#[doc(hidden)]
 pub mod solve;
 pub mod state;
+#[doc(hidden)]
+pub mod three_split;
 pub mod trainer;
+#[doc(hidden)]
 pub mod two_split;
-pub mod updates;
 
 pub use activation::{Activation, ScalarProx};
 pub use arch::Architecture;
 pub use candle_core::Tensor;
 pub use config::{BcdConfig, Splitting, VConstraint, WeightInit};
 pub use error::{BcdError, Result};
+pub use layers::Layers;
 pub use loss::Loss;
 pub use model::BcdNet;
 pub use objective::ObjectiveParts;

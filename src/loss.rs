@@ -24,6 +24,19 @@ pub enum Loss {
     CrossEntropy,
 }
 
+impl std::str::FromStr for Loss {
+    type Err = crate::BcdError;
+
+    /// `squared` or `cross-entropy`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        let table = [
+            ("squared", Loss::Squared),
+            ("cross-entropy", Loss::CrossEntropy),
+        ];
+        crate::config::parse_name("loss", s, &table, "squared, cross-entropy")
+    }
+}
+
 fn logsumexp(v: &[f64]) -> f64 {
     let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()

@@ -16,6 +16,7 @@ use crate::arch::Architecture;
 use crate::config::WeightInit;
 use crate::error::{BcdError, Result};
 use crate::kernels;
+use crate::layers::Layers;
 
 /// A fully connected network whose weights live in a `VarMap`.
 #[derive(Debug, Clone)]
@@ -105,7 +106,7 @@ impl BcdNet {
     /// Sets the linear head to the ridge least-squares fit of targets `y` (`[N, d_L]`, e.g.
     /// one-hot) on the network's current [`features`](Self::features) of `x`:
     /// `W̃_L = argmin ½‖Y − H̃W̃ᵀ‖² + λ/2‖W‖²` (bias not penalised), one SPD solve of size
-    /// `d_{L−1} + 1` ([`updates::ridge_fit`](crate::updates::ridge_fit)). The hidden layers
+    /// `d_{L−1} + 1` (the weight block of `docs/algorithm.md`). The hidden layers
     /// are unchanged. Used as a head initialisation before an optimizer is built (its lifted
     /// state is then set from the network with this head); `varmap` must hold this model's
     /// `Var`s.
@@ -121,10 +122,10 @@ impl BcdNet {
             });
         }
         let h = self.features(x)?;
-        let (w, b) = crate::updates::ridge_fit(&h, y, lambda, "head initialisation")?;
-        let (w_var, b_var) = layer_vars(varmap, &self.arch, head)?;
-        w_var.set(&w)?;
-        b_var.set(&b)?;
+        let (w, b) = crate::blocks::ridge_fit(&h, y, lambda, "head initialisation")?;
+        let layers = Layers::of_architecture(varmap, &self.arch)?;
+        layers.weight_vars()[head].set(&w)?;
+        layers.bias_vars()[head].set(&b)?;
         Ok(())
     }
 
@@ -162,10 +163,6 @@ pub(crate) fn layer_output(
     }
 }
 
-/// Rows per block of [`blocked_accuracy`]: full-speed products, small buffers (8,192 was
-/// measured no faster: evaluation of 20k + 10k images 3.35–4.08 s against 3.23–3.42 s).
-const EVAL_ROWS: usize = 4096;
-
 /// The forward pass from layer `from` on, `h` being that layer's input.
 pub(crate) fn forward_from(
     arch: &Architecture,
@@ -192,7 +189,7 @@ fn forward_range(
     Ok(h)
 }
 
-/// Accuracy of the network on `x`, [`EVAL_ROWS`] rows at a time; `first`, when given, is the
+/// Accuracy of the network on `x`, a block of rows at a time; `first`, when given, is the
 /// first layer's pre-activation `X̃W̃_1ᵀ` for the same rows (then not recomputed).
 pub(crate) fn blocked_accuracy(
     arch: &Architecture,
@@ -202,57 +199,16 @@ pub(crate) fn blocked_accuracy(
     first: Option<&Tensor>,
     labels: &Tensor,
 ) -> Result<f64> {
-    let n = x.dim(0)?;
-    if labels.dims() != [n] {
-        return Err(BcdError::ShapeMismatch {
-            name: "labels".into(),
-            expected: vec![n],
-            got: labels.dims().to_vec(),
-        });
-    }
-    let mut correct = 0.0;
-    for start in (0..n).step_by(EVAL_ROWS) {
-        let len = EVAL_ROWS.min(n - start);
+    crate::metrics::accuracy_in_blocks(labels, x.dim(0)?, |start, len| {
         let xb = x.narrow(0, start, len)?;
-        let out = match first {
+        match first {
             Some(z) => {
                 let h = layer_output(arch, 0, &z.narrow(0, start, len)?, &xb)?;
-                forward_from(arch, weights, biases, 1, h)?
+                forward_from(arch, weights, biases, 1, h)
             }
-            None => forward_from(arch, weights, biases, 0, xb)?,
-        };
-        let block_labels = labels.narrow(0, start, len)?;
-        correct += crate::metrics::accuracy(&out, &block_labels)? * len as f64;
-    }
-    Ok(if n == 0 { 0.0 } else { correct / n as f64 })
-}
-
-/// Looks up the `Var`s of layer `l` in a `VarMap` and checks their shapes.
-pub(crate) fn layer_vars(varmap: &VarMap, arch: &Architecture, l: usize) -> Result<(Var, Var)> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
-    let (n, m) = arch.layer_dims(l);
-    let prefix = Architecture::layer_prefix(l);
-    let get = |name: String, expected: Vec<usize>| -> Result<Var> {
-        let var = data
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| BcdError::MissingTensor(name.clone()))?;
-        if var.dims() != expected.as_slice() {
-            return Err(BcdError::ShapeMismatch {
-                name,
-                expected,
-                got: var.dims().to_vec(),
-            });
+            None => forward_from(arch, weights, biases, 0, xb),
         }
-        Ok(var)
-    };
-    Ok((
-        get(format!("{prefix}.weight"), vec![m, n])?,
-        get(format!("{prefix}.bias"), vec![m])?,
-    ))
+    })
 }
 
 #[cfg(test)]

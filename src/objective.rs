@@ -1,21 +1,20 @@
-//! The three-splitting objective and its parts.
+//! The objective's parts, and the terms both formulations' objectives are made of.
 //!
 //! ```text
-//! Φ = R(V_L; Y)       (loss: ½‖V_L − Y‖² or cross-entropy)
-//!   + λ/2 Σ_i ‖W_i‖²                                      (regulariser, no bias)
-//!   + γ/2 Σ_{i<L} ‖V_i − S_i − σ(U_i)‖² + γ/2 ‖V_L − U_L‖²  (activation penalty)
-//!   + ρ/2 Σ_i ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²                        (pre-activation penalty)
+//! R(V_L; Y)                         loss: ½‖V_L − Y‖² or softmax cross-entropy
+//! λ/2 Σ_i ‖W_i‖²                    regulariser (never on biases)
+//! Σ ‖V_i − S_i − σ(A_i)‖²            an activation fit, A_i = U_i (three-splitting) or Z_i (two)
 //! ```
 //!
-//! with `S_i = V_{i−1}` for a residual layer and `0` otherwise.
-//!
-//! All sums are accumulated in `f64`. The paper's sufficient-descent property says `Φ` never
+//! with `S_i = V_{i−1}` for a residual layer and `0` otherwise. Each formulation assembles its
+//! `Φ` from these in its own module (`three_split::objective`, `two_split::objective`). All
+//! sums are accumulated in `f64`. The paper's sufficient-descent property says `Φ` never
 //! increases from one sweep to the next.
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::activation::with_sigma;
+use crate::activation::{with_sigma, Activation};
 use crate::arch::Architecture;
 use crate::config::BcdConfig;
 use crate::error::Result;
@@ -28,9 +27,10 @@ pub struct ObjectiveParts {
     pub loss: f64,
     /// `Σ r_i(W̃_i)`.
     pub regularizer: f64,
-    /// `γ/2 Σ ‖V_i − σ(U_i)‖²` including the output tie `γ/2‖V_L − U_L‖²`.
+    /// `γ/2 Σ ‖V_i − S_i − σ(U_i)‖²` including the output tie `γ/2‖V_L − U_L‖²` (two-splitting:
+    /// with `Z_i` in place of `U_i`).
     pub activation_penalty: f64,
-    /// `ρ/2 Σ ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²`.
+    /// `ρ/2 Σ ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` (zero in the two-splitting, which has no `U_i`).
     pub preactivation_penalty: f64,
 }
 
@@ -54,59 +54,62 @@ impl ObjectiveParts {
     }
 }
 
-/// Everything `Φ` reads.
-pub struct ObjectiveInputs<'a> {
+/// The blocks every formulation's objective reads.
+pub(crate) struct Lifted<'a> {
     /// Targets `Y`.
     pub y: &'a Tensor,
-    /// `U_1 … U_L`.
-    pub u: &'a [Tensor],
-    /// `V_1 … V_L`.
-    pub v: &'a [Tensor],
-    /// `‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` for the current blocks, one per layer (computed by the
-    /// optimizer where it forms the products).
-    pub preactivation_sq: &'a [f64],
-    /// `W_1 … W_L`.
-    pub weights: &'a [Tensor],
     /// Inputs `X` (`V_0`).
     pub x: &'a Tensor,
+    /// `V_1 … V_L`.
+    pub v: &'a [Tensor],
+    /// `W_1 … W_L`.
+    pub weights: &'a [Tensor],
     /// The architecture (activation, residual layers).
     pub arch: &'a Architecture,
 }
 
-/// Evaluates `Φ`'s parts.
-pub fn evaluate(inp: &ObjectiveInputs, cfg: &BcdConfig) -> Result<ObjectiveParts> {
-    let last = inp.u.len() - 1;
-    let act = inp.arch.activation();
-    let mut act_pen = kernels::sq_dist(&inp.v[last], &inp.u[last])?;
-    for l in 0..last {
-        act_pen += with_sigma!(act, |sigma| if inp.arch.is_residual(l) {
-            let skip = if l == 0 { inp.x } else { &inp.v[l - 1] };
-            kernels::sum_map([&inp.v[l], skip, &inp.u[l]], |[v, s, u]| {
-                let d = v as f64 - s as f64 - sigma.apply(u as f64);
-                d * d
-            })?
-        } else {
-            kernels::sum_map([&inp.v[l], &inp.u[l]], |[v, u]| {
-                let d = v as f64 - sigma.apply(u as f64);
-                d * d
-            })?
+/// The parts both formulations share, with `A_i` the argument of each layer's activation
+/// (`U_i`, or `Z_i` in the two-splitting): the loss, the regulariser and
+/// `γ/2 (Σ_{i<L} ‖V_i − S_i − σ(A_i)‖² + ‖V_L − A_L‖²)`. The pre-activation part is left 0.
+pub(crate) fn fit_parts(b: &Lifted, a: &[Tensor], cfg: &BcdConfig) -> Result<ObjectiveParts> {
+    let last = b.v.len() - 1;
+    let mut act_pen = kernels::sq_dist(&b.v[last], &a[last])?;
+    for (l, (v, a)) in b.v.iter().zip(a).take(last).enumerate() {
+        let skip = b.arch.is_residual(l).then(|| match l {
+            0 => b.x,
+            _ => &b.v[l - 1],
         });
+        act_pen += activation_fit(v, skip, a, b.arch.activation())?;
     }
-    let pre_pen: f64 = inp.preactivation_sq.iter().sum();
     let mut reg = 0.0;
     if cfg.lambda > 0.0 {
-        for w in inp.weights {
+        for w in b.weights {
             reg += kernels::sq_norm(w)?;
         }
     }
+    let loss = kernels::sum_rows([&b.v[last], b.y], |[v, y]| {
+        let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+        let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
+        cfg.loss.row_value(&v, &y)
+    })?;
     Ok(ObjectiveParts {
-        loss: kernels::sum_rows([&inp.v[last], inp.y], |[v, y]| {
-            let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-            let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
-            cfg.loss.row_value(&v, &y)
-        })?,
+        loss,
         regularizer: 0.5 * cfg.lambda * reg,
         activation_penalty: 0.5 * cfg.gamma * act_pen,
-        preactivation_penalty: 0.5 * cfg.rho * pre_pen,
+        preactivation_penalty: 0.0,
+    })
+}
+
+/// `‖V − S − σ(A)‖²` of a hidden layer, `S` the skip input of a residual layer.
+fn activation_fit(v: &Tensor, skip: Option<&Tensor>, a: &Tensor, act: Activation) -> Result<f64> {
+    with_sigma!(act, |sigma| match skip {
+        Some(s) => kernels::sum_map([v, s, a], |[v, s, a]| {
+            let d = v as f64 - s as f64 - sigma.apply(a as f64);
+            d * d
+        }),
+        None => kernels::sum_map([v, a], |[v, a]| {
+            let d = v as f64 - sigma.apply(a as f64);
+            d * d
+        }),
     })
 }

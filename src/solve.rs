@@ -14,7 +14,7 @@
 //!   **(choice)** `M⁻¹` is then applied to the `N` rows as `f32` matrix products, in place in
 //!   blocks of rows ([`Work::right_mul`]): `M` has all
 //!   eigenvalues `≥ s > 0`, so its inverse is well conditioned whenever `ρ‖W‖²/s` is moderate,
-//!   and a product runs several times faster than `N`-column triangular solves (FACTS.md:
+//!   and a product runs several times faster than `N`-column triangular solves (measured:
 //!   faer solves 1500 right-hand sides at ~65 GFLOP/s in f64, products run at 150–190 in f32).
 
 use candle_core::{DType, Device, Tensor};

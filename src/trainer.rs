@@ -4,14 +4,15 @@
 //! The library never prints: progress reaches the caller through an [`Observer`].
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
+use candle_nn::Module;
 use serde::Serialize;
 
 use crate::checkpoint;
 use crate::error::{BcdError, Result};
-use crate::model::BcdNet;
+use crate::metrics;
 use crate::objective::ObjectiveParts;
 use crate::optimizer::{BcdOptimizer, StepReport};
 
@@ -24,17 +25,56 @@ pub struct EvalSet {
     pub labels: Tensor,
 }
 
-/// Settings of a training run.
+/// Settings of a training run. Start from [`TrainOptions::default`] and change what differs:
+///
+/// ```
+/// use candle_bcd::trainer::TrainOptions;
+/// let opts = TrainOptions {
+///     max_sweeps: 20,
+///     tolerance: Some(1e-4),
+///     ..Default::default()
+/// };
+/// assert_eq!(opts.eval_every, 1);
+/// ```
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Number of sweeps to run (in addition to those already done).
-    pub iterations: usize,
-    /// Evaluate accuracy every this many sweeps (and always after the last); 0 = only at the end.
+    /// Most sweeps to run (in addition to those already done). Default 50.
+    pub max_sweeps: usize,
+    /// Stop once a sweep lowers `Φ` by less than this fraction of its value,
+    /// `(Φ_{k−1} − Φ_k) ≤ tol·Φ_{k−1}`. Default `None` (never).
+    pub tolerance: Option<f64>,
+    /// Stop after the first sweep that ends past this much wall-clock time. Default `None`.
+    pub time_limit: Option<Duration>,
+    /// Evaluate accuracy every this many sweeps (and always after the last); 0 = only at the
+    /// end. Default 1.
     pub eval_every: usize,
     /// Where to save the checkpoint (at the end and every `checkpoint_every` sweeps).
     pub checkpoint: Option<PathBuf>,
     /// Save every this many sweeps (0 = only at the end).
     pub checkpoint_every: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            max_sweeps: 50,
+            tolerance: None,
+            time_limit: None,
+            eval_every: 1,
+            checkpoint: None,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+/// What the trainer measures accuracy on, besides training.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evaluation<'a> {
+    /// Class ids `[N]` of the optimizer's own training rows: when given, the training accuracy
+    /// is measured (through [`BcdOptimizer::training_accuracy`], which reuses a kept product).
+    pub train_labels: Option<&'a Tensor>,
+    /// A held-out set to measure the model on.
+    pub test: Option<&'a EvalSet>,
 }
 
 /// One sweep as seen by an observer.
@@ -56,6 +96,13 @@ pub struct IterationRecord {
 pub enum TerminationReason {
     /// The requested number of sweeps was done.
     MaxIterationsReached,
+    /// A sweep lowered `Φ` by less than the tolerance (relative).
+    Converged {
+        /// `(Φ_{k−1} − Φ_k)/Φ_{k−1}` of the last sweep.
+        relative_decrease: f64,
+    },
+    /// The time limit was reached.
+    TimeLimit,
     /// A block or the objective became NaN/Inf; the last good checkpoint was kept.
     Diverged(String),
 }
@@ -75,7 +122,8 @@ pub struct TrainSummary {
 
 /// Receives progress; every method has a no-op default.
 pub trait Observer {
-    /// Called once before the first sweep with the starting objective and sweep count.
+    /// Called once before the first sweep with the starting objective, the sweeps already done
+    /// and the most sweeps this run may add.
     fn observe_init(
         &mut self,
         _objective: &ObjectiveParts,
@@ -102,23 +150,23 @@ pub trait Observer {
 pub struct NoObserver;
 impl Observer for NoObserver {}
 
-/// Runs `opts.iterations` sweeps of `opt`, evaluating `model` (which reads the same `Var`s)
-/// on `train` and `test` and saving checkpoints as asked. When `train.x` is the optimizer's
-/// own input tensor (the same [`Tensor::id`]), its accuracy comes from
-/// [`BcdOptimizer::training_accuracy`], which saves the first layer's product.
+/// Runs up to `opts.max_sweeps` sweeps of `opt`, measuring `model` (any candle-nn model that
+/// reads the optimizer's `Var`s) on `eval.test` and the training accuracy when
+/// `eval.train_labels` is given, saving checkpoints as asked, and stopping early on the
+/// tolerance or the time limit.
 pub fn train(
     opt: &mut BcdOptimizer,
-    model: &BcdNet,
-    train: Option<&EvalSet>,
-    test: Option<&EvalSet>,
+    model: &dyn Module,
+    eval: Evaluation,
     opts: &TrainOptions,
     observer: &mut dyn Observer,
 ) -> Result<TrainSummary> {
     let start = Instant::now();
-    observer.observe_init(&opt.objective()?, opt.iteration(), opts.iterations)?;
+    let mut prev = opt.objective()?;
+    observer.observe_init(&prev, opt.iteration(), opts.max_sweeps)?;
     let mut test_accuracy = None;
     let mut reason = TerminationReason::MaxIterationsReached;
-    for k in 1..=opts.iterations {
+    for k in 1..=opts.max_sweeps {
         let step = match opt.step() {
             Ok(step) => step,
             Err(e @ BcdError::NonFinite { .. }) | Err(e @ BcdError::SingularSystem { .. }) => {
@@ -127,31 +175,39 @@ pub fn train(
             }
             Err(e) => return Err(e),
         };
-        let eval_now = k == opts.iterations || (opts.eval_every > 0 && k % opts.eval_every == 0);
+        let decrease = (prev.total() - step.objective.total()) / prev.total().abs().max(1e-300);
+        prev = step.objective;
+        if opts.tolerance.is_some_and(|tol| decrease <= tol) {
+            reason = TerminationReason::Converged {
+                relative_decrease: decrease,
+            };
+        } else if opts.time_limit.is_some_and(|t| start.elapsed() >= t) {
+            reason = TerminationReason::TimeLimit;
+        }
+        let last = k == opts.max_sweeps || reason != TerminationReason::MaxIterationsReached;
+        let eval_now = last || (opts.eval_every > 0 && k % opts.eval_every == 0);
         let eval_start = Instant::now();
-        let acc = |set: Option<&EvalSet>| -> Result<Option<f64>> {
-            match set {
-                // The optimizer's own inputs: reuse its kept first-layer product.
-                Some(s) if eval_now && s.x.id() == opt.inputs().id() => {
-                    Ok(Some(opt.training_accuracy(&s.labels)?))
-                }
-                Some(s) if eval_now => Ok(Some(model.accuracy(&s.x, &s.labels)?)),
-                _ => Ok(None),
-            }
-        };
         let record = IterationRecord {
             step,
-            train_accuracy: acc(train)?,
-            test_accuracy: acc(test)?,
+            train_accuracy: match eval.train_labels {
+                Some(labels) if eval_now => Some(opt.training_accuracy(labels)?),
+                _ => None,
+            },
+            test_accuracy: match eval.test {
+                Some(s) if eval_now => Some(metrics::model_accuracy(model, &s.x, &s.labels)?),
+                _ => None,
+            },
             eval_seconds: eval_start.elapsed().as_secs_f64(),
         };
         test_accuracy = record.test_accuracy.or(test_accuracy);
         observer.observe_iter(&record)?;
-        let save_now =
-            k == opts.iterations || (opts.checkpoint_every > 0 && k % opts.checkpoint_every == 0);
+        let save_now = last || (opts.checkpoint_every > 0 && k % opts.checkpoint_every == 0);
         if let (Some(path), true) = (&opts.checkpoint, save_now) {
             checkpoint::save(path, opt)?;
             observer.observe_checkpoint(path, opt.iteration())?;
+        }
+        if last {
+            break;
         }
     }
     let summary = TrainSummary {

@@ -4,8 +4,9 @@
 
 mod common;
 
-use candle_bcd::two_split;
-use candle_bcd::updates::{self, AugmentedGram};
+use candle_bcd::blocks::{self, AugmentedGram};
+use candle_bcd::three_split::updates;
+use candle_bcd::two_split::updates as two_split;
 use candle_bcd::{Activation, BcdConfig};
 use common::reference::{self, Hp};
 use common::{rand_m, M};
@@ -47,7 +48,7 @@ fn output_activation_is_exact() {
         rand_m(20, 4, 3, 1.0),
     );
     let v = M::from_tensor(
-        &updates::output_activation(&y.to_tensor(), &u.to_tensor(), &v0.to_tensor(), &c).unwrap(),
+        &blocks::output_activation(&y.to_tensor(), &u.to_tensor(), &v0.to_tensor(), &c).unwrap(),
     );
     // ∇ = (V − Y) + γ(V − U) + α(V − V0)
     let grad = M::from_fn(20, 4, |i, j| {
@@ -67,7 +68,7 @@ fn cross_entropy_output_activation_is_exact() {
     let y = M::from_fn(20, 5, |i, j| if j == i % 5 { 1.0 } else { 0.0 });
     let (u, v0) = (rand_m(20, 5, 2, 8.0), rand_m(20, 5, 3, 1.0));
     let v = M::from_tensor(
-        &updates::output_activation(&y.to_tensor(), &u.to_tensor(), &v0.to_tensor(), &c).unwrap(),
+        &blocks::output_activation(&y.to_tensor(), &u.to_tensor(), &v0.to_tensor(), &c).unwrap(),
     );
     // ∇ = softmax(V) − Y + γ(V − U) + α(V − V0), computed row by row in f64 here.
     let mut grad = M::zeros(20, 5);
@@ -378,10 +379,7 @@ fn two_splitting_weight_step_is_the_prox_linear_step() {
     let b_exp = M::from_fn(1, m, |_, j| {
         b0.at(0, j) + g * (0..30).map(|i| dm.at(i, j)).sum::<f64>() / a
     });
-    let (w, b) = (
-        M::from_tensor(&step.value),
-        M::from_tensor(step.bias.as_ref().unwrap()),
-    );
+    let (w, b) = (M::from_tensor(&step.weight), M::from_tensor(&step.bias));
     assert!(w.rel_err(&w_exp) < 1e-5 && b.rel_err(&b_exp) < 1e-5);
     let obj = |w: &M, b: &M| {
         let z = reference::affine(&input, w, b);
@@ -395,7 +393,7 @@ fn two_splitting_weight_step_is_the_prox_linear_step() {
 #[test]
 fn ridge_fit_satisfies_the_normal_equations() {
     let (h, t, lambda) = (rand_m(40, 5, 31, 1.0), rand_m(40, 3, 32, 1.0), 0.7);
-    let (w, b) = updates::ridge_fit(&h.to_tensor(), &t.to_tensor(), lambda, "head").unwrap();
+    let (w, b) = blocks::ridge_fit(&h.to_tensor(), &t.to_tensor(), lambda, "head").unwrap();
     let (w, b) = (M::from_tensor(&w), M::from_tensor(&b.unsqueeze(0).unwrap()));
     let (mut worst, mut scale) = (0f64, 0f64);
     for k in 0..3 {

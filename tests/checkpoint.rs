@@ -5,7 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_bcd::{
+    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, WeightInit,
+};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use common::rand_m;
@@ -67,14 +69,20 @@ fn resume_round_trip(cfg: BcdConfig) {
         rand_m(50, 3, 2, 1.0).to_tensor(),
     );
     let varmap = VarMap::new();
-    BcdNet::init(&arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
+    BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
     let y = match cfg.loss {
         candle_bcd::Loss::CrossEntropy => {
             common::M::from_fn(50, 3, |i, j| if j == i % 3 { 1.0 } else { 0.0 }).to_tensor()
         }
         candle_bcd::Loss::Squared => y,
     };
-    let mut a = BcdOptimizer::new(&varmap, &arch, x.clone(), y.clone(), cfg).unwrap();
+    let mut a = BcdOptimizer::new(
+        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        x.clone(),
+        y.clone(),
+        cfg,
+    )
+    .unwrap();
     for _ in 0..3 {
         a.step().unwrap();
     }
@@ -92,9 +100,14 @@ fn resume_round_trip(cfg: BcdConfig) {
         VarBuilder::from_varmap(&fresh, DType::F32, &Device::Cpu),
     )
     .unwrap();
-    let mut b =
-        BcdOptimizer::from_state(&fresh, &arch, x.clone(), y, ckpt.config.clone(), ckpt.state)
-            .unwrap();
+    let mut b = BcdOptimizer::from_state(
+        &Layers::of_architecture(&fresh, &arch).unwrap(),
+        x.clone(),
+        y,
+        ckpt.config.clone(),
+        ckpt.state,
+    )
+    .unwrap();
     let rb = b.step().unwrap();
     assert_eq!(ra.iteration, rb.iteration);
     assert_eq!(

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use candle_bcd::trainer::{self, NoObserver, TerminationReason, TrainOptions};
-use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers};
 use candle_core::Device;
 use candle_nn::VarMap;
 use common::rand_m;
@@ -19,7 +19,13 @@ fn small_optimizer(scale: f64) -> (BcdNet, BcdOptimizer) {
     let y = rand_m(20, 3, 2, 1.0).to_tensor();
     (
         model,
-        BcdOptimizer::new(&varmap, &arch, x, y, BcdConfig::default()).unwrap(),
+        BcdOptimizer::new(
+            &Layers::of_architecture(&varmap, &arch).unwrap(),
+            x,
+            y,
+            BcdConfig::default(),
+        )
+        .unwrap(),
     )
 }
 
@@ -54,12 +60,14 @@ fn diverging_run_stops_with_reason_and_keeps_checkpoint() {
     // Inputs of 1e25 overflow f32 products: a weight system cannot be factorised.
     let (model, mut opt) = small_optimizer(1e25);
     let opts = TrainOptions {
-        iterations: 3,
+        max_sweeps: 3,
         eval_every: 0,
         checkpoint: Some(path.clone()),
         checkpoint_every: 1,
+        ..Default::default()
     };
-    let summary = trainer::train(&mut opt, &model, None, None, &opts, &mut NoObserver).unwrap();
+    let eval = trainer::Evaluation::default();
+    let summary = trainer::train(&mut opt, &model, eval, &opts, &mut NoObserver).unwrap();
     match &summary.reason {
         TerminationReason::Diverged(why) => {
             assert!(

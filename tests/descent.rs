@@ -5,7 +5,7 @@ mod common;
 
 use candle_bcd::data;
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, Splitting, WeightInit,
+    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Loss, Splitting, WeightInit,
 };
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -16,17 +16,62 @@ use common::rand_m;
 /// on these problems every sweep decreased Φ by at least 0.3 %, far above this allowance.)
 const ROUND_OFF: f64 = 1e-6;
 
+/// A case's hyperparameters with the initialisation of its weights.
+#[derive(Clone, Debug)]
+struct Cfg {
+    gamma: f64,
+    rho: f64,
+    alpha: f64,
+    lambda: f64,
+    loss: Loss,
+    splitting: Splitting,
+    init: WeightInit,
+    seed: u64,
+}
+
+impl Default for Cfg {
+    fn default() -> Self {
+        let c = BcdConfig::default();
+        Self {
+            gamma: c.gamma,
+            rho: c.rho,
+            alpha: c.alpha,
+            lambda: c.lambda,
+            loss: c.loss,
+            splitting: c.splitting,
+            init: WeightInit::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl Cfg {
+    fn config(&self) -> BcdConfig {
+        BcdConfig {
+            gamma: self.gamma,
+            rho: self.rho,
+            alpha: self.alpha,
+            lambda: self.lambda,
+            loss: self.loss,
+            splitting: self.splitting,
+            ..Default::default()
+        }
+    }
+}
+
 /// Runs `iterations` sweeps and asserts Φ_{k+1} ≤ Φ_k (1 + ROUND_OFF) at each; returns Φ_0, Φ_end.
 fn assert_monotone(
     arch: &Architecture,
     x: Tensor,
     y: Tensor,
-    cfg: BcdConfig,
+    case: Cfg,
     iterations: usize,
 ) -> (f64, f64) {
     let varmap = VarMap::new();
-    BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
-    let mut opt = BcdOptimizer::new(&varmap, arch, x, y, cfg.clone()).unwrap();
+    BcdNet::init(arch, &varmap, case.init, case.seed, &Device::Cpu).unwrap();
+    let layers = Layers::of_architecture(&varmap, arch).unwrap();
+    let cfg = case.config();
+    let mut opt = BcdOptimizer::new(&layers, x, y, cfg.clone()).unwrap();
     let first = opt.objective().unwrap().total();
     let mut prev = first;
     for k in 1..=iterations {
@@ -45,12 +90,12 @@ fn assert_monotone(
 fn objective_never_increases_on_random_problems() {
     let mlp = |w: &[usize], act| Architecture::mlp(w, act).unwrap();
     let res = |k, out, act| Architecture::resnet(10, 12, k, out, act).unwrap();
-    let def = BcdConfig::default;
-    let cases: Vec<(Architecture, BcdConfig)> = vec![
+    let def = Cfg::default;
+    let cases: Vec<(Architecture, Cfg)> = vec![
         (mlp(&[10, 20, 20, 3], Activation::Relu), def()),
         (
             mlp(&[10, 30, 5, 30, 4], Activation::Relu),
-            BcdConfig {
+            Cfg {
                 alpha: 0.5,
                 lambda: 0.01,
                 init: WeightInit::Kaiming,
@@ -59,7 +104,7 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             mlp(&[8, 16, 2], Activation::LeakyRelu { slope: 0.1 }),
-            BcdConfig {
+            Cfg {
                 gamma: 3.0,
                 rho: 0.2,
                 alpha: 1.0,
@@ -69,7 +114,7 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             mlp(&[8, 12, 12, 12, 12, 5], Activation::Identity),
-            BcdConfig {
+            Cfg {
                 init: WeightInit::Glorot,
                 seed: 3,
                 ..def()
@@ -77,14 +122,14 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             mlp(&[10, 20, 20, 3], Activation::Sigmoid),
-            BcdConfig {
+            Cfg {
                 init: WeightInit::Kaiming,
                 ..def()
             },
         ),
         (
             mlp(&[10, 20, 20, 3], Activation::Tanh),
-            BcdConfig {
+            Cfg {
                 gamma: 2.0,
                 alpha: 1.0,
                 init: WeightInit::Glorot,
@@ -93,14 +138,14 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             mlp(&[10, 20, 20, 3], Activation::Relu),
-            BcdConfig {
+            Cfg {
                 loss: Loss::CrossEntropy,
                 ..def()
             },
         ),
         (
             mlp(&[10, 16, 16, 4], Activation::Tanh),
-            BcdConfig {
+            Cfg {
                 loss: Loss::CrossEntropy,
                 alpha: 0.5,
                 lambda: 0.1,
@@ -111,7 +156,7 @@ fn objective_never_increases_on_random_problems() {
         (res(3, 3, Activation::Relu), def()),
         (
             res(2, 3, Activation::Tanh),
-            BcdConfig {
+            Cfg {
                 alpha: 1.0,
                 lambda: 0.01,
                 init: WeightInit::Kaiming,
@@ -120,7 +165,7 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             res(2, 4, Activation::Relu),
-            BcdConfig {
+            Cfg {
                 loss: Loss::CrossEntropy,
                 ..def()
             },
@@ -128,14 +173,14 @@ fn objective_never_increases_on_random_problems() {
         // Two-splitting: prox-linear hidden blocks with backtracking.
         (
             mlp(&[10, 20, 20, 3], Activation::Relu),
-            BcdConfig {
+            Cfg {
                 splitting: Splitting::Two,
                 ..def()
             },
         ),
         (
             mlp(&[10, 16, 16, 4], Activation::Tanh),
-            BcdConfig {
+            Cfg {
                 splitting: Splitting::Two,
                 loss: Loss::CrossEntropy,
                 alpha: 0.5,
@@ -145,7 +190,7 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             mlp(&[10, 20, 20, 3], Activation::Sigmoid),
-            BcdConfig {
+            Cfg {
                 splitting: Splitting::Two,
                 init: WeightInit::Kaiming,
                 alpha: 0.1,
@@ -154,7 +199,7 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             res(2, 3, Activation::Relu),
-            BcdConfig {
+            Cfg {
                 splitting: Splitting::Two,
                 alpha: 1.0,
                 ..def()
@@ -162,7 +207,7 @@ fn objective_never_increases_on_random_problems() {
         ),
         (
             res(3, 3, Activation::LeakyRelu { slope: 0.1 }),
-            BcdConfig {
+            Cfg {
                 splitting: Splitting::Two,
                 init: WeightInit::Kaiming,
                 lambda: 0.01,
@@ -200,17 +245,17 @@ fn objective_never_increases_on_real_mnist() {
     let y = data::one_hot(&ds.train_labels, 10).unwrap();
     let mlp = Architecture::mlp(&[784, 64, 64, 10], Activation::Relu).unwrap();
     let resnet = Architecture::resnet(784, 64, 2, 10, Activation::Relu).unwrap();
-    let two = BcdConfig {
+    let two = Cfg {
         splitting: Splitting::Two,
         ..Default::default()
     };
-    let ce = BcdConfig {
+    let ce = Cfg {
         loss: Loss::CrossEntropy,
         ..Default::default()
     };
     for (arch, cfg) in [
-        (&mlp, BcdConfig::default()),
-        (&resnet, BcdConfig::default()),
+        (&mlp, Cfg::default()),
+        (&resnet, Cfg::default()),
         (&mlp, two),
         (&resnet, ce),
     ] {
@@ -256,14 +301,14 @@ fn constrained_activations_stay_feasible_and_descend() {
         let cfg = BcdConfig {
             v_constraint: c,
             splitting,
-            init: WeightInit::Kaiming,
             ..Default::default()
         };
         let x = rand_m(64, 10, 300 + i as u64, 1.0).to_tensor();
         let y = rand_m(64, 3, 400 + i as u64, 1.0).to_tensor();
         let varmap = VarMap::new();
-        BcdNet::init(&arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
-        let mut opt = BcdOptimizer::new(&varmap, &arch, x, y, cfg.clone()).unwrap();
+        BcdNet::init(&arch, &varmap, WeightInit::Kaiming, 0, &Device::Cpu).unwrap();
+        let layers = Layers::of_architecture(&varmap, &arch).unwrap();
+        let mut opt = BcdOptimizer::new(&layers, x, y, cfg.clone()).unwrap();
         let mut prev = opt.objective().unwrap().total();
         let first = prev;
         for k in 1..=20 {

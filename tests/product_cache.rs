@@ -6,7 +6,8 @@
 mod common;
 
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, ProductCache, Splitting,
+    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, ProductCache, Splitting,
+    WeightInit,
 };
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -22,13 +23,18 @@ fn run(
     let x = rand_m(40, arch.input_dim(), 1, 1.0).to_tensor();
     let y = rand_m(40, arch.output_dim(), 2, 1.0).to_tensor();
     let varmap = VarMap::new();
-    let net = BcdNet::init(arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
+    let net = BcdNet::init(arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
     // The trainer recognises the training set by tensor id (to reuse Z_1), also after a
     // same-device `to_device` as the CLI does.
     let x_id = x.to_device(&Device::Cpu).unwrap().id();
-    let mut opt = BcdOptimizer::new(&varmap, arch, x, y, cfg.clone())
-        .unwrap()
-        .with_product_cache(cache);
+    let mut opt = BcdOptimizer::new(
+        &Layers::of_architecture(&varmap, arch).unwrap(),
+        x,
+        y,
+        cfg.clone(),
+    )
+    .unwrap()
+    .with_product_cache(cache);
     assert_eq!(
         opt.inputs().id(),
         x_id,
@@ -141,8 +147,14 @@ fn blocked_accuracy_matches_one_full_forward_pass() {
     let labels = y.argmax(1).unwrap();
     let cfg = BcdConfig::default();
     let varmap = VarMap::new();
-    let net = BcdNet::init(&arch, &varmap, cfg.init, cfg.seed, &Device::Cpu).unwrap();
-    let mut opt = BcdOptimizer::new(&varmap, &arch, x.clone(), y, cfg).unwrap();
+    let net = BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
+    let mut opt = BcdOptimizer::new(
+        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        x.clone(),
+        y,
+        cfg,
+    )
+    .unwrap();
     opt.step().unwrap();
     let full = candle_bcd::metrics::accuracy(&net.logits(&x).unwrap(), &labels).unwrap();
     let blocked = net.accuracy(&x, &labels).unwrap();

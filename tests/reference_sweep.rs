@@ -1,10 +1,10 @@
-//! An independent f64 implementation of ALGORITHM.md (tests/common/reference.rs), started from
+//! An independent f64 implementation of docs/algorithm.md (tests/common/reference.rs), started from
 //! the same weights and lifted variables, reproduces `BcdOptimizer::step` to 1e-4 relative
 //! error in every block, and the optimizer's objective matches the reference objective.
 
 mod common;
 
-use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers};
 use candle_core::Device;
 use candle_nn::VarMap;
 use common::reference::{self, Blocks, Hp};
@@ -44,8 +44,13 @@ fn check_arch(arch: Architecture, res: &[bool], n: usize, cfg: BcdConfig, sweeps
     let y = rand_m(n, *widths.last().unwrap(), 12, 1.0);
     let varmap = VarMap::new();
     BcdNet::init(&arch, &varmap, candle_bcd::WeightInit::Kaiming, 3, &device).unwrap();
-    let mut opt =
-        BcdOptimizer::new(&varmap, &arch, x.to_tensor(), y.to_tensor(), cfg.clone()).unwrap();
+    let mut opt = BcdOptimizer::new(
+        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        x.to_tensor(),
+        y.to_tensor(),
+        cfg.clone(),
+    )
+    .unwrap();
     for _ in 0..sweeps_before {
         opt.step().unwrap();
     }

@@ -26,6 +26,20 @@ pub enum DatasetKind {
     Cifar10,
 }
 
+impl std::str::FromStr for DatasetKind {
+    type Err = BcdError;
+
+    /// `mnist`, `fashion-mnist` or `cifar10`.
+    fn from_str(s: &str) -> Result<Self> {
+        let table = [
+            ("mnist", DatasetKind::Mnist),
+            ("fashion-mnist", DatasetKind::FashionMnist),
+            ("cifar10", DatasetKind::Cifar10),
+        ];
+        crate::config::parse_name("dataset", s, &table, "mnist, fashion-mnist, cifar10")
+    }
+}
+
 /// The four standard IDX file names (each may carry a `.gz` suffix).
 pub const IDX_FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
@@ -43,7 +57,7 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>) -> Result<Dataset> {
             let loaded = match kind {
                 DatasetKind::Mnist => candle_datasets::vision::mnist::load(),
                 DatasetKind::FashionMnist => candle_datasets::vision::fashion_mnist::load(),
-                // The hub loader returns [N, 3, W, H] (FACTS.md): transpose to the binary
+                // candle-datasets' hub loader returns [N, 3, W, H]: transpose to the binary
                 // files' [N, 3, H, W] before flattening.
                 DatasetKind::Cifar10 => candle_datasets::vision::cifar::load().and_then(|mut d| {
                     let flat = |t: &Tensor| t.permute((0, 1, 3, 2))?.contiguous()?.flatten_from(1);

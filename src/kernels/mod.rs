@@ -3,7 +3,7 @@
 //!
 //! Products run on the tensors' device. On the CPU, `f32` products go through faer's matmul on
 //! zero-copy views of Candle's buffers (measured 1.5–1.8× faster than Candle's own CPU matmul
-//! on this machine, see `FACTS.md`), and Gram matrices `AᵀA` compute only their lower
+//! on the benchmark machine, see `docs/algorithm.md`), and Gram matrices `AᵀA` compute only their lower
 //! triangle. **(choice)** The one exception is `AᵀB` with a long inner dimension and a wide
 //! result (the weight updates' `UᵀṼ`), where Candle's own CPU matmul measured faster
 //! ([`matmul`]). On other devices Candle's matmul (cuBLAS, MPS) is used. All paths compute
@@ -72,7 +72,7 @@ pub enum Addend<'a> {
 ///
 /// CPU `f32` products run on faer, except `AᵀB` with both result dimensions ≥ 256 and an inner
 /// dimension ≥ 8× the wider one (the weight updates' `UᵀṼ`), for which Candle's own CPU matmul
-/// measured faster (BENCHMARKS.md, session 6).
+/// measured faster.
 pub fn matmul(a: Op, b: Op, alpha: f32, addend: Addend) -> Result<Tensor> {
     let (m, k) = a.dims()?;
     let (k2, n) = b.dims()?;
@@ -99,12 +99,12 @@ pub fn matmul(a: Op, b: Op, alpha: f32, addend: Addend) -> Result<Tensor> {
 }
 
 /// Whether a CPU product `op(a)·op(b)` of shape `(m, k, n)` runs faster through Candle's own
-/// matmul (the `gemm` crate) than through faer. Measured (BENCHMARKS.md, session 6) only for
+/// matmul (the `gemm` crate) than through faer. Measured only for
 /// `AᵀB` with both operands row-major `[k, ·]`, a long inner dimension and a wide result — the
 /// `UᵀṼ` of every weight update — where Candle won about two alternated pairs in three
 /// (median 3–14 % faster per batch at 1500 × 1500 and 1500 × 784 results over 60,000 rows;
 /// 500 × 500 over 10,000 rows: 14 %). For a 10-wide result faer is much faster (Candle at 0.64×),
-/// and for every other product the sweep uses faer measured faster (`FACTS.md`).
+/// and for every other product the sweep uses faer measured faster (`docs/algorithm.md`).
 pub(crate) fn candle_is_faster(a: Op, b: Op, (m, k, n): (usize, usize, usize)) -> bool {
     matches!((a, b), (Op::T(_), Op::N(_))) && m.min(n) >= 256 && k >= 8 * m.max(n)
 }

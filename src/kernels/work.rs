@@ -121,7 +121,7 @@ impl Work {
                 let cols = (*cols).max(1);
                 // One band of rows per thread, each walked in blocks by a sequential product:
                 // 104–106 GFLOP/s against 92–103 for blocks in turn through faer's parallel
-                // product (20,000 × 1,500 rows, paired runs on this host).
+                // product (20,000 × 1,500 rows, paired runs).
                 let threads = rayon::current_num_threads().max(1);
                 let band = rows.div_ceil(threads).max(1) * cols;
                 cpu::with_slice(p, |sp| {

@@ -1,4 +1,4 @@
-//! The products `Z_i = Ṽ_{i−1}W̃_iᵀ` and the pre-activation penalty sums `‖U_i − Z_i‖²`.
+//! The products `Z_i = Ṽ_{i−1}W̃_iᵀ` kept between the blocks that read them.
 //!
 //! A three-splitting sweep needs `Z_i` twice: for the pre-activation penalty `ρ/2‖U_i − Z_i‖²`
 //! of the objective right after `V_{i−1}` changes, and for the next sweep's `U_i` update. Between
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::BcdOptimizer;
 use crate::config::Splitting;
 use crate::error::Result;
-use crate::kernels::{self, Work};
+use crate::kernels::Work;
 
 /// Whether a three-splitting optimizer keeps the products `Z_i = Ṽ_{i−1}W̃_iᵀ` between sweeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -45,9 +45,9 @@ impl BcdOptimizer {
     /// keeps them. Does not change the iterates beyond round-off.
     pub fn with_product_cache(mut self, mode: ProductCache) -> Self {
         self.cache = mode;
-        for l in 0..self.z.len() {
+        for l in 0..self.kept_products.len() {
             if !self.keeps_product(l) {
-                self.z[l] = None;
+                self.kept_products[l] = None;
             }
         }
         self
@@ -69,8 +69,8 @@ impl BcdOptimizer {
     }
 
     /// `Z_l` for the current blocks: the kept product, or a new one.
-    pub(super) fn z(&self, l: usize) -> Result<Tensor> {
-        match &self.z[l] {
+    pub(crate) fn product(&self, l: usize) -> Result<Tensor> {
+        match &self.kept_products[l] {
             Some(z) => Ok(z.clone()),
             None => self.affine(l, self.input(l)),
         }
@@ -78,29 +78,21 @@ impl BcdOptimizer {
 
     /// `Z_l` for the current blocks, for an update that is its last reader before the weights
     /// change: a kept product is handed over (not cloned), so it is freed with its reader.
-    pub(super) fn take_z(&mut self, l: usize) -> Result<Tensor> {
-        match self.z[l].take() {
+    pub(crate) fn take_product(&mut self, l: usize) -> Result<Tensor> {
+        match self.kept_products[l].take() {
             Some(z) => Ok(z),
             None => self.affine(l, self.input(l)),
         }
     }
 
     /// `Z_l` computed anew into a [`Work`] buffer (for an update that consumes it).
-    pub(super) fn z_work(&self, l: usize) -> Result<Work> {
-        Work::affine(
-            self.input(l),
-            self.weights[l].as_tensor(),
-            self.biases[l].as_tensor(),
-        )
+    pub(crate) fn product_buffer(&self, l: usize) -> Result<Work> {
+        Work::affine(self.input(l), self.layers.weight(l), self.layers.bias(l))
     }
 
-    /// Records a freshly computed `Z_l`: its penalty sum against the current `U_l`
-    /// (three-splitting) and, if products are kept, the product itself.
-    pub(super) fn store_z(&mut self, l: usize, z: Tensor) -> Result<()> {
-        if self.config.splitting == Splitting::Three {
-            self.pre_sq[l] = kernels::sq_dist(&self.state.u[l], &z)?;
-        }
-        self.z[l] = self.keeps_product(l).then_some(z);
+    /// Keeps a freshly computed `Z_l` if products are kept (otherwise drops it).
+    pub(crate) fn record_product(&mut self, l: usize, z: Tensor) -> Result<()> {
+        self.kept_products[l] = self.keeps_product(l).then_some(z);
         Ok(())
     }
 }

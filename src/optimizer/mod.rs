@@ -1,12 +1,9 @@
-//! [`BcdOptimizer`]: one backward Gauss–Seidel sweep over all blocks per [`BcdOptimizer::step`].
+//! [`BcdOptimizer`]: the blocks of one network and data, and one backward Gauss–Seidel sweep
+//! over them per [`BcdOptimizer::step`].
 //!
-//! The three-splitting sweep is in `three.rs`, the two-splitting sweep in `two.rs`.
-//!
-//! Block order of a sweep (`ALGORITHM.md`, three-splitting), each block taking the newest
-//! values of the others:
-//!
-//! 1. `V_L` (output activation), 2. `U_L`, 3. `W̃_L`,
-//! 4. for `i = L−1 … 1`: `V_i`, `U_i`, `W̃_i`.
+//! The sweeps and objectives of the two formulations live in their own modules
+//! (`crate::three_split`, `crate::two_split`); this module holds the state they share, the
+//! constructors and the exact weight block both use.
 //!
 //! Work shared between blocks: `Z_i = Ṽ_{i−1}W̃_iᵀ` is computed once, right after `V_{i−1}`
 //! (or, for `i = 1`, `W̃_1`) is updated. From then until the next sweep's `U_i` update neither
@@ -17,21 +14,20 @@
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, Var};
-use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Architecture;
+use crate::blocks::{self, AugmentedGram, PenaltyWeights};
 use crate::config::{BcdConfig, Splitting, VConstraint};
 use crate::error::{BcdError, Result};
 use crate::kernels;
-use crate::model::{layer_output, layer_vars};
-use crate::objective::{self, ObjectiveInputs, ObjectiveParts};
+use crate::layers::Layers;
+use crate::model::layer_output;
+use crate::objective::{Lifted, ObjectiveParts};
 use crate::state::LiftedState;
-use crate::updates::{self, AugmentedGram, PenaltyWeights};
+use crate::{three_split, two_split};
 
 mod cache;
-mod three;
-mod two;
 
 pub use cache::ProductCache;
 
@@ -48,10 +44,11 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
-/// Block coordinate descent on lifted variables for a fully connected network.
+/// Block coordinate descent on lifted variables for a fully connected network: the layers of
+/// any candle-nn model ([`Layers::from_varmap`]), or of the crate's own [`BcdNet`](crate::BcdNet):
 ///
 /// ```
-/// use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer};
+/// use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, WeightInit};
 /// use candle_core::{Device, Tensor};
 /// use candle_nn::VarMap;
 /// # fn main() -> candle_bcd::Result<()> {
@@ -60,9 +57,9 @@ pub struct StepReport {
 /// let x = Tensor::randn(0f32, 1.0, (32, 4), &device)?;
 /// let y = Tensor::randn(0f32, 1.0, (32, 3), &device)?;
 /// let varmap = VarMap::new();
-/// let config = BcdConfig::default();
-/// let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &device)?;
-/// let mut opt = BcdOptimizer::new(&varmap, &arch, x.clone(), y, config)?;
+/// let model = BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &device)?;
+/// let layers = Layers::of_architecture(&varmap, &arch)?;
+/// let mut opt = BcdOptimizer::new(&layers, x.clone(), y, BcdConfig::default())?;
 /// let before = opt.objective()?.total();
 /// let report = opt.step()?;
 /// assert!(report.objective.total() <= before);
@@ -70,34 +67,27 @@ pub struct StepReport {
 /// # Ok(()) }
 /// ```
 pub struct BcdOptimizer {
-    arch: Architecture,
-    config: BcdConfig,
-    weights: Vec<Var>,
-    biases: Vec<Var>,
-    x: Tensor,
-    y: Tensor,
-    x_gram: AugmentedGram,
-    state: LiftedState,
+    pub(crate) layers: Layers,
+    pub(crate) config: BcdConfig,
+    pub(crate) x: Tensor,
+    pub(crate) y: Tensor,
+    pub(crate) x_gram: AugmentedGram,
+    pub(crate) state: LiftedState,
     /// `Z_i = Ṽ_{i−1}W̃_iᵀ` for the current blocks, when kept (derived, not part of the state).
-    z: Vec<Option<Tensor>>,
-    /// `‖U_i − Z_i‖²` for the current blocks (three-splitting).
-    pre_sq: Vec<f64>,
+    pub(crate) kept_products: Vec<Option<Tensor>>,
+    /// `‖U_i − Z_i‖²` for the current blocks (three-splitting, kept by its sweep).
+    pub(crate) pre_sq: Vec<f64>,
     /// Whether `z` is kept between sweeps.
-    cache: ProductCache,
+    pub(crate) cache: ProductCache,
 }
 
 impl BcdOptimizer {
-    /// Builds the optimizer for the weights `layers.{l}.{weight,bias}` in `varmap`, inputs
-    /// `x` (`[N, d_0]`) and targets `y` (`[N, d_L]`), and initialises the lifted variables by a
+    /// Builds the optimizer for `layers` (whose `Var`s it updates in place), inputs `x`
+    /// (`[N, d_0]`) and targets `y` (`[N, d_L]`), and initialises the lifted variables by a
     /// forward pass: `U_i = Ṽ_{i−1}W̃_iᵀ`, `V_i = σ(U_i)`, `V_L = U_L`.
-    pub fn new(
-        varmap: &VarMap,
-        arch: &Architecture,
-        x: Tensor,
-        y: Tensor,
-        config: BcdConfig,
-    ) -> Result<Self> {
-        let mut opt = Self::build(varmap, arch, x, y, config)?;
+    pub fn new(layers: &Layers, x: Tensor, y: Tensor, config: BcdConfig) -> Result<Self> {
+        let mut opt = Self::build(layers, x, y, config)?;
+        let arch = layers.architecture();
         let mut input = opt.x.clone();
         for l in 0..arch.num_layers() {
             let u = opt.affine(l, &input)?;
@@ -110,48 +100,49 @@ impl BcdOptimizer {
                 opt.state.u.push(u.clone());
             }
             opt.state.v.push(v.clone());
-            opt.z.push(None);
+            opt.kept_products.push(None);
             opt.pre_sq.push(0.0);
-            opt.store_z(l, u)?;
+            opt.record_formed(l, u)?;
             input = v;
         }
         Ok(opt)
     }
 
-    /// Rebuilds an optimizer from a saved [`LiftedState`] (the weights are read from `varmap`).
-    /// Continuing from here gives the same iterates as an uninterrupted run.
+    /// Rebuilds an optimizer from a saved [`LiftedState`] (the weights are those `layers`
+    /// hold). Continuing from here gives the same iterates as an uninterrupted run.
     pub fn from_state(
-        varmap: &VarMap,
-        arch: &Architecture,
+        layers: &Layers,
         x: Tensor,
         y: Tensor,
         config: BcdConfig,
         state: LiftedState,
     ) -> Result<Self> {
-        let mut opt = Self::build(varmap, arch, x, y, config)?;
+        let mut opt = Self::build(layers, x, y, config)?;
+        let arch = layers.architecture();
         let n = opt.x.dim(0)?;
-        let layers = arch.num_layers();
+        let num_layers = arch.num_layers();
         let u_blocks = match opt.config.splitting {
-            Splitting::Three => layers,
+            Splitting::Three => num_layers,
             Splitting::Two => 0,
         };
-        if state.u.len() != u_blocks || state.v.len() != layers {
-            return Err(BcdError::InvalidArchitecture(format!(
-                "lifted state has {} U and {} V blocks, expected {u_blocks} and {layers}",
+        if state.u.len() != u_blocks || state.v.len() != num_layers {
+            return Err(BcdError::StateMismatch(format!(
+                "it has {} U and {} V blocks, the {:?}-splitting of {num_layers} layers needs \
+                 {u_blocks} and {num_layers}",
                 state.u.len(),
-                state.v.len()
+                state.v.len(),
+                opt.config.splitting
             )));
         }
-        for l in 0..layers {
+        for l in 0..num_layers {
             let expected = vec![n, arch.layer_dims(l).1];
             let u = state.u.get(l).map(|u| (LiftedState::u_name(l), u));
             for (name, t) in u.into_iter().chain([(LiftedState::v_name(l), &state.v[l])]) {
                 if t.dims() != expected.as_slice() {
-                    return Err(BcdError::ShapeMismatch {
-                        name,
-                        expected: expected.clone(),
-                        got: t.dims().to_vec(),
-                    });
+                    return Err(BcdError::StateMismatch(format!(
+                        "{name} has shape {:?}, the layer and data need {expected:?}",
+                        t.dims()
+                    )));
                 }
             }
         }
@@ -163,29 +154,24 @@ impl BcdOptimizer {
             u: state.u.iter().map(to_dev).collect::<Result<_>>()?,
             v: state.v.iter().map(to_dev).collect::<Result<_>>()?,
         };
-        for l in 0..layers {
+        for l in 0..num_layers {
             let input = if l == 0 {
                 opt.x.clone()
             } else {
                 opt.state.v[l - 1].clone()
             };
             let z = opt.affine(l, &input)?;
-            opt.z.push(None);
+            opt.kept_products.push(None);
             opt.pre_sq.push(0.0);
-            opt.store_z(l, z)?;
+            opt.record_formed(l, z)?;
         }
         Ok(opt)
     }
 
     /// Validation and the parts shared by both constructors.
-    fn build(
-        varmap: &VarMap,
-        arch: &Architecture,
-        x: Tensor,
-        y: Tensor,
-        config: BcdConfig,
-    ) -> Result<Self> {
+    fn build(layers: &Layers, x: Tensor, y: Tensor, config: BcdConfig) -> Result<Self> {
         config.validate()?;
+        let arch = layers.architecture();
         let x = x.to_dtype(DType::F32)?;
         let y = y.to_dtype(DType::F32)?.to_device(x.device())?;
         let (n, d0) = x.dims2().map_err(|_| BcdError::ShapeMismatch {
@@ -204,38 +190,30 @@ impl BcdOptimizer {
                     got: t.dims().to_vec(),
                 });
             }
-            if kernels::sum_map([t], |[v]| if v.is_finite() { 0.0 } else { 1.0 })? > 0.0 {
-                return Err(BcdError::NonFinite {
-                    iteration: 0,
-                    what: format!("{name} contain NaN or Inf and"),
+            let bad = kernels::sum_map([t], |[v]| if v.is_finite() { 0.0 } else { 1.0 })?;
+            if bad > 0.0 {
+                return Err(BcdError::InvalidData {
+                    name: name.into(),
+                    reason: format!("{bad} entries are NaN or infinite"),
                 });
             }
         }
         debug_assert_eq!(d0, arch.input_dim());
-        let mut weights = Vec::new();
-        let mut biases = Vec::new();
-        for l in 0..arch.num_layers() {
-            let (w, b) = layer_vars(varmap, arch, l)?;
-            for (name, var) in [("weight", &w), ("bias", &b)] {
-                if !var.device().same_device(x.device()) {
-                    return Err(BcdError::Device {
-                        device: format!("{:?}", var.device().location()),
-                        reason: format!(
-                            "layers.{l}.{name} is not on the data's device {:?}",
-                            x.device().location()
-                        ),
-                    });
-                }
+        for (name, w) in layers.names().iter().zip(layers.weight_vars()) {
+            if !w.device().same_device(x.device()) {
+                return Err(BcdError::Device {
+                    device: format!("{:?}", w.device().location()),
+                    reason: format!(
+                        "{name}.weight is not on the data's device {:?}",
+                        x.device().location()
+                    ),
+                });
             }
-            weights.push(w);
-            biases.push(b);
         }
         let x_gram = AugmentedGram::new(&x)?;
         Ok(Self {
-            arch: arch.clone(),
+            layers: layers.clone(),
             config,
-            weights,
-            biases,
             x,
             y,
             x_gram,
@@ -244,23 +222,27 @@ impl BcdOptimizer {
                 u: Vec::new(),
                 v: Vec::new(),
             },
-            z: Vec::new(),
+            kept_products: Vec::new(),
             pre_sq: Vec::new(),
             cache: ProductCache::Keep,
         })
     }
 
+    /// Records `Z_l` as formed by a constructor, the way the configured formulation does.
+    fn record_formed(&mut self, l: usize, z: Tensor) -> Result<()> {
+        match self.config.splitting {
+            Splitting::Three => self.record_three(l, z),
+            Splitting::Two => self.record_product(l, z),
+        }
+    }
+
     /// `Ṽ W̃_lᵀ` for layer `l`'s current weights.
-    fn affine(&self, l: usize, input: &Tensor) -> Result<Tensor> {
-        kernels::linear(
-            input,
-            self.weights[l].as_tensor(),
-            self.biases[l].as_tensor(),
-        )
+    pub(crate) fn affine(&self, l: usize, input: &Tensor) -> Result<Tensor> {
+        kernels::linear(input, self.layers.weight(l), self.layers.bias(l))
     }
 
     /// Input of layer `l`: `X` or `V_l` (0-based).
-    fn input(&self, l: usize) -> &Tensor {
+    pub(crate) fn input(&self, l: usize) -> &Tensor {
         if l == 0 {
             &self.x
         } else {
@@ -270,7 +252,12 @@ impl BcdOptimizer {
 
     /// Exact `W̃_l ← argmin λ/2‖W‖² + c/2‖T − Ṽ_{l−1}W̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`; returns the
     /// step's `‖ΔW‖² + ‖Δb‖²`.
-    fn exact_weights(&mut self, l: usize, target: &Tensor, coupling: f64) -> Result<f64> {
+    pub(crate) fn exact_weights(
+        &mut self,
+        l: usize,
+        target: &Tensor,
+        coupling: f64,
+    ) -> Result<f64> {
         let gram_owned;
         let gram = if l == 0 {
             &self.x_gram
@@ -283,23 +270,23 @@ impl BcdOptimizer {
             alpha: self.config.alpha,
             lambda: self.config.lambda,
         };
-        let (w_old, b_old) = (self.weights[l].as_tensor(), self.biases[l].as_tensor());
+        let (w_old, b_old) = (self.layers.weight(l), self.layers.bias(l));
         let block = format!("W_{}", l + 1);
-        let (w, b) = updates::weights_for(gram, self.input(l), target, w_old, b_old, pw, &block)?;
+        let (w, b) = blocks::weights_for(gram, self.input(l), target, w_old, b_old, pw, &block)?;
         self.set_layer(l, &w, &b)
     }
 
     /// Writes new weights into layer `l`'s `Var`s; returns `‖ΔW‖² + ‖Δb‖²`.
-    fn set_layer(&mut self, l: usize, w: &Tensor, b: &Tensor) -> Result<f64> {
-        let (w_old, b_old) = (self.weights[l].as_tensor(), self.biases[l].as_tensor());
+    pub(crate) fn set_layer(&mut self, l: usize, w: &Tensor, b: &Tensor) -> Result<f64> {
+        let (w_old, b_old) = (self.layers.weight(l), self.layers.bias(l));
         let dx = kernels::sq_dist(w, w_old)? + kernels::sq_dist(b, b_old)?;
-        self.weights[l].set(w)?;
-        self.biases[l].set(b)?;
+        self.layers.weight_vars()[l].set(w)?;
+        self.layers.bias_vars()[l].set(b)?;
         Ok(dx)
     }
 
     /// Replaces a lifted block and returns `‖new − old‖²`.
-    fn replace(slot: &mut Tensor, new: Tensor) -> Result<f64> {
+    pub(crate) fn replace(slot: &mut Tensor, new: Tensor) -> Result<f64> {
         let dx = kernels::sq_dist(&new, slot)?;
         *slot = new;
         Ok(dx)
@@ -329,34 +316,27 @@ impl BcdOptimizer {
         })
     }
 
-    /// `Φ` at the current blocks, by parts.
+    /// `Φ` at the current blocks, by parts (`Φ₂` in the two-splitting).
     pub fn objective(&self) -> Result<ObjectiveParts> {
         let (weights, _) = self.layer_tensors();
-        // Two-splitting has no U blocks: U := Z makes the ρ-terms vanish and turns the γ-terms
-        // into γ/2‖V_i − S_i − σ(Z_i)‖², which is Φ₂.
-        let (z, zeros);
-        let (u, pre_sq) = match self.config.splitting {
-            Splitting::Three => (&self.state.u, &self.pre_sq),
-            Splitting::Two => {
-                z = (0..self.z.len())
-                    .map(|l| self.z(l))
-                    .collect::<Result<Vec<_>>>()?;
-                zeros = vec![0.0; z.len()];
-                (&z, &zeros)
-            }
+        let lifted = Lifted {
+            y: &self.y,
+            x: &self.x,
+            v: &self.state.v,
+            weights: &weights,
+            arch: self.layers.architecture(),
         };
-        objective::evaluate(
-            &ObjectiveInputs {
-                y: &self.y,
-                u,
-                v: &self.state.v,
-                preactivation_sq: pre_sq,
-                weights: &weights,
-                x: &self.x,
-                arch: &self.arch,
-            },
-            &self.config,
-        )
+        match self.config.splitting {
+            Splitting::Three => {
+                three_split::objective::evaluate(&lifted, &self.state.u, &self.pre_sq, &self.config)
+            }
+            Splitting::Two => {
+                let z = (0..self.kept_products.len())
+                    .map(|l| self.product(l))
+                    .collect::<Result<Vec<_>>>()?;
+                two_split::objective::evaluate(&lifted, &z, &self.config)
+            }
+        }
     }
 
     /// The lifted variables and iteration count.
@@ -376,7 +356,7 @@ impl BcdOptimizer {
 
     /// The architecture.
     pub fn architecture(&self) -> &Architecture {
-        &self.arch
+        self.layers.architecture()
     }
 
     /// Number of training samples `N`.
@@ -395,8 +375,8 @@ impl BcdOptimizer {
     /// inputs, with the same result.
     pub fn training_logits(&self) -> Result<Tensor> {
         let (weights, biases) = self.layer_tensors();
-        let h = layer_output(&self.arch, 0, &self.z(0)?, &self.x)?;
-        crate::model::forward_from(&self.arch, &weights, &biases, 1, h)
+        let h = layer_output(self.layers.architecture(), 0, &self.product(0)?, &self.x)?;
+        crate::model::forward_from(self.layers.architecture(), &weights, &biases, 1, h)
     }
 
     /// Accuracy of the network (plain forward pass) on the training inputs against `labels`,
@@ -404,11 +384,11 @@ impl BcdOptimizer {
     pub fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {
         let (weights, biases) = self.layer_tensors();
         crate::model::blocked_accuracy(
-            &self.arch,
+            self.layers.architecture(),
             &weights,
             &biases,
             &self.x,
-            self.z[0].as_ref(),
+            self.kept_products[0].as_ref(),
             labels,
         )
     }
@@ -416,16 +396,24 @@ impl BcdOptimizer {
     /// The current `W_l` and `b_l` as tensors.
     fn layer_tensors(&self) -> (Vec<Tensor>, Vec<Tensor>) {
         let tensors = |vars: &[Var]| vars.iter().map(|v| v.as_tensor().clone()).collect();
-        (tensors(&self.weights), tensors(&self.biases))
+        (
+            tensors(self.layers.weight_vars()),
+            tensors(self.layers.bias_vars()),
+        )
+    }
+
+    /// The layers being trained (their `Var`s are updated in place by [`Self::step`]).
+    pub fn layers(&self) -> &Layers {
+        &self.layers
     }
 
     /// The weight `Var`s `W_1 … W_L` (updated in place by [`Self::step`]).
     pub fn weight_vars(&self) -> &[Var] {
-        &self.weights
+        self.layers.weight_vars()
     }
 
     /// The bias `Var`s `b_1 … b_L`.
     pub fn bias_vars(&self) -> &[Var] {
-        &self.biases
+        self.layers.bias_vars()
     }
 }

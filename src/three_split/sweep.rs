@@ -1,38 +1,49 @@
-//! The three-splitting sweep (`ALGORITHM.md`, "One iteration"): `V_L`, `U_L`, `W̃_L`, then for
+//! The three-splitting sweep (`docs/algorithm.md`, "One sweep"): `V_L`, `U_L`, `W̃_L`, then for
 //! `i = L−1 … 1`: `V_i`, `U_i`, `W̃_i`, every block an exact minimiser.
 
-use super::BcdOptimizer;
+use candle_core::Tensor;
+
+use super::{objective, updates};
+use crate::blocks;
 use crate::config::VConstraint;
 use crate::error::Result;
 use crate::kernels;
-use crate::updates;
+use crate::optimizer::BcdOptimizer;
 
 impl BcdOptimizer {
     /// One three-splitting sweep; returns `‖x^k − x^{k−1}‖²`.
-    pub(super) fn sweep_three(&mut self) -> Result<f64> {
+    pub(crate) fn sweep_three(&mut self) -> Result<f64> {
         let cfg = self.config.clone();
-        let act = self.arch.activation();
-        let last = self.arch.num_layers() - 1;
+        let act = self.layers.architecture().activation();
+        let last = self.layers.architecture().num_layers() - 1;
         let mut dx = 0.0;
 
         let v_l =
-            updates::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
+            blocks::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
         dx += Self::replace(&mut self.state.v[last], v_l)?;
-        let z_l = self.take_z(last)?;
+        let z_l = self.take_product(last)?;
         let u_l = updates::output_preactivation(&self.state.v[last], &z_l, &cfg)?;
         dx += Self::replace(&mut self.state.u[last], u_l)?;
         let u_l = self.state.u[last].clone();
         dx += self.exact_weights(last, &u_l, cfg.rho)?;
 
         for l in (0..last).rev() {
-            let skip = self.arch.is_residual(l).then(|| self.input(l).clone());
+            let skip = self
+                .layers
+                .architecture()
+                .is_residual(l)
+                .then(|| self.input(l).clone());
             let nb = updates::HiddenNeighbours {
                 u_i: &self.state.u[l],
                 skip: skip.as_ref(),
                 u_next: &self.state.u[l + 1],
-                w_next: self.weights[l + 1].as_tensor(),
-                b_next: self.biases[l + 1].as_tensor(),
-                v_next_residual: self.arch.is_residual(l + 1).then_some(&self.state.v[l + 1]),
+                w_next: self.layers.weight(l + 1),
+                b_next: self.layers.bias(l + 1),
+                v_next_residual: self
+                    .layers
+                    .architecture()
+                    .is_residual(l + 1)
+                    .then_some(&self.state.v[l + 1]),
             };
             let mut v = updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?;
             let c = cfg.v_constraint;
@@ -49,17 +60,17 @@ impl BcdOptimizer {
             }
             dx += Self::replace(&mut self.state.v[l], v)?;
             let z_next = self.affine(l + 1, &self.state.v[l])?;
-            self.store_z(l + 1, z_next)?;
+            self.record_three(l + 1, z_next)?;
             // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
             let target = match &skip {
                 Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
                 None => self.state.v[l].clone(),
             };
-            let (u, du) = match self.z[l].take() {
+            let (u, du) = match self.kept_products[l].take() {
                 Some(z) => updates::hidden_preactivation(&z, &self.state.u[l], &target, act, &cfg)?,
                 // Not kept: compute Z_l into the buffer that becomes the new U_l.
                 None => updates::hidden_preactivation_in_place(
-                    self.z_work(l)?,
+                    self.product_buffer(l)?,
                     &self.state.u[l],
                     &target,
                     act,
@@ -71,7 +82,16 @@ impl BcdOptimizer {
             dx += self.exact_weights(l, &u, cfg.rho)?;
         }
         let z_first = self.affine(0, &self.x)?;
-        self.store_z(0, z_first)?;
+        self.record_three(0, z_first)?;
         Ok(dx)
+    }
+}
+
+impl BcdOptimizer {
+    /// Records a freshly formed `Z_l`: its pre-activation sum `‖U_l − Z_l‖²` for `Φ`, then the
+    /// product itself where products are kept.
+    pub(crate) fn record_three(&mut self, l: usize, z: Tensor) -> Result<()> {
+        self.pre_sq[l] = objective::preactivation_sq(&self.state.u[l], &z)?;
+        self.record_product(l, z)
     }
 }

@@ -1,12 +1,7 @@
-//! Prox-linear block updates of the two-splitting formulation.
+//! The prox-linear block updates of the two-splitting formulation.
 //!
-//! ```text
-//! Φ₂ = R(V_L; Y) + Σ λ/2‖W_i‖² + γ/2 Σ_{i<L} ‖V_i − S_i − σ(Ṽ_{i−1}W̃_iᵀ)‖² + γ/2 ‖V_L − Ṽ_{L−1}W̃_Lᵀ‖²
-//! ```
-//!
-//! (`S_i = V_{i−1}` in a residual layer, else 0). The output block `V_L` and the output weights
-//! `W̃_L` are exact closed forms (the functions of [`crate::updates`] with `U_L` replaced by
-//! `Z_L = Ṽ_{L−1}W̃_Lᵀ` and `ρ` by `γ`). A hidden `V_i` or `W̃_i` sits inside `σ`, so it takes a
+//! The output block `V_L` and the output weights `W̃_L` are the exact closed forms of
+//! `crate::blocks` with `U_L` replaced by `Z_L = Ṽ_{L−1}W̃_Lᵀ` and `ρ` by `γ`. A hidden `V_i` or `W̃_i` sits inside `σ`, so it takes a
 //! prox-linear step: the coupling term is linearised at the old value and `α/2‖· − ·^old‖²` is
 //! added, which is a gradient step of size `1/α` on that term (ReLU uses its a.e. derivative).
 //! **(choice)** `α` starts at the configured value and doubles until the block's objective does
@@ -37,16 +32,26 @@ pub struct NextLayer<'a> {
     pub act: Activation,
 }
 
-/// Result of a prox-linear step.
+/// Result of a prox-linear `V_i` step.
 #[derive(Debug, Clone)]
-pub struct ProxLinearStep {
-    /// The new block value (the old one when no step decreased the objective).
+pub struct ActivationStep {
+    /// The new `V_i` (the old one when no step decreased the objective).
     pub value: Tensor,
-    /// The layer product at the new value (`Ṽ_iW̃_{i+1}ᵀ` for a `V_i` step, `Ṽ_{i−1}W̃_iᵀ` for a
-    /// `W̃_i` step).
+    /// The next layer's product at the new value, `Ṽ_iW̃_{i+1}ᵀ`.
     pub z: Tensor,
-    /// The bias, for a `W̃_i` step.
-    pub bias: Option<Tensor>,
+    /// The `α` that was accepted (`∞` when the old value was kept).
+    pub alpha: f64,
+}
+
+/// Result of a prox-linear `W̃_i` step.
+#[derive(Debug, Clone)]
+pub struct WeightStep {
+    /// The new `W_i` (the old one when no step decreased the objective).
+    pub weight: Tensor,
+    /// The new `b_i`.
+    pub bias: Tensor,
+    /// The layer's product at the new weights, `Ṽ_{i−1}W̃_iᵀ`.
+    pub z: Tensor,
     /// The `α` that was accepted (`∞` when the old value was kept).
     pub alpha: f64,
 }
@@ -86,7 +91,7 @@ pub fn hidden_activation(
     gamma: f64,
     alpha0: f64,
     constraint: VConstraint,
-) -> Result<ProxLinearStep> {
+) -> Result<ActivationStep> {
     let act = next.act;
     let t_old = next_target(&next, v_old)?;
     let f_old = 0.5 * gamma * kernels::sq_dist(v_old, own)? + fit(&t_old, z_next_old, act, gamma)?;
@@ -111,19 +116,13 @@ pub fn hidden_activation(
         let f = 0.5 * gamma * kernels::sq_dist(&v, own)?
             + fit(&next_target(&next, &v)?, &z, act, gamma)?;
         if f <= f_old {
-            return Ok(ProxLinearStep {
-                value: v,
-                z,
-                bias: None,
-                alpha,
-            });
+            return Ok(ActivationStep { value: v, z, alpha });
         }
         alpha *= 2.0;
     }
-    Ok(ProxLinearStep {
+    Ok(ActivationStep {
         value: v_old.clone(),
         z: z_next_old.clone(),
-        bias: None,
         alpha: f64::INFINITY,
     })
 }
@@ -141,7 +140,7 @@ pub fn weights(
     gamma: f64,
     alpha0: f64,
     lambda: f64,
-) -> Result<ProxLinearStep> {
+) -> Result<WeightStep> {
     let ridge = |w: &Tensor| -> Result<f64> { Ok(0.5 * lambda * kernels::sq_norm(w)?) };
     let g_old = fit(target, z_old, act, gamma)? + ridge(w_old)?;
     let d = fit_gradient(target, z_old, act)?;
@@ -164,19 +163,19 @@ pub fn weights(
         })?;
         let z = kernels::linear(input, &w, &b)?;
         if fit(target, &z, act, gamma)? + ridge(&w)? <= g_old {
-            return Ok(ProxLinearStep {
-                value: w,
+            return Ok(WeightStep {
+                weight: w,
+                bias: b,
                 z,
-                bias: Some(b),
                 alpha,
             });
         }
         alpha *= 2.0;
     }
-    Ok(ProxLinearStep {
-        value: w_old.clone(),
+    Ok(WeightStep {
+        weight: w_old.clone(),
+        bias: b_old.clone(),
         z: z_old.clone(),
-        bias: Some(b_old.clone()),
         alpha: f64::INFINITY,
     })
 }

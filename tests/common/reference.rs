@@ -1,4 +1,4 @@
-//! An independent `f64` implementation of one three-splitting sweep of `ALGORITHM.md`,
+//! An independent `f64` implementation of one three-splitting sweep of `docs/algorithm.md`,
 //! written from the specification with naive loops and Gaussian elimination (no faer, no
 //! Cholesky, no Woodbury, no cached products), for ReLU hidden layers and squared loss, with
 //! optional residual layers `V_i = V_{i−1} + relu(U_i)` (`res[l]`).
@@ -71,7 +71,7 @@ pub fn weights(vin: &M, u: &M, w: &M, b: &M, hp: Hp) -> (M, M) {
     )
 }
 
-/// One backward Gauss–Seidel sweep, in the order of `ALGORITHM.md`.
+/// One backward Gauss–Seidel sweep, in the order of `docs/algorithm.md`.
 pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
     let is_res = |l: usize| res.get(l).copied().unwrap_or(false);
     let mut s = blk.clone();
@@ -141,7 +141,7 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
     s
 }
 
-/// `Φ` of `ALGORITHM.md` (three-splitting, squared loss, ReLU).
+/// `Φ` of `docs/algorithm.md` (three-splitting, squared loss, ReLU).
 pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: &[bool]) -> f64 {
     let last = s.w.len() - 1;
     let mut phi = 0.5 * s.v[last].zip(y, |a, b| a - b).sq_norm();

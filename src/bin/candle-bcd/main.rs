@@ -1,7 +1,7 @@
 //! `candle-bcd`: train fully connected networks on Candle by block coordinate descent.
 
 mod alloc;
-mod inspect;
+mod model_commands;
 mod plot;
 mod preset;
 mod progress;
@@ -24,11 +24,11 @@ enum Command {
     /// Train an MLP with BCD and report train/test accuracy every iteration.
     Train(Box<train::TrainArgs>),
     /// Write the weights of a checkpoint as a plain candle-nn/PyTorch safetensors file.
-    Export(inspect::ExportArgs),
+    Export(model_commands::ExportArgs),
     /// Test accuracy of a checkpoint or an export.
-    Eval(inspect::EvalArgs),
+    Eval(model_commands::EvalArgs),
     /// Predicted classes (one per line) of the images in an IDX file.
-    Predict(inspect::PredictArgs),
+    Predict(model_commands::PredictArgs),
 }
 
 /// Compute device.
@@ -78,9 +78,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(*args),
-        Command::Export(args) => inspect::run_export(args),
-        Command::Eval(args) => inspect::run_eval(args),
-        Command::Predict(args) => inspect::run_predict(args),
+        Command::Export(args) => model_commands::run_export(args),
+        Command::Eval(args) => model_commands::run_eval(args),
+        Command::Predict(args) => model_commands::run_predict(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

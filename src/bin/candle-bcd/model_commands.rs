@@ -1,12 +1,12 @@
-//! `candle-bcd export`, `candle-bcd eval` and `candle-bcd predict`.
+//! The commands that use a trained model: `candle-bcd export`, `eval` and `predict`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use candle_bcd::data::DatasetKind;
 use candle_bcd::{data, export};
 use clap::Args;
 
-use crate::train::DatasetArg;
 use crate::{open_device, DeviceArg};
 
 /// Options of `candle-bcd export`.
@@ -27,9 +27,9 @@ pub struct EvalArgs {
     /// Directory with the IDX files; without it the dataset is downloaded from the hub.
     #[arg(long, env = "BCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Dataset to evaluate on (its test split).
-    #[arg(long, value_enum, default_value = "mnist")]
-    pub dataset: DatasetArg,
+    /// Dataset to evaluate on (its test split): mnist, fashion-mnist or cifar10.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: DatasetKind,
     /// Compute device.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
@@ -53,7 +53,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let device = open_device(args.device)?;
     let model = export::load_model(&args.model, &device)?;
-    let ds = data::load(args.dataset.kind(), args.data_dir.as_deref())?;
+    let ds = data::load(args.dataset, args.data_dir.as_deref())?;
     let x = ds.test_images.to_device(&device)?;
     let acc = model.accuracy(&x, &ds.test_labels)?;
     println!("test accuracy: {acc:.4}");

@@ -159,8 +159,13 @@ impl Observer for Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        if let TerminationReason::Diverged(why) = &summary.reason {
-            eprintln!("diverged: {why}");
+        match &summary.reason {
+            TerminationReason::Diverged(why) => eprintln!("diverged: {why}"),
+            TerminationReason::Converged { relative_decrease } => println!(
+                "converged: the last sweep lowered the objective by {relative_decrease:.3e} of it"
+            ),
+            TerminationReason::TimeLimit => println!("stopped at the time limit"),
+            TerminationReason::MaxIterationsReached => {}
         }
         println!(
             "finished {} iterations in {:.1}s",

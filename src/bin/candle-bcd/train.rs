@@ -4,34 +4,18 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use candle_bcd::data::{self, DatasetKind};
-use candle_bcd::trainer::{self, EvalSet, TrainOptions};
+use candle_bcd::trainer::{self, EvalSet, Evaluation, TrainOptions};
 use candle_bcd::{
-    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Loss, ProductCache,
-    Splitting, VConstraint, WeightInit,
+    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Loss,
+    ProductCache, Splitting, VConstraint, WeightInit,
 };
 use candle_core::DType;
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 
-use crate::preset::Preset;
+use crate::preset;
 use crate::progress::Progress;
 use crate::{open_device, set_threads, DeviceArg};
-
-/// Hidden activation.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActivationArg {
-    /// max(0, u).
-    Relu,
-    /// u for u ≥ 0, slope·u otherwise (see --leaky-slope).
-    LeakyRelu,
-    /// u (a linear network).
-    Identity,
-    /// 1/(1 + e^(−u)).
-    Sigmoid,
-    /// tanh(u).
-    Tanh,
-}
 
 /// Network family.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -41,61 +25,6 @@ pub enum ArchArg {
     Mlp,
     /// Stem to --hidden width, --residual-layers residual layers, linear head.
     Resnet,
-}
-
-/// Lifted formulation.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SplittingArg {
-    /// U and V lifted, every block exact.
-    Three,
-    /// V lifted, prox-linear hidden blocks.
-    Two,
-}
-
-/// Loss on the network output.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossArg {
-    /// ½‖V_L − Y‖² against one-hot targets.
-    Squared,
-    /// Softmax cross-entropy.
-    CrossEntropy,
-}
-
-/// Dataset.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatasetArg {
-    /// MNIST digits.
-    Mnist,
-    /// Fashion-MNIST.
-    FashionMnist,
-    /// CIFAR-10 (binary batches data_batch_{1..5}.bin, test_batch.bin).
-    Cifar10,
-}
-
-impl DatasetArg {
-    /// The library's dataset kind.
-    pub fn kind(self) -> DatasetKind {
-        match self {
-            DatasetArg::Mnist => DatasetKind::Mnist,
-            DatasetArg::FashionMnist => DatasetKind::FashionMnist,
-            DatasetArg::Cifar10 => DatasetKind::Cifar10,
-        }
-    }
-}
-
-/// Weight initialisation.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InitArg {
-    /// W ~ 0.01·N(0,1), b = 0.1 (the official code).
-    Official,
-    /// W ~ N(0, 2/fan_in), b = 0.
-    Kaiming,
-    /// W ~ N(0, 2/(fan_in+fan_out)), b = 0.
-    Glorot,
 }
 
 /// How the linear head starts.
@@ -108,77 +37,128 @@ pub enum HeadInitArg {
     Ridge,
 }
 
-/// Options of `candle-bcd train`.
-#[derive(Args, Debug)]
-pub struct TrainArgs {
-    /// Directory with the IDX files (train-images-idx3-ubyte[.gz], ...); without it the
-    /// dataset is downloaded from the Hugging Face hub.
+/// Declares [`Settings`] once: each field is a `train` flag and a preset key of the same name
+/// (every one optional), and [`Settings::or`] fills the fields not given from another source.
+macro_rules! settings {
+    ($($(#[$attr:meta])* $field:ident: $ty:ty,)*) => {
+        /// The settings of `train` that a preset may also give.
+        #[derive(Args, Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $($(#[$attr])* pub $field: Option<$ty>,)*
+        }
+
+        impl Settings {
+            /// `self`, with every field it does not set taken from `base`.
+            pub fn or(self, base: Settings) -> Settings {
+                Settings { $($field: self.$field.or(base.$field),)* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Directory with the dataset files (MNIST-like: train-images-idx3-ubyte[.gz], ...); without
+    /// it the dataset is downloaded from the Hugging Face hub.
     #[arg(long, env = "BCD_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Dataset to train on [default: mnist].
-    #[arg(long, value_enum)]
-    pub dataset: Option<DatasetArg>,
+    data_dir: PathBuf,
+    /// Dataset to train on: mnist, fashion-mnist or cifar10 [default: mnist].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    dataset: DatasetKind,
     /// Hidden widths, comma separated [default: 1500,1500,1500, or the checkpoint's].
     #[arg(long, value_delimiter = ',')]
-    pub hidden: Option<Vec<usize>>,
+    hidden: Vec<usize>,
     /// Network family [default: mlp, or the checkpoint's].
     #[arg(long, value_enum)]
-    pub arch: Option<ArchArg>,
+    arch: ArchArg,
     /// Residual layers of --arch resnet [default: 2].
     #[arg(long)]
-    pub residual_layers: Option<usize>,
-    /// Hidden activation [default: relu].
-    #[arg(long, value_enum)]
-    pub activation: Option<ActivationArg>,
+    residual_layers: usize,
+    /// Hidden activation: relu, leaky-relu, identity, sigmoid or tanh [default: relu].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    activation: Activation,
     /// Negative slope of --activation leaky-relu [default: 0.01].
     #[arg(long)]
-    pub leaky_slope: Option<f64>,
-    /// Number of BCD sweeps to run [default: 50].
+    leaky_slope: f64,
+    /// Loss on the network output: squared or cross-entropy [default: squared].
     #[arg(long)]
-    pub iterations: Option<usize>,
+    #[serde(default, deserialize_with = "parsed")]
+    loss: Loss,
+    /// Lifted formulation: three (U and V lifted, every block exact) or two (V lifted,
+    /// prox-linear hidden blocks) [default: three].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    splitting: Splitting,
+    /// Most BCD sweeps to run [default: 50].
+    #[arg(long)]
+    iterations: usize,
+    /// Stop once a sweep lowers the objective by less than this fraction of its value.
+    #[arg(long)]
+    tolerance: f64,
+    /// Stop after the first sweep that ends past this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    time_limit: f64,
     /// Activation penalty weight γ [default: 1].
     #[arg(long, allow_negative_numbers = true)]
-    pub gamma: Option<f64>,
+    gamma: f64,
     /// Pre-activation penalty weight ρ [default: 1].
     #[arg(long, allow_negative_numbers = true)]
-    pub rho: Option<f64>,
+    rho: f64,
     /// Proximal weight α [default: 5].
     #[arg(long, allow_negative_numbers = true)]
-    pub alpha: Option<f64>,
+    alpha: f64,
     /// Ridge weight λ on the weights [default: 0].
     #[arg(long, allow_negative_numbers = true)]
-    pub lambda: Option<f64>,
+    lambda: f64,
     /// Seed of the weight initialisation [default: 0].
     #[arg(long)]
-    pub seed: Option<u64>,
-    /// Weight initialisation [default: official].
-    #[arg(long, value_enum)]
-    pub init: Option<InitArg>,
+    seed: u64,
+    /// Weight initialisation: official (W ~ 0.01·N(0,1), b = 0.1), kaiming or glorot
+    /// [default: official].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    init: WeightInit,
     /// Head initialisation on a fresh start [default: random]; `ridge` fits the head in closed
     /// form to the initial network's features before the lifted state is set.
     #[arg(long, value_enum)]
-    pub head_init: Option<HeadInitArg>,
+    head_init: HeadInitArg,
     /// Ridge weight of --head-init ridge [default: 1].
     #[arg(long, allow_negative_numbers = true)]
-    pub head_lambda: Option<f64>,
-    /// Lifted formulation [default: three].
-    #[arg(long, value_enum)]
-    pub splitting: Option<SplittingArg>,
+    head_lambda: f64,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    train_limit: usize,
+    /// Evaluate train/test accuracy every K iterations, 0 = only after the last [default: 1].
+    #[arg(long)]
+    eval_every: usize,
+}
+
+/// Reads a preset value through the library's `FromStr`, so presets and flags share spelling.
+fn parsed<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let name: Option<String> = serde::Deserialize::deserialize(d)?;
+    name.map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Options of `candle-bcd train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The settings a preset may also give.
+    #[command(flatten)]
+    pub settings: Settings,
     /// Constrain the hidden activations V_i ≥ 0.
     #[arg(long, conflicts_with = "v_box")]
     pub v_nonnegative: bool,
     /// Constrain the hidden activations to LO ≤ V_i ≤ HI.
     #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["LO", "HI"])]
     pub v_box: Option<Vec<f64>>,
-    /// Loss on the network output [default: squared].
-    #[arg(long, value_enum)]
-    pub loss: Option<LossArg>,
-    /// Use only the first N training samples.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Evaluate train/test accuracy every K iterations, 0 = only after the last [default: 1].
-    #[arg(long)]
-    pub eval_every: Option<usize>,
     /// A preset (TOML, see models/): its fields are the defaults, flags given here override them.
     #[arg(long)]
     pub preset: Option<PathBuf>,
@@ -210,48 +190,26 @@ pub struct TrainArgs {
     pub low_memory: bool,
 }
 
-impl TrainArgs {
+impl Settings {
     fn activation(&self) -> Activation {
-        match self.activation.unwrap_or(ActivationArg::Relu) {
-            ActivationArg::Relu => Activation::Relu,
-            ActivationArg::LeakyRelu => Activation::LeakyRelu {
-                slope: self.leaky_slope.unwrap_or(0.01),
+        match self.activation.unwrap_or_default() {
+            Activation::LeakyRelu { slope } => Activation::LeakyRelu {
+                slope: self.leaky_slope.unwrap_or(slope),
             },
-            ActivationArg::Identity => Activation::Identity,
-            ActivationArg::Sigmoid => Activation::Sigmoid,
-            ActivationArg::Tanh => Activation::Tanh,
+            other => other,
         }
     }
 
-    /// `base` with every hyperparameter given on the command line replacing its value.
-    fn config(&self, base: BcdConfig) -> BcdConfig {
+    /// `base` with every hyperparameter given here replacing its value.
+    fn config(&self, base: BcdConfig, v_constraint: Option<VConstraint>) -> BcdConfig {
         BcdConfig {
             gamma: self.gamma.unwrap_or(base.gamma),
             rho: self.rho.unwrap_or(base.rho),
             alpha: self.alpha.unwrap_or(base.alpha),
             lambda: self.lambda.unwrap_or(base.lambda),
-            seed: self.seed.unwrap_or(base.seed),
-            init: match self.init {
-                Some(InitArg::Official) => WeightInit::Official,
-                Some(InitArg::Kaiming) => WeightInit::Kaiming,
-                Some(InitArg::Glorot) => WeightInit::Glorot,
-                None => base.init,
-            },
-            v_constraint: match (&self.v_box, self.v_nonnegative) {
-                (Some(b), _) if b.len() == 2 => VConstraint::Box { lo: b[0], hi: b[1] },
-                (_, true) => VConstraint::NonNegative,
-                _ => base.v_constraint,
-            },
-            splitting: match self.splitting {
-                Some(SplittingArg::Three) => Splitting::Three,
-                Some(SplittingArg::Two) => Splitting::Two,
-                None => base.splitting,
-            },
-            loss: match self.loss {
-                Some(LossArg::Squared) => Loss::Squared,
-                Some(LossArg::CrossEntropy) => Loss::CrossEntropy,
-                None => base.loss,
-            },
+            v_constraint: v_constraint.unwrap_or(base.v_constraint),
+            splitting: self.splitting.unwrap_or(base.splitting),
+            loss: self.loss.unwrap_or(base.loss),
         }
     }
 
@@ -294,16 +252,28 @@ impl TrainArgs {
     }
 }
 
+impl TrainArgs {
+    /// The constraint on the hidden activations, when a flag sets one.
+    fn v_constraint(&self) -> Option<VConstraint> {
+        match (&self.v_box, self.v_nonnegative) {
+            (Some(b), _) if b.len() == 2 => Some(VConstraint::Box { lo: b[0], hi: b[1] }),
+            (_, true) => Some(VConstraint::NonNegative),
+            _ => None,
+        }
+    }
+}
+
 /// Runs `candle-bcd train`.
 pub fn run(mut args: TrainArgs) -> Result<()> {
-    if let Some(path) = args.preset.clone() {
-        Preset::load(&path)?.apply(&mut args);
+    if let Some(path) = &args.preset {
+        args.settings = std::mem::take(&mut args.settings).or(preset::load(path)?);
     }
+    let set = &args.settings;
     set_threads(args.threads)?;
     let device = open_device(args.device)?;
-    let dataset = args.dataset.unwrap_or(DatasetArg::Mnist);
-    let mut ds = data::load(dataset.kind(), args.data_dir.as_deref())?;
-    if let Some(n) = args.train_limit {
+    let dataset = set.dataset.unwrap_or(DatasetKind::Mnist);
+    let mut ds = data::load(dataset, set.data_dir.as_deref())?;
+    if let Some(n) = set.train_limit {
         ds = data::take_train(&ds, n)?;
     }
     let (n, d0) = ds.train_images.dims2()?;
@@ -313,24 +283,27 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let (model, opt) = match &args.resume {
         Some(path) => {
             let ckpt = checkpoint::load(path, &device)?;
-            let arch = args.architecture(d0, ds.labels, Some(&ckpt.architecture))?;
+            let arch = set.architecture(d0, ds.labels, Some(&ckpt.architecture))?;
             ckpt.check_compatible(&arch, n, path)?;
             ckpt.load_weights_into(&varmap)?;
             let model = BcdNet::new(&arch, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-            let config = args.config(ckpt.config.clone());
-            let opt = BcdOptimizer::from_state(&varmap, &arch, x, y, config, ckpt.state)
+            let config = set.config(ckpt.config.clone(), args.v_constraint());
+            let layers = Layers::of_architecture(&varmap, &arch)?;
+            let opt = BcdOptimizer::from_state(&layers, x, y, config, ckpt.state)
                 .with_context(|| format!("resuming from {}", path.display()))?;
             (model, opt)
         }
         None => {
-            let arch = args.architecture(d0, ds.labels, None)?;
-            let config = args.config(BcdConfig::default());
+            let arch = set.architecture(d0, ds.labels, None)?;
+            let config = set.config(BcdConfig::default(), args.v_constraint());
             config.validate()?;
-            let model = BcdNet::init(&arch, &varmap, config.init, config.seed, &device)?;
-            if args.head_init == Some(HeadInitArg::Ridge) {
-                model.fit_head(&varmap, &x, &y, args.head_lambda.unwrap_or(1.0))?;
+            let init = set.init.unwrap_or_default();
+            let model = BcdNet::init(&arch, &varmap, init, set.seed.unwrap_or(0), &device)?;
+            if set.head_init == Some(HeadInitArg::Ridge) {
+                model.fit_head(&varmap, &x, &y, set.head_lambda.unwrap_or(1.0))?;
             }
-            let opt = BcdOptimizer::new(&varmap, &arch, x, y, config)?;
+            let layers = Layers::of_architecture(&varmap, &arch)?;
+            let opt = BcdOptimizer::new(&layers, x, y, config)?;
             (model, opt)
         }
     };
@@ -339,17 +312,16 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         true => ProductCache::KeepFirst,
         false => ProductCache::Keep,
     });
-    let train_set = EvalSet {
-        x: ds.train_images.to_device(&device)?,
-        labels: ds.train_labels.clone(),
-    };
     let test_set = EvalSet {
         x: ds.test_images.to_device(&device)?,
         labels: ds.test_labels.clone(),
     };
+    let defaults = TrainOptions::default();
     let opts = TrainOptions {
-        iterations: args.iterations.unwrap_or(50),
-        eval_every: args.eval_every.unwrap_or(1),
+        max_sweeps: set.iterations.unwrap_or(defaults.max_sweeps),
+        tolerance: set.tolerance,
+        time_limit: set.time_limit.map(std::time::Duration::from_secs_f64),
+        eval_every: set.eval_every.unwrap_or(defaults.eval_every),
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
     };
@@ -360,14 +332,11 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         }
     }
     let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
-    let summary = trainer::train(
-        &mut opt,
-        &model,
-        Some(&train_set),
-        Some(&test_set),
-        &opts,
-        &mut progress,
-    )?;
+    let eval = Evaluation {
+        train_labels: Some(&ds.train_labels),
+        test: Some(&test_set),
+    };
+    let summary = trainer::train(&mut opt, &model, eval, &opts, &mut progress)?;
     if let Some(dir) = &args.plot {
         crate::plot::write(dir, &progress.records)?;
     }

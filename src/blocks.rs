@@ -1,0 +1,144 @@
+//! The exact block updates both formulations share, one function per block: the output
+//! activation `V_L` (the loss's proximal map, row by row) and the weight block `W̃` (one
+//! symmetric positive definite solve), with the ridge fit of a linear head built on it.
+//!
+//! Notation as in `docs/algorithm.md`: `Ṽ = [V 1]`, `W̃ = [W b]`. Every function returns the
+//! exact minimiser of its block's subproblem (up to floating-point round-off), taking the newest
+//! values of all other blocks as arguments.
+
+use candle_core::Tensor;
+use faer::Mat;
+
+use crate::config::BcdConfig;
+use crate::error::{BcdError, Result};
+use crate::kernels::{self, Addend, Op};
+use crate::solve;
+
+/// `V_L ← argmin R(V; Y) + γ/2‖V − U_L‖² + α/2‖V − V_L^old‖²`, row by row through
+/// [`Loss::row_prox`](crate::loss::Loss::row_prox) with `κ = γ + α`, `T = (γU_L + αV_L^old)/κ`
+/// (squared loss: `(Y + γU_L + αV_L^old)/(1 + γ + α)`).
+pub fn output_activation(
+    y: &Tensor,
+    u_l: &Tensor,
+    v_old: &Tensor,
+    cfg: &BcdConfig,
+) -> Result<Tensor> {
+    let (g, a) = (cfg.gamma, cfg.alpha);
+    let kappa = g + a;
+    let loss = cfg.loss;
+    kernels::map_rows([y, u_l, v_old], |[y, u, v], out| {
+        let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
+        let t: Vec<f64> = u
+            .iter()
+            .zip(v)
+            .map(|(&u, &v)| (g * u as f64 + a * v as f64) / kappa)
+            .collect();
+        let mut o = vec![0f64; y.len()];
+        loss.row_prox(&y, &t, kappa, &mut o);
+        out.iter_mut().zip(&o).for_each(|(d, s)| *d = *s as f32);
+    })
+}
+
+/// The augmented Gram matrix `ṼᵀṼ = [[VᵀV, Vᵀ1], [1ᵀV, N]]` of a layer's input, in `f64`.
+#[derive(Debug, Clone)]
+pub struct AugmentedGram(Mat<f64>);
+
+impl AugmentedGram {
+    /// Computes `ṼᵀṼ` for `V` of shape `[N, n]` (one symmetric product plus column sums).
+    pub fn new(v: &Tensor) -> Result<Self> {
+        let (rows, n) = v.dims2()?;
+        // The Gram is symmetric, so its transpose (read in memory order) is the same matrix.
+        let g = solve::to_mat_t(&kernels::gram(v)?)?;
+        let sums = kernels::col_sums(v)?;
+        Ok(Self(Mat::from_fn(n + 1, n + 1, |i, j| {
+            match (i < n, j < n) {
+                (true, true) => g[(i, j)],
+                (true, false) => sums[i],
+                (false, true) => sums[j],
+                (false, false) => rows as f64,
+            }
+        })))
+    }
+}
+
+/// The weights of a `W̃` subproblem `λ/2‖W‖² + c/2‖T − ṼW̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`.
+#[derive(Debug, Clone, Copy)]
+pub struct PenaltyWeights {
+    /// `c`: `ρ` in the three-splitting, `γ` for the two-splitting output layer.
+    pub coupling: f64,
+    /// `α`.
+    pub alpha: f64,
+    /// `λ`.
+    pub lambda: f64,
+}
+
+/// `W̃ ← argmin λ/2‖W‖² + c/2‖T − ṼW̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`, i.e. the SPD system
+/// `(cṼᵀṼ + D) W̃ᵀ = cṼᵀT + αW̃^oldᵀ` with `D = diag(α+λ, …, α+λ, α)` (no ridge on the bias),
+/// solved by Cholesky in `f64`; the target `T` is `U_i` (three-splitting, `c = ρ`) or `V_L`
+/// (two-splitting output layer, `c = γ`). Returns `(W, b)`.
+pub fn weights_for(
+    gram: &AugmentedGram,
+    v_prev: &Tensor,
+    u: &Tensor,
+    w_old: &Tensor,
+    b_old: &Tensor,
+    pw: PenaltyWeights,
+    block: &str,
+) -> Result<(Tensor, Tensor)> {
+    let (m, n) = w_old.dims2()?;
+    let (r, a, l) = (pw.coupling, pw.alpha, pw.lambda);
+    // The right-hand side holds transposes (`ṼᵀU`, `W^oldᵀ`): read in memory order.
+    let vtu = solve::to_mat_t(&kernels::matmul(
+        Op::T(u),
+        Op::N(v_prev),
+        1.0,
+        Addend::None,
+    )?)?;
+    let usum = kernels::col_sums(u)?;
+    let w0t = solve::to_mat_t(w_old)?;
+    let b0 = solve::host_f32(b_old)?;
+    let lhs = Mat::from_fn(n + 1, n + 1, |i, j| {
+        let diag = match (i == j, i < n) {
+            (true, true) => a + l,
+            (true, false) => a,
+            _ => 0.0,
+        };
+        r * gram.0[(i, j)] + diag
+    });
+    let rhs = Mat::from_fn(n + 1, m, |i, j| {
+        if i < n {
+            r * vtu[(i, j)] + a * w0t[(i, j)]
+        } else {
+            r * usum[j] + a * b0[j] as f64
+        }
+    });
+    let x = solve::solve_spd(&lhs, rhs, block)?;
+    let device = w_old.device();
+    // x = W̃ᵀ: its first n rows are Wᵀ, its last row is bᵀ.
+    let w = solve::to_tensor_t(x.subrows(0, n), device)?;
+    let b = solve::to_tensor_t(x.subrows(n, 1), device)?.reshape(m)?;
+    Ok((w, b))
+}
+
+/// Ridge least squares `min_W̃ ½‖T − H̃W̃ᵀ‖² + λ/2‖W‖²` (bias not penalised): the [`weights_for`]
+/// subproblem with coupling 1 and no proximal term. Fits a linear head `[d_T, d_H]` to targets
+/// `T` on features `H` in closed form. `λ` must be finite and `≥ 0` (else
+/// [`BcdError::InvalidHyperparameter`] naming `head_lambda`).
+pub fn ridge_fit(h: &Tensor, t: &Tensor, lambda: f64, block: &str) -> Result<(Tensor, Tensor)> {
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(BcdError::InvalidHyperparameter {
+            name: "head_lambda",
+            value: lambda,
+            reason: "must be finite and >= 0",
+        });
+    }
+    let (m, n) = (t.dim(1)?, h.dim(1)?);
+    let zeros_w = Tensor::zeros((m, n), h.dtype(), h.device())?;
+    let zeros_b = Tensor::zeros(m, h.dtype(), h.device())?;
+    let pw = PenaltyWeights {
+        coupling: 1.0,
+        alpha: 0.0,
+        lambda,
+    };
+    weights_for(&AugmentedGram::new(h)?, h, t, &zeros_w, &zeros_b, pw, block)
+}
