@@ -28,7 +28,7 @@ use crate::kernels::{Op, Work};
 /// Host `f64` copy of the transpose of a 2-D tensor. Candle's row-major buffer read in
 /// faer's column-major order is the transpose, so this copy reads memory in order (every
 /// caller needs the transpose, or a symmetric matrix).
-pub fn to_mat_t(t: &Tensor) -> Result<Mat<f64>> {
+pub(crate) fn to_mat_t(t: &Tensor) -> Result<Mat<f64>> {
     let (r, c) = t.dims2()?;
     let data = host_f32(t)?;
     Ok(Mat::from_fn(c, r, |i, j| data[j * c + i] as f64))
@@ -43,13 +43,13 @@ pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// `f32` tensor on `device` from a host `f64` matrix.
-pub fn to_tensor(m: &Mat<f64>, device: &Device) -> Result<Tensor> {
+pub(crate) fn to_tensor(m: &Mat<f64>, device: &Device) -> Result<Tensor> {
     to_tensor_t(m.transpose(), device)
 }
 
 /// `f32` tensor on `device` holding `mᵀ` for a host `f64` matrix `m`: the columns of `m` become
 /// the rows of the tensor, so `m` is read in memory order.
-pub fn to_tensor_t(m: MatRef<'_, f64>, device: &Device) -> Result<Tensor> {
+pub(crate) fn to_tensor_t(m: MatRef<'_, f64>, device: &Device) -> Result<Tensor> {
     let (r, c) = (m.nrows(), m.ncols());
     let mut data = Vec::with_capacity(r * c);
     for j in 0..c {
@@ -59,7 +59,7 @@ pub fn to_tensor_t(m: MatRef<'_, f64>, device: &Device) -> Result<Tensor> {
 }
 
 /// Solves `A X = B` for SPD `A` by Cholesky; `block` names the update in errors.
-pub fn solve_spd(a: &Mat<f64>, b: Mat<f64>, block: &str) -> Result<Mat<f64>> {
+pub(crate) fn solve_spd(a: &Mat<f64>, b: Mat<f64>, block: &str) -> Result<Mat<f64>> {
     let llt = a.llt(Side::Lower).map_err(|e| singular(block, e))?;
     let mut x = b;
     llt.solve_in_place(x.as_mut());
