@@ -4,7 +4,7 @@
 //! Two kinds of systems occur in a sweep:
 //!
 //! * the weight block, one `(d_{i−1}+1)`-sized SPD solve with `d_i` right-hand sides
-//!   ([`solve_spd`]);
+//!   (`solve_spd`);
 //! * the activation block `V_i`, whose rows must be multiplied by `M⁻¹` with
 //!   `M = sI + ρWᵀW` (`W = W_{i+1}`, `s = γ`, or `2γ` in a residual layer). [`RowSolve`]
 //!   prepares this once per update: `M⁻¹ = L⁻ᵀL⁻¹` from the Cholesky factor `L` of `M`
