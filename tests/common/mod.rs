@@ -182,7 +182,11 @@ pub fn full_mnist(test: &str) -> Option<PathBuf> {
             dir.display()
         ),
         (false, false) => {
-            eprintln!(
+            // Written to the stream itself, not through eprintln!, which the test harness
+            // captures: the skip must show in a normal `cargo test` run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "{test}: SKIPPED, the full MNIST is not in {} (set BCD_MNIST_DIR to run it)",
                 dir.display()
             );
