@@ -14,6 +14,10 @@
 //! of the layers' prefixes, e.g. `["fc1","fc2"]`; `layers.{l}` when absent), `iteration`
 //! (completed sweeps) and `num_samples` (`N`).
 //!
+//! A mini-batch run keeps no lifted state between batches: its checkpoints, written at epoch
+//! boundaries, hold the weights and a `minibatch` metadata key (JSON: the mini-batch settings,
+//! the epochs and batches done) in place of the lifted tensors, `iteration` and `num_samples`.
+//!
 //! Files are written atomically: to a temporary file in the same directory, synced, then
 //! renamed over the target, so an interrupted save never destroys the previous checkpoint.
 
@@ -26,6 +30,8 @@ use candle_nn::VarMap;
 use crate::arch::Architecture;
 use crate::config::{BcdConfig, Splitting};
 use crate::error::{BcdError, Result};
+use crate::layers::Layers;
+use crate::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use crate::optimizer::BcdOptimizer;
 use crate::state::LiftedState;
 
@@ -33,6 +39,17 @@ use crate::state::LiftedState;
 pub const FORMAT: &str = "candle-bcd-checkpoint";
 /// Value of the `format_version` metadata key.
 pub const FORMAT_VERSION: &str = "1";
+
+/// Where a mini-batch run stands: its settings and the epochs and batches done.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MiniBatchProgress {
+    /// The mini-batch settings of the run.
+    pub options: MiniBatchOptions,
+    /// Completed epochs.
+    pub epochs: usize,
+    /// Batches done in all.
+    pub batches: usize,
+}
 
 /// A loaded checkpoint.
 #[derive(Debug)]
@@ -45,8 +62,10 @@ pub struct Checkpoint {
     pub config: BcdConfig,
     /// Number of training samples `N` of the lifted state.
     pub num_samples: usize,
-    /// Lifted variables and iteration count.
+    /// Lifted variables and iteration count (empty for a mini-batch run).
     pub state: LiftedState,
+    /// Where a mini-batch run stands; `None` for a full-batch run.
+    pub minibatch: Option<MiniBatchProgress>,
     /// Weights and biases by candle-nn name.
     pub weights: HashMap<String, Tensor>,
 }
@@ -79,34 +98,58 @@ pub fn write_atomic(
 
 /// Saves the optimizer's weights, lifted state, configuration and iteration count.
 pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
-    let arch = opt.architecture();
     let state = opt.state();
-    let names = opt.layers().names();
-    let mut tensors = Vec::new();
-    for (l, prefix) in names.iter().enumerate() {
-        tensors.push((
-            format!("{prefix}.weight"),
-            opt.weight_vars()[l].as_tensor().clone(),
-        ));
-        tensors.push((
-            format!("{prefix}.bias"),
-            opt.bias_vars()[l].as_tensor().clone(),
-        ));
+    let mut tensors = weight_tensors(opt.layers());
+    for (l, v) in state.v.iter().enumerate() {
         if let Some(u) = state.u.get(l) {
             tensors.push((LiftedState::u_name(l), u.clone()));
         }
-        tensors.push((LiftedState::v_name(l), state.v[l].clone()));
+        tensors.push((LiftedState::v_name(l), v.clone()));
     }
-    let metadata = HashMap::from([
+    let mut metadata = base_metadata(opt.layers(), opt.config())?;
+    metadata.insert("iteration".into(), state.iteration.to_string());
+    metadata.insert("num_samples".into(), opt.num_samples().to_string());
+    write_atomic(path, tensors, metadata)
+}
+
+/// Saves a mini-batch run at an epoch boundary: its weights, configuration and progress
+/// (metadata `minibatch`); a mini-batch run keeps no lifted state between batches.
+pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
+    let progress = MiniBatchProgress {
+        options: bcd.options().clone(),
+        epochs: bcd.epochs_done(),
+        batches: bcd.batches_done(),
+    };
+    let mut metadata = base_metadata(bcd.layers(), bcd.config())?;
+    metadata.insert("minibatch".into(), to_json(&progress)?);
+    write_atomic(path, weight_tensors(bcd.layers()), metadata)
+}
+
+/// The weights and biases of `layers` under their own names.
+fn weight_tensors(layers: &Layers) -> Vec<(String, Tensor)> {
+    let params = layers.weight_vars().iter().zip(layers.bias_vars());
+    layers
+        .names()
+        .iter()
+        .zip(params)
+        .flat_map(|(prefix, (w, b))| {
+            [
+                (format!("{prefix}.weight"), w.as_tensor().clone()),
+                (format!("{prefix}.bias"), b.as_tensor().clone()),
+            ]
+        })
+        .collect()
+}
+
+/// The metadata every checkpoint carries.
+fn base_metadata(layers: &Layers, config: &BcdConfig) -> Result<HashMap<String, String>> {
+    Ok(HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
-        ("architecture".to_string(), to_json(arch)?),
-        ("config".to_string(), to_json(opt.config())?),
-        ("layers".to_string(), to_json(&names)?),
-        ("iteration".to_string(), state.iteration.to_string()),
-        ("num_samples".to_string(), opt.num_samples().to_string()),
-    ]);
-    write_atomic(path, tensors, metadata)
+        ("architecture".to_string(), to_json(layers.architecture())?),
+        ("config".to_string(), to_json(config)?),
+        ("layers".to_string(), to_json(&layers.names())?),
+    ]))
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -191,8 +234,17 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     }
     let architecture: Architecture = json(&meta, "architecture", path)?;
     let config: BcdConfig = json(&meta, "config", path)?;
-    let iteration: usize = parse(&meta, "iteration", path)?;
-    let num_samples: usize = parse(&meta, "num_samples", path)?;
+    let minibatch: Option<MiniBatchProgress> = match meta.get("minibatch") {
+        Some(_) => Some(json(&meta, "minibatch", path)?),
+        None => None,
+    };
+    let (iteration, num_samples) = match minibatch {
+        Some(_) => (0, 0),
+        None => (
+            parse(&meta, "iteration", path)?,
+            parse(&meta, "num_samples", path)?,
+        ),
+    };
     let layer_names = layer_names(&meta, &architecture, path)?;
     let mut tensors = candle_core::safetensors::load(path, device)
         .map_err(|e| BcdError::checkpoint(path, format!("cannot read tensors: {e}")))?;
@@ -212,6 +264,9 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
             let t = take(name.clone())?;
             weights.insert(name, t);
         }
+        if minibatch.is_some() {
+            continue;
+        }
         if config.splitting == Splitting::Three {
             state.u.push(take(LiftedState::u_name(l))?);
         }
@@ -223,6 +278,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         config,
         num_samples,
         state,
+        minibatch,
         weights,
     })
 }

@@ -73,6 +73,7 @@ pub mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod metrics;
+pub mod minibatch;
 pub mod model;
 pub mod objective;
 pub mod optimizer;

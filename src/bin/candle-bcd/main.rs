@@ -1,6 +1,7 @@
 //! `candle-bcd`: train fully connected networks on Candle by block coordinate descent.
 
 mod alloc;
+mod minibatch;
 mod model_commands;
 mod plot;
 mod preset;

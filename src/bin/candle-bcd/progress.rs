@@ -26,10 +26,62 @@ struct MetricsLine {
     eval_seconds: f64,
 }
 
+/// A JSON Lines file: one serialised object per line, flushed after each.
+pub struct JsonLines {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl JsonLines {
+    /// Creates `path` (truncating it), or appends to it when `append`.
+    pub fn open(path: &Path, append: bool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .map_err(|e| BcdError::Io {
+                path: path.into(),
+                error: e,
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Writes `line` as one JSON object and flushes.
+    pub fn write<T: Serialize>(&mut self, line: &T) -> Result<()> {
+        let json =
+            serde_json::to_string(line).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        writeln!(self.out, "{json}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| BcdError::Io {
+                path: self.path.clone(),
+                error: e,
+            })
+    }
+}
+
+/// A progress bar on stderr when it is a terminal, `None` otherwise.
+pub fn bar(len: usize) -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(len as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
 /// The CLI's observer.
 pub struct Progress {
     bar: Option<ProgressBar>,
-    metrics: Option<(PathBuf, BufWriter<File>)>,
+    metrics: Option<JsonLines>,
     /// Every record, kept for the plots.
     pub records: Vec<IterationRecord>,
 }
@@ -42,19 +94,7 @@ impl Progress {
     /// Opens the metrics file (appending when resuming) and decides how to render.
     pub fn new(metrics: Option<&Path>, append: bool) -> Result<Self> {
         let metrics = match metrics {
-            Some(p) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .write(true)
-                    .append(append)
-                    .truncate(!append)
-                    .open(p)
-                    .map_err(|e| BcdError::Io {
-                        path: p.into(),
-                        error: e,
-                    })?;
-                Some((p.to_path_buf(), BufWriter::new(file)))
-            }
+            Some(p) => Some(JsonLines::open(p, append)?),
             None => None,
         };
         Ok(Self {
@@ -79,16 +119,7 @@ impl Observer for Progress {
         start: usize,
         iterations: usize,
     ) -> Result<()> {
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(iterations as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            self.bar = Some(bar);
-        }
+        self.bar = bar(iterations);
         self.line(format!(
             "start at iteration {start}: objective {:.6e}",
             objective.total()
@@ -121,8 +152,8 @@ impl Observer for Progress {
             }
             None => println!("{msg}"),
         }
-        if let Some((path, w)) = &mut self.metrics {
-            let line = MetricsLine {
+        if let Some(file) = &mut self.metrics {
+            file.write(&MetricsLine {
                 iteration: r.step.iteration,
                 objective: o.total(),
                 loss: o.loss,
@@ -134,15 +165,7 @@ impl Observer for Progress {
                 test_accuracy: r.test_accuracy,
                 seconds: r.step.seconds,
                 eval_seconds: r.eval_seconds,
-            };
-            let json =
-                serde_json::to_string(&line).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            writeln!(w, "{json}")
-                .and_then(|_| w.flush())
-                .map_err(|e| BcdError::Io {
-                    path: path.clone(),
-                    error: e,
-                })?;
+            })?;
         }
         Ok(())
     }

@@ -130,9 +130,21 @@ settings! {
     /// Use only the first N training samples.
     #[arg(long)]
     train_limit: usize,
-    /// Evaluate train/test accuracy every K iterations, 0 = only after the last [default: 1].
+    /// Evaluate train/test accuracy every K iterations, 0 = only after the last [default: 1];
+    /// with --batch-size: test accuracy every K batches, 0 = at the end of each epoch
+    /// [default: 0].
     #[arg(long)]
     eval_every: usize,
+    /// Mini-batch BCD: exact sweeps on batches of this many rows, each batch's lifted state set
+    /// by a forward pass (memory independent of the number of rows) [default: full batch].
+    #[arg(long)]
+    batch_size: usize,
+    /// Epochs of mini-batch BCD (with --batch-size) [default: 1].
+    #[arg(long)]
+    epochs: usize,
+    /// Exact sweeps on each batch (with --batch-size) [default: 1].
+    #[arg(long)]
+    inner_sweeps: usize,
 }
 
 /// Reads a preset value through the library's `FromStr`, so presets and flags share spelling.
@@ -263,6 +275,67 @@ impl TrainArgs {
     }
 }
 
+/// The network a run trains, fresh or from a checkpoint, and its hyperparameters.
+pub struct ModelSetup {
+    /// The network (its weights are the `Var`s of `layers`).
+    pub model: BcdNet,
+    /// The layers the optimizer updates.
+    pub layers: Layers,
+    /// The hyperparameters: the checkpoint's or the defaults, with the flags' values over them.
+    pub config: BcdConfig,
+}
+
+impl ModelSetup {
+    /// Builds the network: the checkpoint's weights, or fresh ones (`--init`, `--seed`, and the
+    /// ridge head of `--head-init ridge` fitted to `x`, `y`).
+    fn new(
+        args: &TrainArgs,
+        d0: usize,
+        classes: usize,
+        x: &candle_core::Tensor,
+        y: &candle_core::Tensor,
+        ckpt: Option<&checkpoint::Checkpoint>,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let set = &args.settings;
+        let varmap = VarMap::new();
+        let arch = set.architecture(d0, classes, ckpt.map(|c| &c.architecture))?;
+        let (model, config) =
+            match ckpt {
+                Some(ckpt) => {
+                    if ckpt.architecture != arch {
+                        anyhow::bail!(
+                        "{}: architecture mismatch: the checkpoint has widths {:?}, requested {:?}",
+                        args.resume.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                        ckpt.architecture.widths(),
+                        arch.widths()
+                    );
+                    }
+                    ckpt.load_weights_into(&varmap)?;
+                    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+                    let config = set.config(ckpt.config.clone(), args.v_constraint());
+                    (BcdNet::new(&arch, vb)?, config)
+                }
+                None => {
+                    let config = set.config(BcdConfig::default(), args.v_constraint());
+                    config.validate()?;
+                    let init = set.init.unwrap_or_default();
+                    let model = BcdNet::init(&arch, &varmap, init, set.seed.unwrap_or(0), device)?;
+                    if set.head_init == Some(HeadInitArg::Ridge) {
+                        model.fit_head(&varmap, x, y, set.head_lambda.unwrap_or(1.0))?;
+                    }
+                    (model, config)
+                }
+            };
+        let layers = Layers::of_architecture(&varmap, &arch)?;
+        Ok(Self {
+            model,
+            layers,
+            config,
+        })
+    }
+}
+
 /// Runs `candle-bcd train`.
 pub fn run(mut args: TrainArgs) -> Result<()> {
     if let Some(path) = &args.preset {
@@ -279,33 +352,39 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     let (n, d0) = ds.train_images.dims2()?;
     let x = ds.train_images.to_device(&device)?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?.to_device(&device)?;
-    let varmap = VarMap::new();
-    let (model, opt) = match &args.resume {
-        Some(path) => {
-            let ckpt = checkpoint::load(path, &device)?;
-            let arch = set.architecture(d0, ds.labels, Some(&ckpt.architecture))?;
-            ckpt.check_compatible(&arch, n, path)?;
-            ckpt.load_weights_into(&varmap)?;
-            let model = BcdNet::new(&arch, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-            let config = set.config(ckpt.config.clone(), args.v_constraint());
-            let layers = Layers::of_architecture(&varmap, &arch)?;
-            let opt = BcdOptimizer::from_state(&layers, x, y, config, ckpt.state)
-                .with_context(|| format!("resuming from {}", path.display()))?;
-            (model, opt)
+    let ckpt = match &args.resume {
+        Some(path) => Some(checkpoint::load(path, &device)?),
+        None => None,
+    };
+    let minibatch =
+        set.batch_size.is_some() || ckpt.as_ref().is_some_and(|c| c.minibatch.is_some());
+    if let (Some(path), Some(c)) = (&args.resume, &ckpt) {
+        if c.minibatch.is_some() != minibatch {
+            anyhow::bail!(
+                "{}: written by a full-batch run; resume it without --batch-size",
+                path.display()
+            );
         }
-        None => {
-            let arch = set.architecture(d0, ds.labels, None)?;
-            let config = set.config(BcdConfig::default(), args.v_constraint());
-            config.validate()?;
-            let init = set.init.unwrap_or_default();
-            let model = BcdNet::init(&arch, &varmap, init, set.seed.unwrap_or(0), &device)?;
-            if set.head_init == Some(HeadInitArg::Ridge) {
-                model.fit_head(&varmap, &x, &y, set.head_lambda.unwrap_or(1.0))?;
-            }
-            let layers = Layers::of_architecture(&varmap, &arch)?;
-            let opt = BcdOptimizer::new(&layers, x, y, config)?;
-            (model, opt)
+        if !minibatch {
+            c.check_compatible(
+                &set.architecture(d0, ds.labels, Some(&c.architecture))?,
+                n,
+                path,
+            )?;
         }
+    }
+    let setup = ModelSetup::new(&args, d0, ds.labels, &x, &y, ckpt.as_ref(), &device)?;
+    if minibatch {
+        let progress = ckpt.and_then(|c| c.minibatch);
+        return crate::minibatch::run(&args, setup, &ds, x, y, progress);
+    }
+    let model = setup.model;
+    let opt = match ckpt {
+        Some(ckpt) => BcdOptimizer::from_state(&setup.layers, x, y, setup.config, ckpt.state)
+            .with_context(|| {
+                format!("resuming from {}", args.resume.as_ref().unwrap().display())
+            })?,
+        None => BcdOptimizer::new(&setup.layers, x, y, setup.config)?,
     };
     crate::alloc::reuse_freed_memory(!args.low_memory);
     let mut opt = opt.with_product_cache(match args.low_memory {

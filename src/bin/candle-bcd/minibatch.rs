@@ -1,0 +1,127 @@
+//! `candle-bcd train --batch-size B`: mini-batch BCD, evaluated and checkpointed by epoch.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_bcd::checkpoint::{self, MiniBatchProgress};
+use candle_bcd::data::Dataset;
+use candle_bcd::minibatch::{BatchReport, MiniBatchBcd, MiniBatchOptions};
+use candle_core::Tensor;
+use serde::Serialize;
+
+use crate::progress::{bar, JsonLines};
+use crate::train::{ModelSetup, TrainArgs};
+
+/// One line of the metrics file of a mini-batch run.
+#[derive(Serialize)]
+struct MetricsLine {
+    epoch: usize,
+    batches: usize,
+    /// `Φ_b` of the last batch after its sweeps.
+    batch_objective: f64,
+    train_accuracy: Option<f64>,
+    test_accuracy: f64,
+    /// Training seconds since the start of this run (evaluation excluded).
+    seconds: f64,
+    eval_seconds: f64,
+}
+
+/// Runs mini-batch BCD for `--epochs` epochs from `progress` (a checkpoint's) or the start.
+pub fn run(
+    args: &TrainArgs,
+    setup: ModelSetup,
+    ds: &Dataset,
+    x: Tensor,
+    y: Tensor,
+    progress: Option<MiniBatchProgress>,
+) -> Result<()> {
+    let set = &args.settings;
+    let saved = progress.as_ref().map(|p| p.options.clone());
+    let base = saved.clone().unwrap_or_default();
+    let options = MiniBatchOptions {
+        batch_size: set.batch_size.unwrap_or(base.batch_size),
+        inner_sweeps: set.inner_sweeps.unwrap_or(base.inner_sweeps),
+        // The order of the batches is part of the run: a resumed run keeps its seed.
+        seed: saved.map_or(set.seed.unwrap_or(0), |o| o.seed),
+    };
+    let (epochs_done, batches_done) = progress.map_or((0, 0), |p| (p.epochs, p.batches));
+    let mut bcd = MiniBatchBcd::new(&setup.layers, setup.config, options)?
+        .resume_at(epochs_done, batches_done);
+    let model = &setup.model;
+    let test_x = ds.test_images.to_device(x.device())?;
+    let eval_every = set.eval_every.unwrap_or(0);
+    let mut metrics = match &args.metrics {
+        Some(path) => Some(JsonLines::open(path, args.resume.is_some())?),
+        None => None,
+    };
+    let n = x.dim(0)?;
+    let per_epoch = n.div_ceil(bcd.options().batch_size);
+    let (mut train_seconds, mut last_accuracy) = (0.0, None);
+    println!(
+        "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, from epoch {epochs_done}",
+        bcd.options().batch_size,
+        bcd.options().inner_sweeps
+    );
+    for _ in 0..set.epochs.unwrap_or(1) {
+        let epoch = bcd.epochs_done();
+        let bar = bar(per_epoch);
+        let mut clock = Instant::now();
+        let mut in_epoch = 0;
+        bcd.epoch(&x, &y, |r: &BatchReport| {
+            in_epoch += 1;
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+            if in_epoch == per_epoch || (eval_every > 0 && r.batches % eval_every == 0) {
+                train_seconds += clock.elapsed().as_secs_f64();
+                let eval_start = Instant::now();
+                let test = model.accuracy(&test_x, &ds.test_labels)?;
+                let line = MetricsLine {
+                    epoch: epoch + 1,
+                    batches: r.batches,
+                    batch_objective: r.after.total(),
+                    train_accuracy: None,
+                    test_accuracy: test,
+                    seconds: train_seconds,
+                    eval_seconds: eval_start.elapsed().as_secs_f64(),
+                };
+                let msg = format!(
+                    "epoch {:>3}  batches {:>6}  batch objective {:.4e}  test {test:.4}  {:.1}s",
+                    line.epoch, line.batches, line.batch_objective, line.seconds
+                );
+                match &bar {
+                    Some(bar) => bar.println(msg),
+                    None => println!("{msg}"),
+                }
+                if let Some(file) = &mut metrics {
+                    file.write(&line)?;
+                }
+                last_accuracy = Some(test);
+                clock = Instant::now();
+            }
+            Ok(())
+        })
+        .with_context(|| format!("epoch {}", epoch + 1))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        if let Some(path) = &args.checkpoint {
+            checkpoint::save_minibatch(path, &bcd)?;
+            println!(
+                "checkpoint after epoch {}: {}",
+                bcd.epochs_done(),
+                path.display()
+            );
+        }
+    }
+    println!(
+        "finished {} epochs ({} batches) in {train_seconds:.1}s of training",
+        bcd.epochs_done(),
+        bcd.batches_done()
+    );
+    match last_accuracy {
+        Some(acc) => println!("test accuracy: {acc:.4}"),
+        None => println!("test accuracy: not evaluated"),
+    }
+    Ok(())
+}

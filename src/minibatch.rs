@@ -1,0 +1,227 @@
+//! Mini-batch BCD: the same exact sweeps, on one batch of rows at a time.
+//!
+//! Each epoch visits the training rows in a fresh order (a permutation drawn from the seed and
+//! the epoch number alone, so that a run resumed at an epoch boundary draws the same batches).
+//! For each batch `(X_b, Y_b)` of `B` rows the lifted `U_i`, `V_i` are set by a forward pass
+//! with the current weights, and `k` sweeps of the configured formulation run on the batch
+//! problem
+//!
+//! ```text
+//! Φ_b(W, U, V) = the objective of docs/algorithm.md over the rows of the batch,
+//! ```
+//!
+//! with the closed forms of the full-batch method unchanged. The first sweep's proximal terms
+//! `α/2‖W̃_i − W̃_i^old‖²` anchor the weights at those the batch started from, so what earlier
+//! batches taught is kept unless this batch pays for changing it. Each batch problem is an
+//! instance of the paper's objective, so its exact sweeps never increase it: every
+//! [`BatchReport`] carries `Φ_b` before and after its sweeps.
+//!
+//! Nothing of size `N × d_i` is allocated beside the data: the lifted state, the kept products
+//! and the solves are those of one batch, `O(B·Σd_i + Σd_i·d_{i−1})`.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::BcdConfig;
+use crate::error::{BcdError, Result};
+use crate::layers::Layers;
+use crate::objective::ObjectiveParts;
+use crate::optimizer::BcdOptimizer;
+
+/// Settings of the mini-batch mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MiniBatchOptions {
+    /// Rows per batch `B` (the last batch of an epoch may be smaller). Default 1024.
+    pub batch_size: usize,
+    /// Exact sweeps `k` on each batch. Default 1.
+    pub inner_sweeps: usize,
+    /// Seed of the order in which each epoch visits the rows. Default 0.
+    pub seed: u64,
+}
+
+impl Default for MiniBatchOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 1024,
+            inner_sweeps: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// What the sweeps on one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BatchReport {
+    /// The epoch this batch belongs to (0-based).
+    pub epoch: usize,
+    /// Batches done since the start of training, this one included.
+    pub batches: usize,
+    /// Rows in the batch.
+    pub rows: usize,
+    /// `Φ_b` after the forward pass that set the batch's lifted state.
+    pub before: ObjectiveParts,
+    /// `Φ_b` after the batch's sweeps.
+    pub after: ObjectiveParts,
+    /// `‖x^k − x^{k−1}‖²` summed over the batch's sweeps.
+    pub step_sq_norm: f64,
+    /// Wall-clock seconds for the batch (forward pass and sweeps).
+    pub seconds: f64,
+}
+
+/// Mini-batch BCD over the `Var`s of a model's [`Layers`], which it updates in place.
+///
+/// ```
+/// use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
+/// use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, Layers, WeightInit};
+/// use candle_core::{Device, Tensor};
+/// use candle_nn::VarMap;
+/// # fn main() -> candle_bcd::Result<()> {
+/// let arch = Architecture::mlp(&[4, 8, 3], Activation::Relu)?;
+/// let varmap = VarMap::new();
+/// BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu)?;
+/// let layers = Layers::of_architecture(&varmap, &arch)?;
+/// let options = MiniBatchOptions { batch_size: 16, ..Default::default() };
+/// let mut bcd = MiniBatchBcd::new(&layers, BcdConfig::default(), options)?;
+/// let x = Tensor::randn(0f32, 1.0, (40, 4), &Device::Cpu)?;
+/// let y = Tensor::randn(0f32, 1.0, (40, 3), &Device::Cpu)?;
+/// bcd.epoch(&x, &y, |batch| {
+///     assert!(batch.after.total() <= batch.before.total() * (1.0 + 1e-6));
+///     Ok(())
+/// })?;
+/// assert_eq!((bcd.epochs_done(), bcd.batches_done()), (1, 3));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MiniBatchBcd {
+    layers: Layers,
+    config: BcdConfig,
+    options: MiniBatchOptions,
+    epochs: usize,
+    batches: usize,
+}
+
+impl MiniBatchBcd {
+    /// Mini-batch BCD on `layers` with the hyperparameters `config`; errors name an invalid
+    /// setting.
+    pub fn new(layers: &Layers, config: BcdConfig, options: MiniBatchOptions) -> Result<Self> {
+        config.validate()?;
+        for (name, value) in [
+            ("batch_size", options.batch_size),
+            ("inner_sweeps", options.inner_sweeps),
+        ] {
+            if value == 0 {
+                return Err(BcdError::InvalidHyperparameter {
+                    name,
+                    value: 0.0,
+                    reason: "must be at least 1",
+                });
+            }
+        }
+        Ok(Self {
+            layers: layers.clone(),
+            config,
+            options,
+            epochs: 0,
+            batches: 0,
+        })
+    }
+
+    /// Continues a run after `epochs` completed epochs of `batches` batches in all (from a
+    /// checkpoint): the next epoch draws the order an uninterrupted run would.
+    pub fn resume_at(mut self, epochs: usize, batches: usize) -> Self {
+        self.epochs = epochs;
+        self.batches = batches;
+        self
+    }
+
+    /// Completed epochs.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs
+    }
+
+    /// Batches done since the start of training.
+    pub fn batches_done(&self) -> usize {
+        self.batches
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &BcdConfig {
+        &self.config
+    }
+
+    /// The mini-batch settings.
+    pub fn options(&self) -> &MiniBatchOptions {
+        &self.options
+    }
+
+    /// The layers being trained.
+    pub fn layers(&self) -> &Layers {
+        &self.layers
+    }
+
+    /// The order in which epoch `epoch` visits `n` rows: a permutation drawn from the seed and
+    /// the epoch number only.
+    pub fn row_order(&self, epoch: usize, n: usize) -> Vec<u32> {
+        let mix = (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.options.seed ^ mix);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut rng);
+        order
+    }
+
+    /// `k` exact sweeps on one batch (inputs `[B, d_0]`, targets `[B, d_L]`), its lifted state
+    /// set by a forward pass with the current weights.
+    pub fn step_batch(&mut self, x: Tensor, y: Tensor) -> Result<BatchReport> {
+        let start = Instant::now();
+        let rows = x.dim(0)?;
+        let mut opt = BcdOptimizer::new(&self.layers, x, y, self.config.clone())?;
+        let before = opt.objective()?;
+        let mut after = before;
+        let mut step_sq_norm = 0.0;
+        for _ in 0..self.options.inner_sweeps {
+            let report = opt.step()?;
+            after = report.objective;
+            step_sq_norm += report.step_sq_norm;
+        }
+        self.batches += 1;
+        Ok(BatchReport {
+            epoch: self.epochs,
+            batches: self.batches,
+            rows,
+            before,
+            after,
+            step_sq_norm,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// One epoch over inputs `x` (`[N, d_0]`) and targets `y` (`[N, d_L]`) in shuffled batches;
+    /// `on_batch` sees every batch's report (and may stop the epoch with an error).
+    pub fn epoch(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        mut on_batch: impl FnMut(&BatchReport) -> Result<()>,
+    ) -> Result<()> {
+        let n = x.dim(0)?;
+        if y.dim(0)? != n {
+            return Err(BcdError::ShapeMismatch {
+                name: "targets".into(),
+                expected: vec![n, self.layers.architecture().output_dim()],
+                got: y.dims().to_vec(),
+            });
+        }
+        let order = self.row_order(self.epochs, n);
+        for rows in order.chunks(self.options.batch_size) {
+            let idx = Tensor::new(rows, x.device())?;
+            let report = self.step_batch(x.index_select(&idx, 0)?, y.index_select(&idx, 0)?)?;
+            on_batch(&report)?;
+        }
+        self.epochs += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! Mini-batch BCD: every batch problem is an instance of the paper's objective, so its exact
+//! sweeps never increase it (every formulation, loss, activation and architecture); a run
+//! resumed from an epoch-boundary checkpoint continues bit for bit; bad settings are named.
+
+mod common;
+
+use candle_bcd::checkpoint;
+use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
+use candle_bcd::{
+    data, Activation, Architecture, BcdConfig, BcdError, BcdNet, Layers, Loss, Splitting,
+    WeightInit,
+};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+
+/// Relative increase of `Φ_b` attributed to `f32` round-off (as in `tests/descent.rs`).
+const ROUND_OFF: f64 = 1e-6;
+
+/// 600 rows of the MNIST slice, one-hot targets.
+fn slice(rows: usize) -> (Tensor, Tensor) {
+    let ds = data::take_train(&data::load_idx_dir(&common::mnist_dir()).unwrap(), rows).unwrap();
+    let y = data::one_hot(&ds.train_labels, 10).unwrap();
+    (ds.train_images, y)
+}
+
+fn layers(arch: &Architecture, init: WeightInit) -> Layers {
+    let varmap = VarMap::new();
+    BcdNet::init(arch, &varmap, init, 0, &Device::Cpu).unwrap();
+    Layers::of_architecture(&varmap, arch).unwrap()
+}
+
+#[test]
+fn batch_objective_never_increases_in_any_formulation() {
+    let (x, y) = slice(600);
+    let mlp = |act| Architecture::mlp(&[784, 32, 24, 10], act).unwrap();
+    let resnet = |act| Architecture::resnet(784, 24, 2, 10, act).unwrap();
+    let three = BcdConfig::default();
+    let two = BcdConfig {
+        splitting: Splitting::Two,
+        ..Default::default()
+    };
+    let ce = |c: &BcdConfig| BcdConfig {
+        loss: Loss::CrossEntropy,
+        ..c.clone()
+    };
+    let cases = [
+        (mlp(Activation::Relu), three.clone()),
+        (mlp(Activation::Tanh), ce(&three)),
+        (mlp(Activation::Sigmoid), three.clone()),
+        (resnet(Activation::Relu), three.clone()),
+        (resnet(Activation::LeakyRelu { slope: 0.1 }), ce(&three)),
+        (mlp(Activation::Relu), two.clone()),
+        (mlp(Activation::Tanh), ce(&two)),
+        (resnet(Activation::Relu), two.clone()),
+    ];
+    for (i, (arch, cfg)) in cases.into_iter().enumerate() {
+        let options = MiniBatchOptions {
+            batch_size: 200,
+            inner_sweeps: 3,
+            seed: i as u64,
+        };
+        let mut bcd =
+            MiniBatchBcd::new(&layers(&arch, WeightInit::Kaiming), cfg.clone(), options).unwrap();
+        let mut seen = 0;
+        bcd.epoch(&x, &y, |r| {
+            seen += 1;
+            assert_eq!(r.rows, 200);
+            let (before, after) = (r.before.total(), r.after.total());
+            assert!(
+                after <= before * (1.0 + ROUND_OFF),
+                "case {i} {cfg:?}: batch {} Φ_b rose from {before} to {after}",
+                r.batches
+            );
+            assert!(
+                after < before,
+                "case {i}: batch {} made no progress",
+                r.batches
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, 3, "case {i}");
+    }
+}
+
+#[test]
+fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
+    let (x, y) = slice(500);
+    let arch = Architecture::mlp(&[784, 24, 10], Activation::Relu).unwrap();
+    let options = MiniBatchOptions {
+        batch_size: 128,
+        inner_sweeps: 2,
+        seed: 7,
+    };
+    let cfg = BcdConfig::default();
+    let bits = |l: &Layers| -> Vec<u32> {
+        l.weight_vars()
+            .iter()
+            .chain(l.bias_vars())
+            .flat_map(|v| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .map(f32::to_bits)
+            .collect()
+    };
+
+    // Two epochs in one go.
+    let straight = layers(&arch, WeightInit::Official);
+    let mut a = MiniBatchBcd::new(&straight, cfg.clone(), options.clone()).unwrap();
+    assert_eq!(a.row_order(0, 500), a.row_order(0, 500));
+    assert_ne!(a.row_order(0, 500), a.row_order(1, 500));
+    for _ in 0..2 {
+        a.epoch(&x, &y, |_| Ok(())).unwrap();
+    }
+    assert_eq!((a.epochs_done(), a.batches_done()), (2, 8));
+
+    // One epoch, a checkpoint, a fresh VarMap, the second epoch.
+    let first = layers(&arch, WeightInit::Official);
+    let mut b = MiniBatchBcd::new(&first, cfg, options).unwrap();
+    b.epoch(&x, &y, |_| Ok(())).unwrap();
+    let path = common::tempdir().join("mb.safetensors");
+    checkpoint::save_minibatch(&path, &b).unwrap();
+    let ckpt = checkpoint::load(&path, &Device::Cpu).unwrap();
+    let progress = ckpt.minibatch.clone().unwrap();
+    assert_eq!((progress.epochs, progress.batches), (1, 4));
+    assert!(
+        ckpt.state.v.is_empty(),
+        "a mini-batch checkpoint holds no lifted state"
+    );
+    let fresh = VarMap::new();
+    ckpt.load_weights_into(&fresh).unwrap();
+    let resumed = Layers::of_architecture(&fresh, &arch).unwrap();
+    let mut c = MiniBatchBcd::new(&resumed, ckpt.config.clone(), progress.options)
+        .unwrap()
+        .resume_at(progress.epochs, progress.batches);
+    c.epoch(&x, &y, |_| Ok(())).unwrap();
+    assert_eq!(c.batches_done(), 8);
+    assert!(bits(&straight) == bits(&resumed), "resumed weights differ");
+}
+
+#[test]
+fn invalid_settings_are_named() {
+    let arch = Architecture::mlp(&[4, 3, 2], Activation::Relu).unwrap();
+    let l = layers(&arch, WeightInit::Official);
+    for (options, name) in [
+        (
+            MiniBatchOptions {
+                batch_size: 0,
+                ..Default::default()
+            },
+            "batch_size",
+        ),
+        (
+            MiniBatchOptions {
+                inner_sweeps: 0,
+                ..Default::default()
+            },
+            "inner_sweeps",
+        ),
+    ] {
+        match MiniBatchBcd::new(&l, BcdConfig::default(), options) {
+            Err(BcdError::InvalidHyperparameter { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{name}: expected an invalid-setting error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn cli_minibatch_trains_resumes_exactly_and_refuses_mixed_checkpoints() {
+    let dir = common::tempdir();
+    let mnist = common::mnist_dir();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let base = [
+        "train",
+        "--data-dir",
+        mnist.to_str().unwrap(),
+        "--train-limit",
+        "600",
+        "--hidden",
+        "32",
+        "--batch-size",
+        "150",
+        "--inner-sweeps",
+        "2",
+    ];
+    let run = |extra: &[&str]| {
+        let out = common::cli(&[&base[..], extra].concat());
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let straight = run(&["--epochs", "2", "--checkpoint", &p("a.safetensors")]);
+    let metrics = p("m.jsonl");
+    run(&[
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &p("b.safetensors"),
+        "--metrics",
+        &metrics,
+    ]);
+    let resumed = run(&[
+        "--epochs",
+        "1",
+        "--resume",
+        &p("b.safetensors"),
+        "--checkpoint",
+        &p("b.safetensors"),
+    ]);
+    let last = |s: &str| s.lines().last().unwrap().to_string();
+    assert_eq!(last(&straight), last(&resumed));
+    assert!(
+        last(&straight).starts_with("test accuracy: 0."),
+        "{straight}"
+    );
+    let weights = |n: &str| {
+        let c = checkpoint::load(std::path::Path::new(&p(n)), &Device::Cpu).unwrap();
+        let mut w: Vec<(String, Vec<u32>)> = c
+            .weights
+            .iter()
+            .map(|(k, t)| {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (k.clone(), v.into_iter().map(f32::to_bits).collect())
+            })
+            .collect();
+        w.sort();
+        (w, c.minibatch.unwrap())
+    };
+    assert!(
+        weights("a.safetensors") == weights("b.safetensors"),
+        "checkpoints differ"
+    );
+    // The metrics file has one line per evaluation with the epoch and the batches done.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["epoch"], 1);
+    assert_eq!(line["batches"], 4);
+    assert!(line["test_accuracy"].as_f64().unwrap() > 0.1);
+
+    // A full-batch checkpoint is not resumed as a mini-batch run.
+    let full = common::cli(&[
+        "train",
+        "--data-dir",
+        mnist.to_str().unwrap(),
+        "--train-limit",
+        "600",
+        "--hidden",
+        "32",
+        "--iterations",
+        "1",
+        "--checkpoint",
+        &p("full.safetensors"),
+    ]);
+    assert!(full.status.success());
+    let out = common::cli(&[&base[..], &["--resume", &p("full.safetensors")]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("full.safetensors") && err.contains("full-batch"),
+        "{err}"
+    );
+}
