@@ -85,16 +85,108 @@ pub fn weights_for(
     pw: PenaltyWeights,
     block: &str,
 ) -> Result<(Tensor, Tensor)> {
+    solve_weights(&NormalSums::new(gram, v_prev, u)?, w_old, b_old, pw, block)
+}
+
+/// The sums a weight block's normal equations are made of, over some rows: the augmented
+/// Gram `ṼᵀṼ` and cross product `ṼᵀT` (`Ṽ = [V 1]`), in `f64`. Mini-batch BCD keeps decayed
+/// sums of earlier batches in this form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalSums {
+    gram: Mat<f64>,
+    cross: Mat<f64>,
+}
+
+impl NormalSums {
+    /// The sums over the rows of `v_prev` (whose augmented Gram is `gram`) and target `t`.
+    pub fn new(gram: &AugmentedGram, v_prev: &Tensor, t: &Tensor) -> Result<Self> {
+        // `TᵀṼ` read in memory order is `ṼᵀT`.
+        let vtu = solve::to_mat_t(&kernels::matmul(
+            Op::T(t),
+            Op::N(v_prev),
+            1.0,
+            Addend::None,
+        )?)?;
+        let tsum = kernels::col_sums(t)?;
+        let n = vtu.nrows();
+        let cross = Mat::from_fn(n + 1, tsum.len(), |i, j| match i < n {
+            true => vtu[(i, j)],
+            false => tsum[j],
+        });
+        Ok(Self {
+            gram: gram.0.clone(),
+            cross,
+        })
+    }
+
+    /// `s·self`.
+    pub fn scaled(&self, s: f64) -> NormalSums {
+        let scale = |a: &Mat<f64>| Mat::from_fn(a.nrows(), a.ncols(), |i, j| s * a[(i, j)]);
+        NormalSums {
+            gram: scale(&self.gram),
+            cross: scale(&self.cross),
+        }
+    }
+
+    /// `β·self + other`.
+    pub fn decayed_plus(&self, beta: f64, other: &NormalSums) -> NormalSums {
+        let mix = |a: &Mat<f64>, b: &Mat<f64>| {
+            Mat::from_fn(a.nrows(), a.ncols(), |i, j| beta * a[(i, j)] + b[(i, j)])
+        };
+        NormalSums {
+            gram: mix(&self.gram, &other.gram),
+            cross: mix(&self.cross, &other.cross),
+        }
+    }
+
+    /// The two matrices as `f64` tensors `[n+1, n+1]` and `[n+1, m]` (for checkpoints).
+    pub fn to_tensors(&self) -> Result<(Tensor, Tensor)> {
+        let t = |m: &Mat<f64>| -> Result<Tensor> {
+            let data: Vec<f64> = (0..m.nrows())
+                .flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)]))
+                .collect();
+            Ok(Tensor::from_vec(
+                data,
+                (m.nrows(), m.ncols()),
+                &candle_core::Device::Cpu,
+            )?)
+        };
+        Ok((t(&self.gram)?, t(&self.cross)?))
+    }
+
+    /// Sums from the tensors [`Self::to_tensors`] made; errors name a shape that does not fit.
+    pub fn from_tensors(gram: &Tensor, cross: &Tensor, name: &str) -> Result<Self> {
+        let (n1, n2) = gram.dims2()?;
+        let (c1, _) = cross.dims2()?;
+        if n1 != n2 || c1 != n1 {
+            return Err(BcdError::ShapeMismatch {
+                name: name.to_string(),
+                expected: vec![n1, n1],
+                got: vec![n2, c1],
+            });
+        }
+        let m = |t: &Tensor| -> Result<Mat<f64>> {
+            let rows = t.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+            Ok(Mat::from_fn(rows.len(), rows[0].len(), |i, j| rows[i][j]))
+        };
+        Ok(Self {
+            gram: m(gram)?,
+            cross: m(cross)?,
+        })
+    }
+}
+
+/// The weight block's SPD solve from its normal sums (see [`weights_for`]).
+pub(crate) fn solve_weights(
+    sums: &NormalSums,
+    w_old: &Tensor,
+    b_old: &Tensor,
+    pw: PenaltyWeights,
+    block: &str,
+) -> Result<(Tensor, Tensor)> {
     let (m, n) = w_old.dims2()?;
     let (r, a, l) = (pw.coupling, pw.alpha, pw.lambda);
-    // The right-hand side holds transposes (`ṼᵀU`, `W^oldᵀ`): read in memory order.
-    let vtu = solve::to_mat_t(&kernels::matmul(
-        Op::T(u),
-        Op::N(v_prev),
-        1.0,
-        Addend::None,
-    )?)?;
-    let usum = kernels::col_sums(u)?;
+    // The right-hand side holds `W^oldᵀ`: read in memory order.
     let w0t = solve::to_mat_t(w_old)?;
     let b0 = solve::host_f32(b_old)?;
     let lhs = Mat::from_fn(n + 1, n + 1, |i, j| {
@@ -103,14 +195,11 @@ pub fn weights_for(
             (true, false) => a,
             _ => 0.0,
         };
-        r * gram.0[(i, j)] + diag
+        r * sums.gram[(i, j)] + diag
     });
     let rhs = Mat::from_fn(n + 1, m, |i, j| {
-        if i < n {
-            r * vtu[(i, j)] + a * w0t[(i, j)]
-        } else {
-            r * usum[j] + a * b0[j] as f64
-        }
+        let old = if i < n { w0t[(i, j)] } else { b0[j] as f64 };
+        r * sums.cross[(i, j)] + a * old
     });
     let x = solve::solve_spd(&lhs, rhs, block)?;
     let device = w_old.device();

@@ -28,6 +28,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::arch::Architecture;
+use crate::blocks::NormalSums;
 use crate::config::{BcdConfig, Splitting};
 use crate::error::{BcdError, Result};
 use crate::layers::Layers;
@@ -49,6 +50,10 @@ pub struct MiniBatchProgress {
     pub epochs: usize,
     /// Batches done in all.
     pub batches: usize,
+    /// The weight blocks' memory of earlier batches (tensors `memory.gram.{l}`,
+    /// `memory.cross.{l}` in `f64`), one entry per layer; empty without Gram memory.
+    #[serde(skip)]
+    pub memory: Vec<Option<NormalSums>>,
 }
 
 /// A loaded checkpoint.
@@ -119,10 +124,19 @@ pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
         options: bcd.options().clone(),
         epochs: bcd.epochs_done(),
         batches: bcd.batches_done(),
+        memory: Vec::new(),
     };
     let mut metadata = base_metadata(bcd.layers(), bcd.config())?;
     metadata.insert("minibatch".into(), to_json(&progress)?);
-    write_atomic(path, weight_tensors(bcd.layers()), metadata)
+    let mut tensors = weight_tensors(bcd.layers());
+    for (l, sums) in bcd.memory().iter().enumerate() {
+        if let Some(sums) = sums {
+            let (gram, cross) = sums.to_tensors()?;
+            tensors.push((format!("memory.gram.{l}"), gram));
+            tensors.push((format!("memory.cross.{l}"), cross));
+        }
+    }
+    write_atomic(path, tensors, metadata)
 }
 
 /// The weights and biases of `layers` under their own names.
@@ -234,7 +248,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     }
     let architecture: Architecture = json(&meta, "architecture", path)?;
     let config: BcdConfig = json(&meta, "config", path)?;
-    let minibatch: Option<MiniBatchProgress> = match meta.get("minibatch") {
+    let mut minibatch: Option<MiniBatchProgress> = match meta.get("minibatch") {
         Some(_) => Some(json(&meta, "minibatch", path)?),
         None => None,
     };
@@ -272,6 +286,9 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         }
         state.v.push(take(LiftedState::v_name(l))?);
     }
+    if let Some(progress) = &mut minibatch {
+        progress.memory = memory_sums(&mut tensors, layer_names.len(), path)?;
+    }
     Ok(Checkpoint {
         architecture,
         layer_names,
@@ -280,6 +297,39 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         state,
         minibatch,
         weights,
+    })
+}
+
+/// The Gram memory of a mini-batch checkpoint, one entry per layer (empty when it has none).
+fn memory_sums(
+    tensors: &mut HashMap<String, Tensor>,
+    layers: usize,
+    path: &Path,
+) -> Result<Vec<Option<NormalSums>>> {
+    let mut memory = Vec::new();
+    for l in 0..layers {
+        let gram = tensors.remove(&format!("memory.gram.{l}"));
+        let cross = tensors.remove(&format!("memory.cross.{l}"));
+        let sums = match (gram, cross) {
+            (Some(gram), Some(cross)) => {
+                NormalSums::from_tensors(&gram, &cross, &format!("memory.gram.{l}"))
+                    .map(Some)
+                    .map_err(|e| BcdError::checkpoint(path, e.to_string()))?
+            }
+            (None, None) => None,
+            _ => {
+                return Err(BcdError::checkpoint(
+                    path,
+                    format!("memory.gram.{l} and memory.cross.{l} must come together"),
+                ))
+            }
+        };
+        memory.push(sums);
+    }
+    Ok(if memory.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        memory
     })
 }
 

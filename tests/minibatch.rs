@@ -58,6 +58,7 @@ fn batch_objective_never_increases_in_any_formulation() {
             batch_size: 200,
             inner_sweeps: 3,
             seed: i as u64,
+            gram_decay: 0.0,
         };
         let mut bcd =
             MiniBatchBcd::new(&layers(&arch, WeightInit::Kaiming), cfg.clone(), options).unwrap();
@@ -87,10 +88,12 @@ fn batch_objective_never_increases_in_any_formulation() {
 fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
     let (x, y) = slice(500);
     let arch = Architecture::mlp(&[784, 24, 10], Activation::Relu).unwrap();
+    // With Gram memory, so that the checkpoint must carry the decayed normal sums too.
     let options = MiniBatchOptions {
         batch_size: 128,
         inner_sweeps: 2,
         seed: 7,
+        gram_decay: 0.5,
     };
     let cfg = BcdConfig::default();
     let bits = |l: &Layers| -> Vec<u32> {
@@ -134,9 +137,16 @@ fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
     let fresh = VarMap::new();
     ckpt.load_weights_into(&fresh).unwrap();
     let resumed = Layers::of_architecture(&fresh, &arch).unwrap();
+    assert_eq!(progress.memory.len(), 2, "one memory entry per layer");
+    assert!(
+        progress.memory == b.memory(),
+        "memory changed through the checkpoint"
+    );
     let mut c = MiniBatchBcd::new(&resumed, ckpt.config.clone(), progress.options)
         .unwrap()
-        .resume_at(progress.epochs, progress.batches);
+        .resume_at(progress.epochs, progress.batches)
+        .with_memory(progress.memory)
+        .unwrap();
     c.epoch(&x, &y, |_| Ok(())).unwrap();
     assert_eq!(c.batches_done(), 8);
     assert!(bits(&straight) == bits(&resumed), "resumed weights differ");
@@ -160,6 +170,13 @@ fn invalid_settings_are_named() {
                 ..Default::default()
             },
             "inner_sweeps",
+        ),
+        (
+            MiniBatchOptions {
+                gram_decay: 1.0,
+                ..Default::default()
+            },
+            "gram_decay",
         ),
     ] {
         match MiniBatchBcd::new(&l, BcdConfig::default(), options) {

@@ -17,7 +17,7 @@ use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Architecture;
-use crate::blocks::{self, AugmentedGram, PenaltyWeights};
+use crate::blocks::{self, AugmentedGram, NormalSums, PenaltyWeights};
 use crate::config::{BcdConfig, Splitting, VConstraint};
 use crate::error::{BcdError, Result};
 use crate::kernels;
@@ -77,6 +77,12 @@ pub struct BcdOptimizer {
     pub(crate) kept_products: Vec<Option<Tensor>>,
     /// `‖U_i − Z_i‖²` for the current blocks (three-splitting, kept by its sweep).
     pub(crate) pre_sq: Vec<f64>,
+    /// Sums of earlier rows added to each exact weight block's normal equations (mini-batch
+    /// memory); empty when there is none.
+    pub(crate) weight_prior: Vec<Option<NormalSums>>,
+    /// The normal sums of this data each exact weight block last solved, when `weight_prior`
+    /// is in use.
+    pub(crate) last_sums: Vec<Option<NormalSums>>,
     /// Whether `z` is kept between sweeps.
     pub(crate) cache: ProductCache,
 }
@@ -223,6 +229,8 @@ impl BcdOptimizer {
                 v: Vec::new(),
             },
             kept_products: Vec::new(),
+            weight_prior: Vec::new(),
+            last_sums: Vec::new(),
             pre_sq: Vec::new(),
             cache: ProductCache::Keep,
         })
@@ -272,8 +280,31 @@ impl BcdOptimizer {
         };
         let (w_old, b_old) = (self.layers.weight(l), self.layers.bias(l));
         let block = format!("W_{}", l + 1);
-        let (w, b) = blocks::weights_for(gram, self.input(l), target, w_old, b_old, pw, &block)?;
+        let sums = NormalSums::new(gram, self.input(l), target)?;
+        let (w, b) = match self.weight_prior.get(l).and_then(Option::as_ref) {
+            Some(prior) => {
+                blocks::solve_weights(&prior.decayed_plus(1.0, &sums), w_old, b_old, pw, &block)?
+            }
+            None => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
+        };
+        if !self.weight_prior.is_empty() {
+            self.last_sums[l] = Some(sums);
+        }
         self.set_layer(l, &w, &b)
+    }
+
+    /// Adds `prior[l]` (sums over earlier rows) to the normal equations of every exact weight
+    /// block `l`, and records the sums of this data each such block solves
+    /// ([`Self::take_weight_sums`]).
+    pub(crate) fn with_weight_prior(mut self, prior: Vec<Option<NormalSums>>) -> Self {
+        self.last_sums = vec![None; prior.len()];
+        self.weight_prior = prior;
+        self
+    }
+
+    /// The normal sums of this data the last exact update of each weight block solved.
+    pub(crate) fn take_weight_sums(&mut self) -> Vec<Option<NormalSums>> {
+        std::mem::take(&mut self.last_sums)
     }
 
     /// Writes new weights into layer `l`'s `Var`s; returns `‖ΔW‖² + ‖Δb‖²`.

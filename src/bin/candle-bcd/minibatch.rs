@@ -43,10 +43,14 @@ pub fn run(
         inner_sweeps: set.inner_sweeps.unwrap_or(base.inner_sweeps),
         // The order of the batches is part of the run: a resumed run keeps its seed.
         seed: saved.map_or(set.seed.unwrap_or(0), |o| o.seed),
+        gram_decay: set.gram_decay.unwrap_or(base.gram_decay),
     };
-    let (epochs_done, batches_done) = progress.map_or((0, 0), |p| (p.epochs, p.batches));
+    let (epochs_done, batches_done) = progress.as_ref().map_or((0, 0), |p| (p.epochs, p.batches));
     let mut bcd = MiniBatchBcd::new(&setup.layers, setup.config, options)?
         .resume_at(epochs_done, batches_done);
+    if let Some(p) = progress.filter(|p| !p.memory.is_empty()) {
+        bcd = bcd.with_memory(p.memory)?;
+    }
     let model = &setup.model;
     let test_x = ds.test_images.to_device(x.device())?;
     let eval_every = set.eval_every.unwrap_or(0);
@@ -58,9 +62,10 @@ pub fn run(
     let per_epoch = n.div_ceil(bcd.options().batch_size);
     let (mut train_seconds, mut last_accuracy) = (0.0, None);
     println!(
-        "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, from epoch {epochs_done}",
+        "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, from epoch {epochs_done}",
         bcd.options().batch_size,
-        bcd.options().inner_sweeps
+        bcd.options().inner_sweeps,
+        bcd.options().gram_decay
     );
     for _ in 0..set.epochs.unwrap_or(1) {
         let epoch = bcd.epochs_done();

@@ -145,6 +145,10 @@ settings! {
     /// Exact sweeps on each batch (with --batch-size) [default: 1].
     #[arg(long)]
     inner_sweeps: usize,
+    /// Decay β in [0, 1) of the weight blocks' memory of earlier batches (with --batch-size):
+    /// their normal equations add β-decayed sums of earlier batches [default: 0, none].
+    #[arg(long)]
+    gram_decay: f64,
 }
 
 /// Reads a preset value through the library's `FromStr`, so presets and flags share spelling.
