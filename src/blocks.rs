@@ -119,12 +119,17 @@ impl NormalSums {
         })
     }
 
-    /// `s·self`.
-    pub fn scaled(&self, s: f64) -> NormalSums {
-        let scale = |a: &Mat<f64>| Mat::from_fn(a.nrows(), a.ncols(), |i, j| s * a[(i, j)]);
-        NormalSums {
-            gram: scale(&self.gram),
-            cross: scale(&self.cross),
+    /// `self ← β·self + other`, in place.
+    pub fn decay_add(&mut self, beta: f64, other: &NormalSums) {
+        for (a, b) in [
+            (&mut self.gram, &other.gram),
+            (&mut self.cross, &other.cross),
+        ] {
+            for j in 0..a.ncols() {
+                for i in 0..a.nrows() {
+                    a[(i, j)] = beta * a[(i, j)] + b[(i, j)];
+                }
+            }
         }
     }
 

@@ -230,11 +230,8 @@ impl MiniBatchBcd {
         let mut opt = BcdOptimizer::new(&self.layers, x, y, self.config.clone())?;
         let beta = self.options.gram_decay;
         if beta > 0.0 {
-            let prior = self
-                .memory
-                .iter()
-                .map(|m| m.as_ref().map(|m| m.scaled(beta)));
-            opt = opt.with_weight_prior(prior.collect());
+            let memory = std::mem::replace(&mut self.memory, vec![None; self.layers.len()]);
+            opt = opt.with_weight_prior(memory, beta);
         }
         let before = opt.objective()?;
         let mut after = before;
@@ -245,12 +242,18 @@ impl MiniBatchBcd {
             step_sq_norm += report.step_sq_norm;
         }
         if beta > 0.0 {
-            for (mem, batch) in self.memory.iter_mut().zip(opt.take_weight_sums()) {
-                *mem = match (mem.take(), batch) {
-                    (Some(m), Some(b)) => Some(m.decayed_plus(beta, &b)),
+            let (memory, batch) = opt.take_weight_sums();
+            self.memory = memory
+                .into_iter()
+                .zip(batch)
+                .map(|(m, b)| match (m, b) {
+                    (Some(mut m), Some(b)) => {
+                        m.decay_add(beta, &b);
+                        Some(m)
+                    }
                     (m, b) => b.or(m),
-                };
-            }
+                })
+                .collect();
         }
         self.batches += 1;
         Ok(BatchReport {

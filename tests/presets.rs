@@ -29,6 +29,8 @@ fn every_preset_trains_with_overrides() {
             "8",
             "--iterations",
             "1",
+            "--epochs",
+            "1",
         ]);
         assert!(
             out.status.success(),
@@ -36,12 +38,17 @@ fn every_preset_trains_with_overrides() {
             path.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        // Exactly one sweep ran: the override won over the preset's iteration count.
-        assert!(String::from_utf8_lossy(&out.stdout).contains("finished 1 iterations"));
+        // Exactly one sweep (or one mini-batch epoch) ran: the override won over the preset.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("finished 1 iterations") || stdout.contains("finished 1 epochs"),
+            "{}: {stdout}",
+            path.display()
+        );
     }
     assert!(
-        seen >= 5,
-        "expected at least five presets in {}",
+        seen >= 6,
+        "expected at least six presets in {}",
         models.display()
     );
 }

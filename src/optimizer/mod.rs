@@ -77,9 +77,11 @@ pub struct BcdOptimizer {
     pub(crate) kept_products: Vec<Option<Tensor>>,
     /// `‖U_i − Z_i‖²` for the current blocks (three-splitting, kept by its sweep).
     pub(crate) pre_sq: Vec<f64>,
-    /// Sums of earlier rows added to each exact weight block's normal equations (mini-batch
-    /// memory); empty when there is none.
+    /// Sums of earlier rows each exact weight block's normal equations add, times
+    /// `prior_scale` (mini-batch memory); empty when there is none.
     pub(crate) weight_prior: Vec<Option<NormalSums>>,
+    /// The factor of `weight_prior`.
+    pub(crate) prior_scale: f64,
     /// The normal sums of this data each exact weight block last solved, when `weight_prior`
     /// is in use.
     pub(crate) last_sums: Vec<Option<NormalSums>>,
@@ -230,6 +232,7 @@ impl BcdOptimizer {
             },
             kept_products: Vec::new(),
             weight_prior: Vec::new(),
+            prior_scale: 1.0,
             last_sums: Vec::new(),
             pre_sq: Vec::new(),
             cache: ProductCache::Keep,
@@ -293,18 +296,24 @@ impl BcdOptimizer {
         self.set_layer(l, &w, &b)
     }
 
-    /// Adds `prior[l]` (sums over earlier rows) to the normal equations of every exact weight
-    /// block `l`, and records the sums of this data each such block solves
-    /// ([`Self::take_weight_sums`]).
-    pub(crate) fn with_weight_prior(mut self, prior: Vec<Option<NormalSums>>) -> Self {
+    /// Adds `scale·prior[l]` (sums over earlier rows) to the normal equations of every exact
+    /// weight block `l`, and records the sums of this data each such block solves.
+    pub(crate) fn with_weight_prior(mut self, prior: Vec<Option<NormalSums>>, scale: f64) -> Self {
         self.last_sums = vec![None; prior.len()];
         self.weight_prior = prior;
+        self.prior_scale = scale;
         self
     }
 
-    /// The normal sums of this data the last exact update of each weight block solved.
-    pub(crate) fn take_weight_sums(&mut self) -> Vec<Option<NormalSums>> {
-        std::mem::take(&mut self.last_sums)
+    /// Hands back the prior and, per layer, the normal sums of this data the last exact update
+    /// of its weight block solved.
+    pub(crate) fn take_weight_sums(
+        &mut self,
+    ) -> (Vec<Option<NormalSums>>, Vec<Option<NormalSums>>) {
+        (
+            std::mem::take(&mut self.weight_prior),
+            std::mem::take(&mut self.last_sums),
+        )
     }
 
     /// Writes new weights into layer `l`'s `Var`s; returns `‖ΔW‖² + ‖Δb‖²`.

@@ -1,0 +1,182 @@
+//! Mini-batch BCD against backprop (candle-nn AdamW) on the same MLP, same data, same threads,
+//! in one run: test accuracy against training time (evaluation excluded) and the time each
+//! reaches 0.95 and 0.97; and the peak memory of the BCD phase.
+//!
+//! ```sh
+//! BCD_MNIST_DIR=path/to/mnist cargo bench --bench minibatch
+//! ```
+//! Environment: `BCD_BENCH_HIDDEN` (default 1500,1500,1500), `BCD_MB_BATCH` (1024),
+//! `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA` (0.1), `BCD_MB_GAMMA` (γ = ρ, 1),
+//! `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LOSS` (squared or cross-entropy),
+//! `BCD_MB_EPOCHS` (2), `BCD_MB_EVAL_EVERY` (batches between evaluations, 10),
+//! `BCD_ADAM_EPOCHS` (2). BCD runs first, so the peak RSS read after it is its own.
+
+use std::time::Instant;
+
+/// The command-line tool's allocator setup, so that the benchmark measures what it runs.
+#[path = "../src/bin/candle-bcd/alloc.rs"]
+mod alloc;
+
+use anyhow::Result;
+use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
+use candle_bcd::{data, metrics, Activation, Architecture, BcdConfig, BcdNet, Layers, Loss};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident memory of this process (VmHWM), bytes.
+fn peak_rss() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb * 1024.0)
+}
+
+/// Training seconds at which each target accuracy was first reached.
+#[derive(Default)]
+struct Curve {
+    points: Vec<(f64, f64)>,
+}
+
+impl Curve {
+    fn push(&mut self, name: &str, epoch: usize, batches: usize, seconds: f64, acc: f64) {
+        println!("| {name} | epoch {epoch} | batches {batches} | {seconds:.1} s | test {acc:.4} |");
+        self.points.push((seconds, acc));
+    }
+
+    fn time_to(&self, target: f64) -> Option<f64> {
+        self.points.iter().find(|p| p.1 >= target).map(|p| p.0)
+    }
+}
+
+fn main() -> Result<()> {
+    let dir = std::env::var("BCD_MNIST_DIR").unwrap_or_else(|_| "../shared/data/mnist".into());
+    let hidden: String = env("BCD_BENCH_HIDDEN", "1500,1500,1500".to_string());
+    let hidden: Vec<usize> = hidden
+        .split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let eval_every: usize = env("BCD_MB_EVAL_EVERY", 10);
+    let ds = data::load_idx_dir(dir.as_ref())?;
+    let mut widths = vec![784];
+    widths.extend(&hidden);
+    widths.push(10);
+    let threads = rayon::current_num_threads();
+    let data_bytes = (ds.train_images.elem_count() + ds.test_images.elem_count()) as f64 * 4.0;
+
+    // 1. Mini-batch BCD.
+    alloc::reuse_freed_memory(true);
+    let options = MiniBatchOptions {
+        batch_size: env("BCD_MB_BATCH", 1024),
+        inner_sweeps: env("BCD_MB_SWEEPS", 1),
+        seed: 0,
+        gram_decay: env("BCD_MB_DECAY", 0.0),
+    };
+    let gamma: f64 = env("BCD_MB_GAMMA", 1.0);
+    let config = BcdConfig {
+        alpha: env("BCD_MB_ALPHA", 0.1),
+        gamma,
+        rho: gamma,
+        loss: env::<String>("BCD_MB_LOSS", "squared".into()).parse::<Loss>()?,
+        ..Default::default()
+    };
+    println!(
+        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = ρ = {gamma}, {:?} loss |",
+        config.alpha, config.loss
+    );
+    let arch = Architecture::mlp(&widths, Activation::Relu)?;
+    let varmap = VarMap::new();
+    let net = BcdNet::init(&arch, &varmap, Default::default(), 0, &Device::Cpu)?;
+    let layers = Layers::of_architecture(&varmap, &arch)?;
+    let y = data::one_hot(&ds.train_labels, 10)?;
+    let mut bcd = MiniBatchBcd::new(&layers, config, options)?;
+    let (mut bcd_curve, mut clock, mut trained) = (Curve::default(), Instant::now(), 0.0);
+    let mut worse = 0;
+    for epoch in 1..=env("BCD_MB_EPOCHS", 2) {
+        bcd.epoch(&ds.train_images, &y, |r| {
+            worse += usize::from(r.after.total() > r.before.total() * (1.0 + 1e-6));
+            if r.batches % eval_every == 0 {
+                trained += clock.elapsed().as_secs_f64();
+                let acc = net.accuracy(&ds.test_images, &ds.test_labels)?;
+                bcd_curve.push("BCD", epoch, r.batches, trained, acc);
+                clock = Instant::now();
+            }
+            Ok(())
+        })?;
+    }
+    trained += clock.elapsed().as_secs_f64();
+    let acc = net.accuracy(&ds.test_images, &ds.test_labels)?;
+    bcd_curve.push("BCD", bcd.epochs_done(), bcd.batches_done(), trained, acc);
+    let bcd_peak = peak_rss();
+    println!(
+        "| BCD memory | peak RSS {:.2} GB | data {:.2} GB | peak − data {:.2} GB | batches whose Φ_b rose: {worse} |",
+        bcd_peak / 1e9,
+        data_bytes / 1e9,
+        (bcd_peak - data_bytes) / 1e9
+    );
+
+    // 2. Backprop: the same MLP, AdamW (lr 1e-3), batch 128, cross-entropy.
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let mut model = candle_nn::seq();
+    for l in 0..widths.len() - 1 {
+        model = model.add(candle_nn::linear(
+            widths[l],
+            widths[l + 1],
+            vb.pp(format!("l{l}")),
+        )?);
+        if l + 2 < widths.len() {
+            model = model.add(candle_nn::Activation::Relu);
+        }
+    }
+    let params = ParamsAdamW {
+        lr: 1e-3,
+        ..Default::default()
+    };
+    let mut adam = AdamW::new(vm.all_vars(), params)?;
+    let labels = ds.train_labels.to_dtype(DType::U32)?;
+    let n = ds.train_images.dim(0)?;
+    let (mut adam_curve, mut trained) = (Curve::default(), 0.0);
+    // Evaluated as often as BCD, in rows seen.
+    let eval_rows = eval_every * bcd.options().batch_size;
+    let mut step = 0;
+    for epoch in 1..=env("BCD_ADAM_EPOCHS", 2) {
+        let mut clock = Instant::now();
+        for start in (0..n).step_by(128) {
+            let len = 128.min(n - start);
+            let x: Tensor = ds.train_images.narrow(0, start, len)?;
+            let l = loss::cross_entropy(&model.forward(&x)?, &labels.narrow(0, start, len)?)?;
+            adam.backward_step(&l)?;
+            step += 1;
+            if (step * 128) % eval_rows < 128 || start + len == n {
+                trained += clock.elapsed().as_secs_f64();
+                let acc = metrics::model_accuracy(&model, &ds.test_images, &ds.test_labels)?;
+                adam_curve.push("AdamW", epoch, step, trained, acc);
+                clock = Instant::now();
+            }
+        }
+    }
+
+    let show = |t: Option<f64>| t.map_or("not reached".to_string(), |t| format!("{t:.1} s"));
+    for target in [0.95, 0.97] {
+        let (b, a) = (bcd_curve.time_to(target), adam_curve.time_to(target));
+        println!(
+            "| time to {target} test accuracy | BCD {} | AdamW {} | ratio {} |",
+            show(b),
+            show(a),
+            match (b, a) {
+                (Some(b), Some(a)) => format!("{:.2}", b / a),
+                _ => "-".into(),
+            }
+        );
+    }
+    Ok(())
+}
