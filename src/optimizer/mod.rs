@@ -286,7 +286,8 @@ impl BcdOptimizer {
         let sums = NormalSums::new(gram, self.input(l), target)?;
         let (w, b) = match self.weight_prior.get(l).and_then(Option::as_ref) {
             Some(prior) => {
-                blocks::solve_weights(&prior.decayed_plus(1.0, &sums), w_old, b_old, pw, &block)?
+                let total = prior.decayed_plus(self.prior_scale, &sums);
+                blocks::solve_weights(&total, w_old, b_old, pw, &block)?
             }
             None => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
         };
