@@ -284,3 +284,52 @@ fn cli_minibatch_trains_resumes_exactly_and_refuses_mixed_checkpoints() {
         "{err}"
     );
 }
+
+/// The weight blocks add `β·G` of the memory `G`: decay 0.5 with memory `S` and decay 0.25 with
+/// memory `2S` give bit-identical weights on the next batch (both priors are exactly `0.5·S`),
+/// and a run without memory gives other weights.
+#[test]
+fn gram_memory_enters_the_weight_blocks_scaled_by_its_decay() {
+    let (x, y) = slice(400);
+    let arch = Architecture::mlp(&[784, 24, 10], Activation::Relu).unwrap();
+    let rows = |from: usize| {
+        (
+            x.narrow(0, from, 200).unwrap(),
+            y.narrow(0, from, 200).unwrap(),
+        )
+    };
+    let run = |decay: f64, double_memory: bool| -> Vec<u32> {
+        let l = layers(&arch, WeightInit::Official);
+        let options = MiniBatchOptions {
+            gram_decay: decay,
+            ..Default::default()
+        };
+        let mut bcd = MiniBatchBcd::new(&l, BcdConfig::default(), options).unwrap();
+        let (xa, ya) = rows(0);
+        bcd.step_batch(xa, ya).unwrap();
+        if double_memory {
+            let mut memory = bcd.memory().to_vec();
+            for m in memory.iter_mut().flatten() {
+                let copy = m.clone();
+                m.decay_add(1.0, &copy);
+            }
+            bcd = bcd.with_memory(memory).unwrap();
+        }
+        let (xb, yb) = rows(200);
+        bcd.step_batch(xb, yb).unwrap();
+        l.weight_vars()
+            .iter()
+            .flat_map(|v| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .map(f32::to_bits)
+            .collect()
+    };
+    let half = run(0.5, false);
+    assert!(half == run(0.25, true), "the prior is not β·memory");
+    assert!(half != run(0.0, false), "the memory changed nothing");
+}
