@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::Dataset;
 use crate::error::{BcdError, Result};
@@ -42,8 +42,7 @@ pub fn read_batch(path: &Path) -> Result<(Tensor, Tensor)> {
         labels.push(rec[0]);
         pixels.extend_from_slice(&rec[1..]);
     }
-    let images =
-        (Tensor::from_vec(pixels, (n, RECORD - 1), &Device::Cpu)?.to_dtype(DType::F32)? / 255.0)?;
+    let images = Tensor::from_vec(super::scaled_pixels(&pixels), (n, RECORD - 1), &Device::Cpu)?;
     Ok((images, Tensor::from_vec(labels, n, &Device::Cpu)?))
 }
 

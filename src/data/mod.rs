@@ -76,6 +76,14 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>) -> Result<Dataset> {
     }
 }
 
+/// Bytes `0..=255` as `f32` in `[0, 1]` (`b · f32(1/255)`, as Candle's `to_dtype` then `/ 255`
+/// computes them), in one pass: the two tensor operations would hold a second `f32` copy of
+/// the images at the peak.
+pub(crate) fn scaled_pixels(bytes: &[u8]) -> Vec<f32> {
+    let scale = (1.0f64 / 255.0) as f32;
+    bytes.iter().map(|&b| b as f32 * scale).collect()
+}
+
 /// Reads one images/labels pair, checking that the counts agree.
 fn load_split(dir: &Path, images: &str, labels: &str) -> Result<(Tensor, Tensor)> {
     let ipath = idx::find(dir, images)?;
@@ -94,8 +102,7 @@ fn load_split(dir: &Path, images: &str, labels: &str) -> Result<(Tensor, Tensor)
         ));
     }
     let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
-    let images =
-        (Tensor::from_vec(img.data, (n, pixels), &Device::Cpu)?.to_dtype(DType::F32)? / 255.0)?;
+    let images = Tensor::from_vec(scaled_pixels(&img.data), (n, pixels), &Device::Cpu)?;
     let labels = Tensor::from_vec(lab.data, n, &Device::Cpu)?;
     Ok((images, labels))
 }
@@ -155,4 +162,28 @@ pub fn take_train(ds: &Dataset, n: usize) -> Result<Dataset> {
         test_labels: ds.test_labels.clone(),
         labels: ds.labels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass scaling gives Candle's `to_dtype(F32) / 255` to the bit, for every byte.
+    #[test]
+    fn scaled_pixels_match_candle_bit_for_bit() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let candle = (Tensor::from_vec(bytes.clone(), 256, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            / 255.0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let ours = scaled_pixels(&bytes);
+        assert!(ours
+            .iter()
+            .zip(&candle)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
 }

@@ -36,6 +36,8 @@ pub fn run(
     progress: Option<MiniBatchProgress>,
 ) -> Result<()> {
     let set = &args.settings;
+    // Mini-batch runs are for memory-bound data: freed batch buffers go back to the OS at once.
+    crate::alloc::reuse_freed_memory(false);
     let saved = progress.as_ref().map(|p| p.options.clone());
     let base = saved.clone().unwrap_or_default();
     let options = MiniBatchOptions {
