@@ -260,6 +260,8 @@ fn cli_minibatch_trains_resumes_exactly_and_refuses_mixed_checkpoints() {
     assert_eq!(line["epoch"], 1);
     assert_eq!(line["batches"], 4);
     assert!(line["test_accuracy"].as_f64().unwrap() > 0.1);
+    // At the end of an epoch the training accuracy is measured too.
+    assert!(line["train_accuracy"].as_f64().unwrap() > 0.1);
 
     // A full-batch checkpoint is not resumed as a mini-batch run.
     let full = common::cli(&[

@@ -83,17 +83,23 @@ pub fn run(
                 train_seconds += clock.elapsed().as_secs_f64();
                 let eval_start = Instant::now();
                 let test = model.accuracy(&test_x, &ds.test_labels)?;
+                // The training accuracy costs a forward pass over all N rows: at epoch ends only.
+                let train = match in_epoch == per_epoch {
+                    true => Some(model.accuracy(&x, &ds.train_labels)?),
+                    false => None,
+                };
                 let line = MetricsLine {
                     epoch: epoch + 1,
                     batches: r.batches,
                     batch_objective: r.after.total(),
-                    train_accuracy: None,
+                    train_accuracy: train,
                     test_accuracy: test,
                     seconds: train_seconds,
                     eval_seconds: eval_start.elapsed().as_secs_f64(),
                 };
+                let train = train.map_or(String::new(), |a| format!("  train {a:.4}"));
                 let msg = format!(
-                    "epoch {:>3}  batches {:>6}  batch objective {:.4e}  test {test:.4}  {:.1}s",
+                    "epoch {:>3}  batches {:>6}  batch objective {:.4e}{train}  test {test:.4}  {:.1}s",
                     line.epoch, line.batches, line.batch_objective, line.seconds
                 );
                 match &bar {
