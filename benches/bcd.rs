@@ -21,6 +21,7 @@ use std::time::Instant;
 /// The command-line tool's allocator setup, so that the benchmark measures what it runs.
 #[path = "../src/bin/candle-bcd/alloc.rs"]
 mod alloc;
+mod support;
 
 use anyhow::Result;
 use candle_bcd::data::Dataset;
@@ -31,30 +32,7 @@ use candle_bcd::{
 };
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Peak resident memory of this process (VmHWM), bytes.
-fn peak_rss() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb * 1024.0)
-}
+use support::{env, peak_rss};
 
 /// Best of three: GFLOP/s of the product `a · b` by `f`.
 fn rate(a: &Tensor, b: &Tensor, f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<f64> {

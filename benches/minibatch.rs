@@ -16,29 +16,14 @@ use std::time::Instant;
 /// The command-line tool's allocator setup, so that the benchmark measures what it runs.
 #[path = "../src/bin/candle-bcd/alloc.rs"]
 mod alloc;
+mod support;
 
 use anyhow::Result;
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{data, metrics, Activation, Architecture, BcdConfig, BcdNet, Layers, Loss};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Peak resident memory of this process (VmHWM), bytes.
-fn peak_rss() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb * 1024.0)
-}
+use support::{env, peak_rss};
 
 /// Training seconds at which each target accuracy was first reached.
 #[derive(Default)]

@@ -23,6 +23,22 @@ fn slice(rows: usize) -> (Tensor, Tensor) {
     (ds.train_images, y)
 }
 
+/// The bits of every weight and bias of `l`.
+fn weight_bits(l: &Layers) -> Vec<u32> {
+    l.weight_vars()
+        .iter()
+        .chain(l.bias_vars())
+        .flat_map(|v| {
+            v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .map(f32::to_bits)
+        .collect()
+}
+
 fn layers(arch: &Architecture, init: WeightInit) -> Layers {
     let varmap = VarMap::new();
     BcdNet::init(arch, &varmap, init, 0, &Device::Cpu).unwrap();
@@ -96,20 +112,6 @@ fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
         gram_decay: 0.5,
     };
     let cfg = BcdConfig::default();
-    let bits = |l: &Layers| -> Vec<u32> {
-        l.weight_vars()
-            .iter()
-            .chain(l.bias_vars())
-            .flat_map(|v| {
-                v.as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .map(f32::to_bits)
-            .collect()
-    };
 
     // Two epochs in one go.
     let straight = layers(&arch, WeightInit::Official);
@@ -149,7 +151,10 @@ fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
         .unwrap();
     c.epoch(&x, &y, |_| Ok(())).unwrap();
     assert_eq!(c.batches_done(), 8);
-    assert!(bits(&straight) == bits(&resumed), "resumed weights differ");
+    assert!(
+        weight_bits(&straight) == weight_bits(&resumed),
+        "resumed weights differ"
+    );
 }
 
 #[test]
@@ -204,15 +209,7 @@ fn cli_minibatch_trains_resumes_exactly_and_refuses_mixed_checkpoints() {
         "--inner-sweeps",
         "2",
     ];
-    let run = |extra: &[&str]| {
-        let out = common::cli(&[&base[..], extra].concat());
-        assert!(
-            out.status.success(),
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = |extra: &[&str]| common::cli_ok(&base, extra);
     let straight = run(&["--epochs", "2", "--checkpoint", &p("a.safetensors")]);
     let metrics = p("m.jsonl");
     run(&[
@@ -319,17 +316,7 @@ fn gram_memory_enters_the_weight_blocks_scaled_by_its_decay() {
         }
         let (xb, yb) = rows(200);
         bcd.step_batch(xb, yb).unwrap();
-        l.weight_vars()
-            .iter()
-            .flat_map(|v| {
-                v.as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .map(f32::to_bits)
-            .collect()
+        weight_bits(&l)
     };
     let half = run(0.5, false);
     assert!(half == run(0.25, true), "the prior is not β·memory");

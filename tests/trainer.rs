@@ -125,15 +125,7 @@ fn cli_stops_on_its_time_limit_and_tolerance() {
         "--iterations",
         "40",
     ];
-    let run = |extra: &[&str]| {
-        let out = common::cli(&[&base[..], extra].concat());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = |extra: &[&str]| common::cli_ok(&base, extra);
     let out = run(&["--time-limit", "0"]);
     assert!(
         out.contains("time limit") && out.contains("finished 1 iterations"),

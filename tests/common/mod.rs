@@ -215,6 +215,18 @@ pub fn cli(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs the `candle-bcd` binary with `base` then `extra` arguments, asserts that it succeeded
+/// (showing its stderr otherwise) and returns its stdout.
+pub fn cli_ok(base: &[&str], extra: &[&str]) -> String {
+    let out = cli(&[base, extra].concat());
+    assert!(
+        out.status.success(),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The bytes of an IDX file of unsigned bytes with the given dimensions.
 pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 8, dims.len() as u8];
