@@ -85,7 +85,13 @@ pub fn weights_for(
     pw: PenaltyWeights,
     block: &str,
 ) -> Result<(Tensor, Tensor)> {
-    solve_weights(&NormalSums::new(gram, v_prev, u)?, w_old, b_old, pw, block)
+    solve_weights(
+        &NormalSums::new(gram.clone(), v_prev, u)?,
+        w_old,
+        b_old,
+        pw,
+        block,
+    )
 }
 
 /// The sums a weight block's normal equations are made of, over some rows: the augmented
@@ -98,8 +104,9 @@ pub struct NormalSums {
 }
 
 impl NormalSums {
-    /// The sums over the rows of `v_prev` (whose augmented Gram is `gram`) and target `t`.
-    pub fn new(gram: &AugmentedGram, v_prev: &Tensor, t: &Tensor) -> Result<Self> {
+    /// The sums over the rows of `v_prev` (whose augmented Gram is `gram`, taken over) and
+    /// target `t`.
+    pub fn new(gram: AugmentedGram, v_prev: &Tensor, t: &Tensor) -> Result<Self> {
         // `TᵀṼ` read in memory order is `ṼᵀT`.
         let vtu = solve::to_mat_t(&kernels::matmul(
             Op::T(t),
@@ -114,7 +121,7 @@ impl NormalSums {
             false => tsum[j],
         });
         Ok(Self {
-            gram: gram.0.clone(),
+            gram: gram.0,
             cross,
         })
     }
@@ -130,17 +137,6 @@ impl NormalSums {
                     a[(i, j)] = beta * a[(i, j)] + b[(i, j)];
                 }
             }
-        }
-    }
-
-    /// `β·self + other`.
-    pub fn decayed_plus(&self, beta: f64, other: &NormalSums) -> NormalSums {
-        let mix = |a: &Mat<f64>, b: &Mat<f64>| {
-            Mat::from_fn(a.nrows(), a.ncols(), |i, j| beta * a[(i, j)] + b[(i, j)])
-        };
-        NormalSums {
-            gram: mix(&self.gram, &other.gram),
-            cross: mix(&self.cross, &other.cross),
         }
     }
 

@@ -261,21 +261,11 @@ fn cli_minibatch_trains_resumes_exactly_and_refuses_mixed_checkpoints() {
     assert!(line["train_accuracy"].as_f64().unwrap() > 0.1);
 
     // A full-batch checkpoint is not resumed as a mini-batch run.
-    let full = common::cli(&[
-        "train",
-        "--data-dir",
-        mnist.to_str().unwrap(),
-        "--train-limit",
-        "600",
-        "--hidden",
-        "32",
-        "--iterations",
-        "1",
-        "--checkpoint",
-        &p("full.safetensors"),
-    ]);
-    assert!(full.status.success());
-    let out = common::cli(&[&base[..], &["--resume", &p("full.safetensors")]].concat());
+    // The same data and network as `base`, without its mini-batch flags.
+    let full_batch = &base[..7];
+    let full = p("full.safetensors");
+    common::cli_ok(full_batch, &["--iterations", "1", "--checkpoint", &full]);
+    let out = common::cli(&[&base[..], &["--resume", &full]].concat());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

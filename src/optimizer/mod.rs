@@ -71,7 +71,7 @@ pub struct BcdOptimizer {
     pub(crate) config: BcdConfig,
     pub(crate) x: Tensor,
     pub(crate) y: Tensor,
-    pub(crate) x_gram: AugmentedGram,
+    x_gram: AugmentedGram,
     pub(crate) state: LiftedState,
     /// `Z_i = Ṽ_{i−1}W̃_iᵀ` for the current blocks, when kept (derived, not part of the state).
     pub(crate) kept_products: Vec<Option<Tensor>>,
@@ -79,14 +79,14 @@ pub struct BcdOptimizer {
     pub(crate) pre_sq: Vec<f64>,
     /// Sums of earlier rows each exact weight block's normal equations add, times
     /// `prior_scale` (mini-batch memory); empty when there is none.
-    pub(crate) weight_prior: Vec<Option<NormalSums>>,
+    weight_prior: Vec<Option<NormalSums>>,
     /// The factor of `weight_prior`.
-    pub(crate) prior_scale: f64,
+    prior_scale: f64,
     /// The normal sums of this data each exact weight block last solved, when `weight_prior`
     /// is in use.
-    pub(crate) last_sums: Vec<Option<NormalSums>>,
+    last_sums: Vec<Option<NormalSums>>,
     /// Whether `z` is kept between sweeps.
-    pub(crate) cache: ProductCache,
+    cache: ProductCache,
 }
 
 impl BcdOptimizer {
@@ -269,12 +269,10 @@ impl BcdOptimizer {
         target: &Tensor,
         coupling: f64,
     ) -> Result<f64> {
-        let gram_owned;
-        let gram = if l == 0 {
-            &self.x_gram
-        } else {
-            gram_owned = AugmentedGram::new(self.input(l))?;
-            &gram_owned
+        // The input Gram never changes: a copy of the cached one ((d_0+1)² floats).
+        let gram = match l {
+            0 => self.x_gram.clone(),
+            _ => AugmentedGram::new(self.input(l))?,
         };
         let pw = PenaltyWeights {
             coupling,
@@ -286,7 +284,8 @@ impl BcdOptimizer {
         let sums = NormalSums::new(gram, self.input(l), target)?;
         let (w, b) = match self.weight_prior.get(l).and_then(Option::as_ref) {
             Some(prior) => {
-                let total = prior.decayed_plus(self.prior_scale, &sums);
+                let mut total = prior.clone();
+                total.decay_add(self.prior_scale, &sums);
                 blocks::solve_weights(&total, w_old, b_old, pw, &block)?
             }
             None => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
