@@ -9,6 +9,7 @@
 use candle_core::Tensor;
 use faer::Mat;
 
+use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::BcdConfig;
 use crate::error::{BcdError, Result};
 use crate::kernels::{self, Addend, Op};
@@ -58,6 +59,28 @@ impl AugmentedGram {
                 (false, false) => rows as f64,
             }
         })))
+    }
+
+    /// The Gram over all ranks' rows (each rank holds that of its own rows).
+    pub(crate) fn summed(mut self, comm: &dyn Communicator) -> Self {
+        sum_mat(comm, &mut self.0);
+        self
+    }
+}
+
+/// Sums the entries of `m` over all ranks, in place.
+fn sum_mat(comm: &dyn Communicator, m: &mut Mat<f64>) {
+    if comm.size() == 1 {
+        return;
+    }
+    let mut flat: Vec<f64> = (0..m.ncols())
+        .flat_map(|j| (0..m.nrows()).map(move |i| (i, j)))
+        .map(|(i, j)| m[(i, j)])
+        .collect();
+    comm.sum_f64(&mut flat);
+    let rows = m.nrows();
+    for (k, v) in flat.into_iter().enumerate() {
+        m[(k % rows, k / rows)] = v;
     }
 }
 
@@ -124,6 +147,11 @@ impl NormalSums {
             gram: gram.0,
             cross,
         })
+    }
+
+    /// Sums the cross product over all ranks' rows (the Gram it was built with already is).
+    pub(crate) fn sum_cross(&mut self, comm: &dyn Communicator) {
+        sum_mat(comm, &mut self.cross);
     }
 
     /// `self ← β·self + other`, in place.
@@ -215,6 +243,18 @@ pub(crate) fn solve_weights(
 /// `T` on features `H` in closed form. `λ` must be finite and `≥ 0` (else
 /// [`BcdError::InvalidHyperparameter`] naming `head_lambda`).
 pub fn ridge_fit(h: &Tensor, t: &Tensor, lambda: f64, block: &str) -> Result<(Tensor, Tensor)> {
+    ridge_fit_distributed(h, t, lambda, block, &SingleProcess)
+}
+
+/// [`ridge_fit`] over the rows of all ranks, each holding its own rows of `h` and `t`; solved on
+/// rank 0, so every rank receives the same head.
+pub(crate) fn ridge_fit_distributed(
+    h: &Tensor,
+    t: &Tensor,
+    lambda: f64,
+    block: &str,
+    comm: &dyn Communicator,
+) -> Result<(Tensor, Tensor)> {
     if !(lambda.is_finite() && lambda >= 0.0) {
         return Err(BcdError::InvalidHyperparameter {
             name: "head_lambda",
@@ -230,5 +270,11 @@ pub fn ridge_fit(h: &Tensor, t: &Tensor, lambda: f64, block: &str) -> Result<(Te
         alpha: 0.0,
         lambda,
     };
-    weights_for(&AugmentedGram::new(h)?, h, t, &zeros_w, &zeros_b, pw, block)
+    let mut sums = NormalSums::new(AugmentedGram::new(h)?.summed(comm), h, t)?;
+    sums.sum_cross(comm);
+    let solved = comm::from_root(comm, &[&zeros_w, &zeros_b], || {
+        let (w, b) = solve_weights(&sums, &zeros_w, &zeros_b, pw, block)?;
+        Ok(vec![w, b])
+    })?;
+    Ok((solved[0].clone(), solved[1].clone()))
 }

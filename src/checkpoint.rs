@@ -14,6 +14,18 @@
 //! of the layers' prefixes, e.g. `["fc1","fc2"]`; `layers.{l}` when absent), `iteration`
 //! (completed sweeps) and `num_samples` (`N`).
 //!
+//! A data-parallel run on `P > 1` ranks writes the file above without the lifted tensors and
+//! with a `ranks` key (`P`), and beside it one file per rank holding that rank's rows of the
+//! lifted tensors (same names, `[N_r, d]`):
+//!
+//! ```text
+//! {stem}.it{k}.rank{r}-of-{P}.safetensors     metadata: iteration k, rank r, ranks P, rows N_r
+//! ```
+//!
+//! The rank files are written first (each atomically), then the main file; a rank's file of an
+//! earlier iteration is removed only after that. An interrupted save therefore leaves the
+//! previous checkpoint and its rank files whole. Resuming needs the same `P`.
+//!
 //! A mini-batch run keeps no lifted state between batches: its checkpoints, written at epoch
 //! boundaries, hold the weights and a `minibatch` metadata key (JSON: the mini-batch settings,
 //! the epochs and batches done) in place of the lifted tensors, `iteration` and `num_samples`.
@@ -29,6 +41,7 @@ use candle_nn::VarMap;
 
 use crate::arch::Architecture;
 use crate::blocks::NormalSums;
+use crate::comm::{self, Communicator};
 use crate::config::{BcdConfig, Splitting};
 use crate::error::{BcdError, Result};
 use crate::layers::Layers;
@@ -73,6 +86,9 @@ pub struct Checkpoint {
     pub minibatch: Option<MiniBatchProgress>,
     /// Weights and biases by candle-nn name.
     pub weights: HashMap<String, Tensor>,
+    /// The number of ranks that wrote it; with more than one, `state` is empty and each rank
+    /// reads its rows with [`load_rank_state`].
+    pub ranks: usize,
 }
 
 /// Writes `tensors` with `metadata` to `path` atomically (temporary file, sync, rename).
@@ -101,20 +117,142 @@ pub fn write_atomic(
     result
 }
 
-/// Saves the optimizer's weights, lifted state, configuration and iteration count.
+/// Saves the optimizer's weights, lifted state, configuration and iteration count. In a
+/// data-parallel run every rank calls it: each writes its rows of the lifted state to its own
+/// file, then rank 0 the main file (see the module documentation).
 pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
     let state = opt.state();
-    let mut tensors = weight_tensors(opt.layers());
+    let mut lifted = Vec::new();
     for (l, v) in state.v.iter().enumerate() {
         if let Some(u) = state.u.get(l) {
-            tensors.push((LiftedState::u_name(l), u.clone()));
+            lifted.push((LiftedState::u_name(l), u.clone()));
         }
-        tensors.push((LiftedState::v_name(l), v.clone()));
+        lifted.push((LiftedState::v_name(l), v.clone()));
     }
+    let mut tensors = weight_tensors(opt.layers());
     let mut metadata = base_metadata(opt.layers(), opt.config())?;
     metadata.insert("iteration".into(), state.iteration.to_string());
     metadata.insert("num_samples".into(), opt.num_samples().to_string());
-    write_atomic(path, tensors, metadata)
+    let comm = &**opt.communicator();
+    if comm.size() == 1 {
+        tensors.extend(lifted);
+        return write_atomic(path, tensors, metadata);
+    }
+    let (rank, ranks) = (comm.rank(), comm.size());
+    let shard = rank_path(path, state.iteration, rank, ranks)?;
+    let shard_meta = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("iteration".to_string(), state.iteration.to_string()),
+        ("rank".to_string(), rank.to_string()),
+        ("ranks".to_string(), ranks.to_string()),
+        ("rows".to_string(), opt.inputs().dim(0)?.to_string()),
+    ]);
+    comm::agree(comm, write_atomic(&shard, lifted, shard_meta))?;
+    metadata.insert("ranks".into(), ranks.to_string());
+    let main = match rank {
+        0 => write_atomic(path, tensors, metadata),
+        _ => Ok(()),
+    };
+    comm::agree(comm, main)?;
+    remove_earlier_rank_files(path, &shard, rank, ranks)
+}
+
+/// The file of rank `rank`'s lifted rows of the checkpoint `path` at `iteration`.
+pub fn rank_path(path: &Path, iteration: usize, rank: usize, ranks: usize) -> Result<PathBuf> {
+    let stem = path
+        .file_stem()
+        .ok_or_else(|| BcdError::checkpoint(path, "not a file path"))?
+        .to_string_lossy();
+    Ok(path.with_file_name(format!(
+        "{stem}.it{iteration}.rank{rank}-of-{ranks}.safetensors"
+    )))
+}
+
+/// Removes this rank's files of `path` from other iterations than the one of `current`.
+fn remove_earlier_rank_files(path: &Path, current: &Path, rank: usize, ranks: usize) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let (prefix, suffix) = (
+        format!("{stem}.it"),
+        format!(".rank{rank}-of-{ranks}.safetensors"),
+    );
+    let entries = std::fs::read_dir(&dir).map_err(|e| BcdError::io(&dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let middle = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(&suffix));
+        let is_ours = middle.is_some_and(|k| k.parse::<usize>().is_ok());
+        if is_ours && entry.path().file_name() != current.file_name() {
+            std::fs::remove_file(entry.path()).map_err(|e| BcdError::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// This rank's rows of the lifted state of a checkpoint `ckpt` (loaded from `path`) that
+/// `comm.size()` ranks wrote; an error names the rank counts when they differ, and the file
+/// when it is missing, of another iteration or of another row count than `rows`.
+pub fn load_rank_state(
+    path: &Path,
+    ckpt: &Checkpoint,
+    comm: &dyn Communicator,
+    rows: usize,
+    device: &Device,
+) -> Result<LiftedState> {
+    let (rank, ranks) = (comm.rank(), comm.size());
+    if ckpt.ranks != ranks {
+        return Err(BcdError::checkpoint(
+            path,
+            format!(
+                "written by {} rank(s), this run has {ranks}: resume it on {} rank(s)",
+                ckpt.ranks, ckpt.ranks
+            ),
+        ));
+    }
+    if ranks == 1 {
+        return Ok(ckpt.state.clone());
+    }
+    let iteration = ckpt.state.iteration;
+    let shard = rank_path(path, iteration, rank, ranks)?;
+    let meta = read_metadata(&shard)?;
+    for (key, expected) in [
+        ("iteration", iteration),
+        ("rank", rank),
+        ("ranks", ranks),
+        ("rows", rows),
+    ] {
+        let found: usize = parse(&meta, key, &shard)?;
+        if found != expected {
+            return Err(BcdError::checkpoint(
+                &shard,
+                format!("its `{key}` is {found}, rank {rank} of this run needs {expected}"),
+            ));
+        }
+    }
+    let mut tensors = candle_core::safetensors::load(&shard, device)
+        .map_err(|e| BcdError::checkpoint(&shard, format!("cannot read tensors: {e}")))?;
+    let mut take = |name: String| -> Result<Tensor> {
+        tensors
+            .remove(&name)
+            .ok_or_else(|| BcdError::checkpoint(&shard, format!("tensor `{name}` is missing")))
+    };
+    let mut state = LiftedState {
+        iteration,
+        u: Vec::new(),
+        v: Vec::new(),
+    };
+    for l in 0..ckpt.architecture.num_layers() {
+        if ckpt.config.splitting == Splitting::Three {
+            state.u.push(take(LiftedState::u_name(l))?);
+        }
+        state.v.push(take(LiftedState::v_name(l))?);
+    }
+    Ok(state)
 }
 
 /// Saves a mini-batch run at an epoch boundary: its weights, configuration and progress
@@ -260,6 +398,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         ),
     };
     let layer_names = layer_names(&meta, &architecture, path)?;
+    let ranks: usize = match meta.get("ranks") {
+        Some(_) => parse(&meta, "ranks", path)?,
+        None => 1,
+    };
     let mut tensors = candle_core::safetensors::load(path, device)
         .map_err(|e| BcdError::checkpoint(path, format!("cannot read tensors: {e}")))?;
     let mut take = |name: String| -> Result<Tensor> {
@@ -278,7 +420,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
             let t = take(name.clone())?;
             weights.insert(name, t);
         }
-        if minibatch.is_some() {
+        if minibatch.is_some() || ranks > 1 {
             continue;
         }
         if config.splitting == Splitting::Three {
@@ -297,6 +439,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
         state,
         minibatch,
         weights,
+        ranks,
     })
 }
 

@@ -95,6 +95,15 @@ pub enum BcdError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// Another rank of a distributed run failed (its own error is reported by that rank), or
+    /// the ranks disagree on something they must share.
+    #[error("rank {rank}: {reason}")]
+    Distributed {
+        /// The rank at fault.
+        rank: usize,
+        /// What happened there.
+        reason: String,
+    },
     /// An error from Candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

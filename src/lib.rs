@@ -63,6 +63,7 @@ pub mod arch;
 #[doc(hidden)]
 pub mod blocks;
 pub mod checkpoint;
+pub mod comm;
 pub mod config;
 pub mod cost;
 pub mod data;

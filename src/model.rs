@@ -13,6 +13,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::activation::with_sigma;
 use crate::arch::Architecture;
+use crate::comm::{Communicator, SingleProcess};
 use crate::config::WeightInit;
 use crate::error::{BcdError, Result};
 use crate::kernels;
@@ -111,6 +112,19 @@ impl BcdNet {
     /// state is then set from the network with this head); `varmap` must hold this model's
     /// `Var`s.
     pub fn fit_head(&self, varmap: &VarMap, x: &Tensor, y: &Tensor, lambda: f64) -> Result<()> {
+        self.fit_head_distributed(varmap, x, y, lambda, &SingleProcess)
+    }
+
+    /// [`Self::fit_head`] on the rows of all ranks of a data-parallel run, each passing its own
+    /// rows of `x` and `y`; every rank receives the same head.
+    pub fn fit_head_distributed(
+        &self,
+        varmap: &VarMap,
+        x: &Tensor,
+        y: &Tensor,
+        lambda: f64,
+        comm: &dyn Communicator,
+    ) -> Result<()> {
         let head = self.arch.num_layers() - 1;
         let (_, d_out) = self.arch.layer_dims(head);
         let n = x.dim(0)?;
@@ -122,7 +136,8 @@ impl BcdNet {
             });
         }
         let h = self.features(x)?;
-        let (w, b) = crate::blocks::ridge_fit(&h, y, lambda, "head initialisation")?;
+        let (w, b) =
+            crate::blocks::ridge_fit_distributed(&h, y, lambda, "head initialisation", comm)?;
         let layers = Layers::of_architecture(varmap, &self.arch)?;
         layers.weight_vars()[head].set(&w)?;
         layers.bias_vars()[head].set(&b)?;
@@ -132,7 +147,8 @@ impl BcdNet {
     /// Fraction of rows of `x` whose arg-max output equals `labels` (integer class ids),
     /// computed in blocks of rows so that it needs only a few megabytes beyond `x`.
     pub fn accuracy(&self, x: &Tensor, labels: &Tensor) -> Result<f64> {
-        blocked_accuracy(&self.arch, &self.weights, &self.biases, x, None, labels)
+        let correct = blocked_correct(&self.arch, &self.weights, &self.biases, x, None, labels)?;
+        Ok(correct / x.dim(0)?.max(1) as f64)
     }
 }
 
@@ -191,7 +207,7 @@ fn forward_range(
 
 /// Accuracy of the network on `x`, a block of rows at a time; `first`, when given, is the
 /// first layer's pre-activation `X̃W̃_1ᵀ` for the same rows (then not recomputed).
-pub(crate) fn blocked_accuracy(
+pub(crate) fn blocked_correct(
     arch: &Architecture,
     weights: &[Tensor],
     biases: &[Tensor],
@@ -199,7 +215,7 @@ pub(crate) fn blocked_accuracy(
     first: Option<&Tensor>,
     labels: &Tensor,
 ) -> Result<f64> {
-    crate::metrics::accuracy_in_blocks(labels, x.dim(0)?, |start, len| {
+    crate::metrics::correct_in_blocks(labels, x.dim(0)?, |start, len| {
         let xb = x.narrow(0, start, len)?;
         match first {
             Some(z) => {

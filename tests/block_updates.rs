@@ -5,6 +5,7 @@
 mod common;
 
 use candle_bcd::blocks::{self, AugmentedGram};
+use candle_bcd::comm::SingleProcess;
 use candle_bcd::three_split::updates;
 use candle_bcd::two_split::updates as two_split;
 use candle_bcd::{Activation, BcdConfig};
@@ -308,6 +309,7 @@ fn two_splitting_activation_step_is_the_prox_linear_step() {
             g,
             a0,
             Default::default(),
+            &SingleProcess,
         )
         .unwrap();
         assert!(step.alpha.is_finite() && step.alpha >= a0);
@@ -365,6 +367,7 @@ fn two_splitting_weight_step_is_the_prox_linear_step() {
         g,
         a0,
         lam,
+        &SingleProcess,
     )
     .unwrap();
     let a = step.alpha;

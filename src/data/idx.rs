@@ -4,7 +4,8 @@
 //! of dimensions), `D` big-endian `u32` sizes, then the row-major data. A gzip stream is
 //! recognised by its magic bytes `1f 8b`, whatever the file is called.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{BcdError, Result};
@@ -54,7 +55,78 @@ pub fn read(path: &Path, expected_dims: usize) -> Result<IdxArray> {
     parse(&bytes, expected_dims).map_err(|reason| BcdError::data(path, reason))
 }
 
-fn parse(bytes: &[u8], expected_dims: usize) -> std::result::Result<IdxArray, String> {
+/// Reads only the rows `rows(n)` (along the first dimension, `n` its size) of an IDX file,
+/// streaming it (decompressing when gzipped) and keeping just those rows: what one rank of a
+/// data-parallel run holds. Returns the array of those rows and `n`. The file is read up to the
+/// last requested row; a file that ends before it is reported as truncated.
+pub fn read_rows(
+    path: &Path,
+    expected_dims: usize,
+    rows: impl FnOnce(usize) -> Range<usize>,
+) -> Result<(IdxArray, usize)> {
+    let file = std::fs::File::open(path).map_err(|e| BcdError::io(path, e))?;
+    let mut file = BufReader::new(file);
+    let gz = std::io::BufRead::fill_buf(&mut file)
+        .map_err(|e| BcdError::io(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = match gz {
+        true => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        false => Box::new(file),
+    };
+    let bad = |reason: String| BcdError::data(path, reason);
+    let mut fixed = [0u8; 4];
+    read_full(&mut reader, &mut fixed).map_err(|e| bad(format!("header: {e}")))?;
+    let mut header = fixed.to_vec();
+    header.resize(4 + 4 * fixed[3] as usize, 0);
+    read_full(&mut reader, &mut header[4..]).map_err(|e| bad(format!("header: {e}")))?;
+    let (dims, _) = parse_header(&header, expected_dims).map_err(bad)?;
+    let n = dims[0];
+    let row_len: usize = dims[1..].iter().product();
+    let range = rows(n);
+    if range.end > n || range.start > range.end {
+        return Err(bad(format!("rows {range:?} requested of {n}")));
+    }
+    let skip = (range.start * row_len) as u64;
+    let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())
+        .map_err(|e| bad(format!("corrupt or truncated: {e}")))?;
+    let mut data = vec![0u8; range.len() * row_len];
+    let read = match skipped == skip {
+        true => read_full(&mut reader, &mut data),
+        false => Err(format!(
+            "ends after {skipped} of the {skip} bytes before row {}",
+            range.start
+        )),
+    };
+    read.map_err(|e| {
+        bad(format!(
+            "truncated or corrupt: rows {range:?} of dimensions {dims:?} cannot be read ({e})"
+        ))
+    })?;
+    let mut dims = dims;
+    dims[0] = range.len();
+    Ok((IdxArray { dims, data }, n))
+}
+
+/// Fills `buf` from `reader`, saying how many bytes it got when the stream ends first.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::result::Result<(), String> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => return Err(format!("the data ends {} bytes short", buf.len() - got)),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Checks the header at the start of `bytes`; returns the dimensions, the header's length and
+/// the number of data bytes they need.
+fn parse_header(
+    bytes: &[u8],
+    expected_dims: usize,
+) -> std::result::Result<(Vec<usize>, usize), String> {
     if bytes.len() < 4 {
         return Err(format!(
             "truncated: {} bytes, not even an IDX header",
@@ -92,10 +164,15 @@ fn parse(bytes: &[u8], expected_dims: usize) -> std::result::Result<IdxArray, St
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
-    let len = dims
-        .iter()
+    dims.iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("dimensions {dims:?} overflow"))?;
+    Ok((dims, header))
+}
+
+fn parse(bytes: &[u8], expected_dims: usize) -> std::result::Result<IdxArray, String> {
+    let (dims, header) = parse_header(bytes, expected_dims)?;
+    let len: usize = dims.iter().product();
     let have = bytes.len() - header;
     if have < len {
         return Err(format!(

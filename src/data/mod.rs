@@ -12,6 +12,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 pub use candle_datasets::vision::Dataset;
 
+use crate::comm::{self, share, Communicator};
 use crate::error::{BcdError, Result};
 
 /// A supported public dataset.
@@ -130,6 +131,93 @@ pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
         test_images,
         test_labels,
         labels,
+    })
+}
+
+/// This rank's share of a dataset for a data-parallel run: the contiguous shares
+/// ([`comm::share`]) of the first `train_limit` training rows (all when `None`) and of the test
+/// rows. Every rank calls it. From IDX files a rank reads only its own rows; other sources are
+/// loaded whole and then cut. The class count is agreed over all ranks' labels, and a file
+/// one rank cannot read ends every rank with an error (that rank's names the file).
+pub fn load_share(
+    kind: DatasetKind,
+    dir: Option<&Path>,
+    train_limit: Option<usize>,
+    comm: &dyn Communicator,
+) -> Result<Dataset> {
+    let local = match (dir, kind) {
+        (Some(dir), DatasetKind::Mnist | DatasetKind::FashionMnist) => {
+            load_idx_share(dir, train_limit, comm)
+        }
+        _ => load(kind, dir).and_then(|ds| {
+            let ds = take_train(&ds, train_limit.unwrap_or(usize::MAX))?;
+            let cut = |t: &Tensor| -> Result<Tensor> {
+                let rows = share(t.dim(0)?, comm.rank(), comm.size());
+                Ok(t.narrow(0, rows.start, rows.len())?)
+            };
+            Ok(Dataset {
+                train_images: cut(&ds.train_images)?,
+                train_labels: cut(&ds.train_labels)?,
+                test_images: cut(&ds.test_images)?,
+                test_labels: cut(&ds.test_labels)?,
+                labels: ds.labels,
+            })
+        }),
+    };
+    let mut ds = comm::agree(comm, local)?;
+    // The class count: the largest label any rank holds, plus one.
+    let mut seen = vec![0f64; 256];
+    for labels in [&ds.train_labels, &ds.test_labels] {
+        for id in labels.to_vec1::<u8>()? {
+            seen[id as usize] = 1.0;
+        }
+    }
+    comm.sum_f64(&mut seen);
+    ds.labels = seen.iter().rposition(|&c| c > 0.0).map_or(0, |c| c + 1);
+    Ok(ds)
+}
+
+/// This rank's rows of the IDX files in `dir` (see [`load_share`]).
+fn load_idx_share(
+    dir: &Path,
+    train_limit: Option<usize>,
+    comm: &dyn Communicator,
+) -> Result<Dataset> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let split = |images: &str, labels: &str, limit: Option<usize>| -> Result<(Tensor, Tensor)> {
+        let ipath = idx::find(dir, images)?;
+        let lpath = idx::find(dir, labels)?;
+        let rows = |n: usize| share(n.min(limit.unwrap_or(usize::MAX)), rank, size);
+        let (img, n_img) = idx::read_rows(&ipath, 3, rows)?;
+        let (lab, n_lab) = idx::read_rows(&lpath, 1, rows)?;
+        if n_img != n_lab {
+            return Err(BcdError::data(
+                &lpath,
+                format!("{n_lab} labels for {n_img} images in {}", ipath.display()),
+            ));
+        }
+        let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
+        let images = Tensor::from_vec(scaled_pixels(&img.data), (n, pixels), &Device::Cpu)?;
+        Ok((images, Tensor::from_vec(lab.data, n, &Device::Cpu)?))
+    };
+    let (train_images, train_labels) = split(IDX_FILES[0], IDX_FILES[1], train_limit)?;
+    let (test_images, test_labels) = split(IDX_FILES[2], IDX_FILES[3], None)?;
+    if train_images.dim(1)? != test_images.dim(1)? {
+        return Err(BcdError::data(
+            dir.join(IDX_FILES[2]),
+            format!(
+                "test images have {} pixels, training images {}",
+                test_images.dim(1)?,
+                train_images.dim(1)?
+            ),
+        ));
+    }
+    Ok(Dataset {
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        labels: 0,
     })
 }
 

@@ -11,6 +11,7 @@
 //! the `U_i` update of the next ([`ProductCache`] trades this for memory). The input Gram
 //! `X̃ᵀX̃` is computed once.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, Var};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Architecture;
 use crate::blocks::{self, AugmentedGram, NormalSums, PenaltyWeights};
+use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::{BcdConfig, Splitting, VConstraint};
 use crate::error::{BcdError, Result};
 use crate::kernels;
@@ -87,6 +89,20 @@ pub struct BcdOptimizer {
     last_sums: Vec<Option<NormalSums>>,
     /// Whether `z` is kept between sweeps.
     cache: ProductCache,
+    /// The ranks that share the rows (one process by default).
+    pub(crate) comm: Arc<dyn Communicator>,
+    /// Rows over all ranks.
+    total_rows: usize,
+}
+
+/// How far one sweep moved the blocks: the lifted blocks of this rank's rows and the weights
+/// (which every rank holds alike), each `Σ ‖new − old‖²`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SweepChange {
+    /// Over this rank's rows of the `U_i`, `V_i`.
+    pub lifted: f64,
+    /// Over the weights and biases.
+    pub weights: f64,
 }
 
 impl BcdOptimizer {
@@ -94,7 +110,22 @@ impl BcdOptimizer {
     /// (`[N, d_0]`) and targets `y` (`[N, d_L]`), and initialises the lifted variables by a
     /// forward pass: `U_i = Ṽ_{i−1}W̃_iᵀ`, `V_i = σ(U_i)`, `V_L = U_L`.
     pub fn new(layers: &Layers, x: Tensor, y: Tensor, config: BcdConfig) -> Result<Self> {
-        let mut opt = Self::build(layers, x, y, config)?;
+        Self::new_distributed(layers, x, y, config, Arc::new(SingleProcess))
+    }
+
+    /// [`Self::new`] for one rank of a data-parallel run: `x` and `y` are this rank's rows (see
+    /// [`comm::share`](crate::comm::share)), and every rank calls this with its own rows and
+    /// the same `layers` architecture, `config` and `comm`. The weights start as rank 0's
+    /// (broadcast), sums over rows are taken over all ranks, and every sweep leaves the same
+    /// weights on every rank.
+    pub fn new_distributed(
+        layers: &Layers,
+        x: Tensor,
+        y: Tensor,
+        config: BcdConfig,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Self> {
+        let mut opt = Self::build(layers, x, y, config, comm)?;
         let arch = layers.architecture();
         let mut input = opt.x.clone();
         for l in 0..arch.num_layers() {
@@ -125,7 +156,20 @@ impl BcdOptimizer {
         config: BcdConfig,
         state: LiftedState,
     ) -> Result<Self> {
-        let mut opt = Self::build(layers, x, y, config)?;
+        Self::from_state_distributed(layers, x, y, config, state, Arc::new(SingleProcess))
+    }
+
+    /// [`Self::from_state`] for one rank of a data-parallel run (see
+    /// [`Self::new_distributed`]): `state` holds this rank's rows of the lifted variables.
+    pub fn from_state_distributed(
+        layers: &Layers,
+        x: Tensor,
+        y: Tensor,
+        config: BcdConfig,
+        state: LiftedState,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Self> {
+        let mut opt = Self::build(layers, x, y, config, comm)?;
         let arch = layers.architecture();
         let n = opt.x.dim(0)?;
         let num_layers = arch.num_layers();
@@ -177,19 +221,66 @@ impl BcdOptimizer {
     }
 
     /// Validation and the parts shared by both constructors.
-    fn build(layers: &Layers, x: Tensor, y: Tensor, config: BcdConfig) -> Result<Self> {
+    fn build(
+        layers: &Layers,
+        x: Tensor,
+        y: Tensor,
+        config: BcdConfig,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Self> {
         config.validate()?;
-        let arch = layers.architecture();
         let x = x.to_dtype(DType::F32)?;
         let y = y.to_dtype(DType::F32)?.to_device(x.device())?;
+        comm::agree(&*comm, Self::check_data(layers, &x, &y))?;
+        if comm.size() > 1 {
+            let vars: Vec<&Var> = layers
+                .weight_vars()
+                .iter()
+                .chain(layers.bias_vars())
+                .collect();
+            let like: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+            let root = comm::from_root(&*comm, &like, || {
+                Ok(like.iter().map(|t| (*t).clone()).collect())
+            })?;
+            for (var, t) in vars.iter().zip(&root) {
+                var.set(t)?;
+            }
+        }
+        let x_gram = AugmentedGram::new(&x)?.summed(&*comm);
+        let [total_rows] = comm::sum(&*comm, [x.dim(0)? as f64]);
+        Ok(Self {
+            layers: layers.clone(),
+            config,
+            x,
+            y,
+            x_gram,
+            state: LiftedState {
+                iteration: 0,
+                u: Vec::new(),
+                v: Vec::new(),
+            },
+            kept_products: Vec::new(),
+            weight_prior: Vec::new(),
+            prior_scale: 1.0,
+            last_sums: Vec::new(),
+            pre_sq: Vec::new(),
+            cache: ProductCache::Keep,
+            comm,
+            total_rows: total_rows as usize,
+        })
+    }
+
+    /// The checks of this rank's rows: shapes, finite values, the weights' device.
+    fn check_data(layers: &Layers, x: &Tensor, y: &Tensor) -> Result<()> {
+        let arch = layers.architecture();
         let (n, d0) = x.dims2().map_err(|_| BcdError::ShapeMismatch {
             name: "inputs".into(),
             expected: vec![0, arch.input_dim()],
             got: x.dims().to_vec(),
         })?;
         for (name, t, width) in [
-            ("inputs", &x, arch.input_dim()),
-            ("targets", &y, arch.output_dim()),
+            ("inputs", x, arch.input_dim()),
+            ("targets", y, arch.output_dim()),
         ] {
             if t.dims() != [n, width] || n == 0 {
                 return Err(BcdError::ShapeMismatch {
@@ -218,25 +309,7 @@ impl BcdOptimizer {
                 });
             }
         }
-        let x_gram = AugmentedGram::new(&x)?;
-        Ok(Self {
-            layers: layers.clone(),
-            config,
-            x,
-            y,
-            x_gram,
-            state: LiftedState {
-                iteration: 0,
-                u: Vec::new(),
-                v: Vec::new(),
-            },
-            kept_products: Vec::new(),
-            weight_prior: Vec::new(),
-            prior_scale: 1.0,
-            last_sums: Vec::new(),
-            pre_sq: Vec::new(),
-            cache: ProductCache::Keep,
-        })
+        Ok(())
     }
 
     /// Records `Z_l` as formed by a constructor, the way the configured formulation does.
@@ -272,7 +345,7 @@ impl BcdOptimizer {
         // The input Gram never changes: a copy of the cached one ((d_0+1)² floats).
         let gram = match l {
             0 => self.x_gram.clone(),
-            _ => AugmentedGram::new(self.input(l))?,
+            _ => AugmentedGram::new(self.input(l))?.summed(&*self.comm),
         };
         let pw = PenaltyWeights {
             coupling,
@@ -281,15 +354,22 @@ impl BcdOptimizer {
         };
         let (w_old, b_old) = (self.layers.weight(l), self.layers.bias(l));
         let block = format!("W_{}", l + 1);
-        let sums = NormalSums::new(gram, self.input(l), target)?;
-        let (w, b) = match self.weight_prior.get(l).and_then(Option::as_ref) {
-            Some(prior) => {
-                let mut total = prior.clone();
-                total.decay_add(self.prior_scale, &sums);
-                blocks::solve_weights(&total, w_old, b_old, pw, &block)?
-            }
-            None => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
-        };
+        let mut sums = NormalSums::new(gram, self.input(l), target)?;
+        sums.sum_cross(&*self.comm);
+        let prior = self.weight_prior.get(l).and_then(Option::as_ref);
+        // Solved on rank 0 and broadcast: every rank holds the same weights.
+        let solved = comm::from_root(&*self.comm, &[w_old, b_old], || {
+            let (w, b) = match prior {
+                Some(prior) => {
+                    let mut total = prior.clone();
+                    total.decay_add(self.prior_scale, &sums);
+                    blocks::solve_weights(&total, w_old, b_old, pw, &block)?
+                }
+                None => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
+            };
+            Ok(vec![w, b])
+        })?;
+        let (w, b) = (solved[0].clone(), solved[1].clone());
         if !self.weight_prior.is_empty() {
             self.last_sums[l] = Some(sums);
         }
@@ -335,11 +415,12 @@ impl BcdOptimizer {
     /// One full backward Gauss–Seidel sweep over all blocks (of the configured splitting).
     pub fn step(&mut self) -> Result<StepReport> {
         let start = Instant::now();
-        let dx = match self.config.splitting {
+        let change = match self.config.splitting {
             Splitting::Three => self.sweep_three()?,
             Splitting::Two => self.sweep_two()?,
         };
         self.state.iteration += 1;
+        let [lifted] = comm::sum(&*self.comm, [change.lifted]);
 
         let objective = self.objective()?;
         if let Some(part) = objective.non_finite_part() {
@@ -351,7 +432,7 @@ impl BcdOptimizer {
         Ok(StepReport {
             iteration: self.state.iteration,
             objective,
-            step_sq_norm: dx,
+            step_sq_norm: lifted + change.weights,
             seconds: start.elapsed().as_secs_f64(),
         })
     }
@@ -366,17 +447,34 @@ impl BcdOptimizer {
             weights: &weights,
             arch: self.layers.architecture(),
         };
-        match self.config.splitting {
-            Splitting::Three => {
-                three_split::objective::evaluate(&lifted, &self.state.u, &self.pre_sq, &self.config)
-            }
+        let mut parts = match self.config.splitting {
+            Splitting::Three => three_split::objective::evaluate(
+                &lifted,
+                &self.state.u,
+                &self.pre_sq,
+                &self.config,
+            )?,
             Splitting::Two => {
                 let z = (0..self.kept_products.len())
                     .map(|l| self.product(l))
                     .collect::<Result<Vec<_>>>()?;
-                two_split::objective::evaluate(&lifted, &z, &self.config)
+                two_split::objective::evaluate(&lifted, &z, &self.config)?
             }
-        }
+        };
+        // Every part but the regulariser is a sum over rows.
+        [
+            parts.loss,
+            parts.activation_penalty,
+            parts.preactivation_penalty,
+        ] = comm::sum(
+            &*self.comm,
+            [
+                parts.loss,
+                parts.activation_penalty,
+                parts.preactivation_penalty,
+            ],
+        );
+        Ok(parts)
     }
 
     /// The lifted variables and iteration count.
@@ -399,12 +497,17 @@ impl BcdOptimizer {
         self.layers.architecture()
     }
 
-    /// Number of training samples `N`.
+    /// Number of training samples `N` (over all ranks).
     pub fn num_samples(&self) -> usize {
-        self.x.dim(0).unwrap_or(0)
+        self.total_rows
     }
 
-    /// The training inputs `X`, `[N, d_0]`.
+    /// The ranks that share the rows.
+    pub fn communicator(&self) -> &Arc<dyn Communicator> {
+        &self.comm
+    }
+
+    /// The training inputs `X` of this rank's rows, `[N_r, d_0]`.
     pub fn inputs(&self) -> &Tensor {
         &self.x
     }
@@ -419,18 +522,21 @@ impl BcdOptimizer {
         crate::model::forward_from(self.layers.architecture(), &weights, &biases, 1, h)
     }
 
-    /// Accuracy of the network (plain forward pass) on the training inputs against `labels`,
-    /// in blocks of rows, reusing the kept `Z_1` as [`Self::training_logits`] does.
+    /// Accuracy of the network (plain forward pass) on the training inputs against `labels`
+    /// (this rank's rows; the accuracy is over all ranks' rows), in blocks of rows, reusing the
+    /// kept `Z_1` as [`Self::training_logits`] does.
     pub fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {
         let (weights, biases) = self.layer_tensors();
-        crate::model::blocked_accuracy(
+        let correct = crate::model::blocked_correct(
             self.layers.architecture(),
             &weights,
             &biases,
             &self.x,
             self.kept_products[0].as_ref(),
             labels,
-        )
+        )?;
+        let [correct] = comm::sum(&*self.comm, [correct]);
+        Ok(correct / self.total_rows as f64)
     }
 
     /// The current `W_l` and `b_l` as tensors.

@@ -5,27 +5,28 @@ use candle_core::Tensor;
 
 use super::{objective, updates};
 use crate::blocks;
+use crate::comm;
 use crate::config::VConstraint;
 use crate::error::Result;
 use crate::kernels;
-use crate::optimizer::BcdOptimizer;
+use crate::optimizer::{BcdOptimizer, SweepChange};
 
 impl BcdOptimizer {
-    /// One three-splitting sweep; returns `‖x^k − x^{k−1}‖²`.
-    pub(crate) fn sweep_three(&mut self) -> Result<f64> {
+    /// One three-splitting sweep; returns `‖x^k − x^{k−1}‖²` by parts.
+    pub(crate) fn sweep_three(&mut self) -> Result<SweepChange> {
         let cfg = self.config.clone();
         let act = self.layers.architecture().activation();
         let last = self.layers.architecture().num_layers() - 1;
-        let mut dx = 0.0;
+        let mut dx = SweepChange::default();
 
         let v_l =
             blocks::output_activation(&self.y, &self.state.u[last], &self.state.v[last], &cfg)?;
-        dx += Self::replace(&mut self.state.v[last], v_l)?;
+        dx.lifted += Self::replace(&mut self.state.v[last], v_l)?;
         let z_l = self.take_product(last)?;
         let u_l = updates::output_preactivation(&self.state.v[last], &z_l, &cfg)?;
-        dx += Self::replace(&mut self.state.u[last], u_l)?;
+        dx.lifted += Self::replace(&mut self.state.u[last], u_l)?;
         let u_l = self.state.u[last].clone();
-        dx += self.exact_weights(last, &u_l, cfg.rho)?;
+        dx.weights += self.exact_weights(last, &u_l, cfg.rho)?;
 
         for l in (0..last).rev() {
             let skip = self
@@ -50,15 +51,20 @@ impl BcdOptimizer {
             if c != VConstraint::None {
                 // Project, and keep the (feasible) old V if that is better: see VConstraint.
                 let projected = kernels::map([&v], |[x]| c.project(x as f64) as f32)?;
-                let f_new = updates::hidden_activation_value(&projected, nb, act, &cfg)?;
-                let f_old = updates::hidden_activation_value(&self.state.v[l], nb, act, &cfg)?;
+                let [f_new, f_old] = comm::sum(
+                    &*self.comm,
+                    [
+                        updates::hidden_activation_value(&projected, nb, act, &cfg)?,
+                        updates::hidden_activation_value(&self.state.v[l], nb, act, &cfg)?,
+                    ],
+                );
                 v = if f_new <= f_old {
                     projected
                 } else {
                     self.state.v[l].clone()
                 };
             }
-            dx += Self::replace(&mut self.state.v[l], v)?;
+            dx.lifted += Self::replace(&mut self.state.v[l], v)?;
             let z_next = self.affine(l + 1, &self.state.v[l])?;
             self.record_three(l + 1, z_next)?;
             // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
@@ -78,8 +84,8 @@ impl BcdOptimizer {
                 )?,
             };
             self.state.u[l] = u.clone();
-            dx += du;
-            dx += self.exact_weights(l, &u, cfg.rho)?;
+            dx.lifted += du;
+            dx.weights += self.exact_weights(l, &u, cfg.rho)?;
         }
         let z_first = self.affine(0, &self.x)?;
         self.record_three(0, z_first)?;

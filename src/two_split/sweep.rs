@@ -7,7 +7,7 @@ use crate::activation::{with_sigma, Activation};
 use crate::blocks;
 use crate::error::Result;
 use crate::kernels;
-use crate::optimizer::BcdOptimizer;
+use crate::optimizer::{BcdOptimizer, SweepChange};
 
 impl BcdOptimizer {
     /// `S_l + σ(Z_l)`: what `V_l` is fitted to by its own penalty.
@@ -25,19 +25,19 @@ impl BcdOptimizer {
         )
     }
 
-    /// One two-splitting sweep; returns `‖x^k − x^{k−1}‖²`.
-    pub(crate) fn sweep_two(&mut self) -> Result<f64> {
+    /// One two-splitting sweep; returns `‖x^k − x^{k−1}‖²` by parts.
+    pub(crate) fn sweep_two(&mut self) -> Result<SweepChange> {
         let cfg = self.config.clone();
         let act = self.layers.architecture().activation();
         let last = self.layers.architecture().num_layers() - 1;
-        let mut dx = 0.0;
+        let mut dx = SweepChange::default();
 
         // Output: V_L exactly (U_L replaced by Z_L), then W̃_L exactly with coupling γ.
         let v_l =
             blocks::output_activation(&self.y, &self.product(last)?, &self.state.v[last], &cfg)?;
-        dx += Self::replace(&mut self.state.v[last], v_l)?;
+        dx.lifted += Self::replace(&mut self.state.v[last], v_l)?;
         let v_l = self.state.v[last].clone();
-        dx += self.exact_weights(last, &v_l, cfg.gamma)?;
+        dx.weights += self.exact_weights(last, &v_l, cfg.gamma)?;
         let z_last = self.affine(last, self.input(last))?;
         self.record_product(last, z_last)?;
 
@@ -62,8 +62,9 @@ impl BcdOptimizer {
                 cfg.gamma,
                 cfg.alpha,
                 cfg.v_constraint,
+                &*self.comm,
             )?;
-            dx += Self::replace(&mut self.state.v[l], step.value)?;
+            dx.lifted += Self::replace(&mut self.state.v[l], step.value)?;
             self.record_product(l + 1, step.z)?;
 
             let target = match self.layers.architecture().is_residual(l) {
@@ -81,8 +82,9 @@ impl BcdOptimizer {
                 cfg.gamma,
                 cfg.alpha,
                 cfg.lambda,
+                &*self.comm,
             )?;
-            dx += self.set_layer(l, &step.weight, &step.bias)?;
+            dx.weights += self.set_layer(l, &step.weight, &step.bias)?;
             self.record_product(l, step.z)?;
         }
         Ok(dx)

@@ -10,6 +10,7 @@
 use candle_core::Tensor;
 
 use crate::activation::{with_sigma, Activation};
+use crate::comm::{self, Communicator};
 use crate::config::VConstraint;
 use crate::error::Result;
 use crate::kernels::{self, Addend, Op};
@@ -83,6 +84,9 @@ fn next_target(next: &NextLayer, v: &Tensor) -> Result<Tensor> {
 /// Hidden `V_i` prox-linear step (projected onto `constraint`) on `γ/2‖V − own‖² + γ/2‖V_{i+1} − [V] − σ(ṼW̃_{i+1}ᵀ)‖²`,
 /// where `own = S_i + σ(Z_i)`: `V = (γ·own + αV^old − ∇h(V^old))/(γ + α)` with
 /// `∇h = −γ (D W_{i+1} [+ R])`, `R = V_{i+1} − [V^old] − σ(Z_{i+1})`, `D = R ⊙ σ'(Z_{i+1})`.
+/// The step is on this rank's rows; the objective it compares is summed over all ranks, so every
+/// rank accepts the same `α`.
+#[allow(clippy::too_many_arguments)]
 pub fn hidden_activation(
     own: &Tensor,
     v_old: &Tensor,
@@ -91,10 +95,14 @@ pub fn hidden_activation(
     gamma: f64,
     alpha0: f64,
     constraint: VConstraint,
+    comm: &dyn Communicator,
 ) -> Result<ActivationStep> {
     let act = next.act;
     let t_old = next_target(&next, v_old)?;
-    let f_old = 0.5 * gamma * kernels::sq_dist(v_old, own)? + fit(&t_old, z_next_old, act, gamma)?;
+    let [f_old] = comm::sum(
+        comm,
+        [0.5 * gamma * kernels::sq_dist(v_old, own)? + fit(&t_old, z_next_old, act, gamma)?],
+    );
     let d = fit_gradient(&t_old, z_next_old, act)?;
     // −∇h/γ = D W [+ R]
     let neg_grad = if next.residual {
@@ -113,8 +121,11 @@ pub fn hidden_activation(
             constraint.project(x) as f32
         })?;
         let z = kernels::linear(&v, next.w, next.b)?;
-        let f = 0.5 * gamma * kernels::sq_dist(&v, own)?
-            + fit(&next_target(&next, &v)?, &z, act, gamma)?;
+        let [f] = comm::sum(
+            comm,
+            [0.5 * gamma * kernels::sq_dist(&v, own)?
+                + fit(&next_target(&next, &v)?, &z, act, gamma)?],
+        );
         if f <= f_old {
             return Ok(ActivationStep { value: v, z, alpha });
         }
@@ -129,6 +140,8 @@ pub fn hidden_activation(
 
 /// Hidden `W̃_i` prox-linear step on `γ/2‖T − σ(Ṽ_{i−1}W̃ᵀ)‖² + λ/2‖W‖²` with `T = V_i − S_i`:
 /// `W = (αW^old + γDᵀV_{i−1})/(α + λ)`, `b = b^old + γ(1ᵀD)/α`, `D = (T − σ(Z_i)) ⊙ σ'(Z_i)`.
+/// `DᵀV_{i−1}`, `1ᵀD` and the fit are summed over all ranks' rows, so every rank takes the same
+/// step.
 #[allow(clippy::too_many_arguments)]
 pub fn weights(
     input: &Tensor,
@@ -140,16 +153,20 @@ pub fn weights(
     gamma: f64,
     alpha0: f64,
     lambda: f64,
+    comm: &dyn Communicator,
 ) -> Result<WeightStep> {
     let ridge = |w: &Tensor| -> Result<f64> { Ok(0.5 * lambda * kernels::sq_norm(w)?) };
-    let g_old = fit(target, z_old, act, gamma)? + ridge(w_old)?;
+    let [g_old] = comm::sum(comm, [fit(target, z_old, act, gamma)?]);
+    let g_old = g_old + ridge(w_old)?;
     let d = fit_gradient(target, z_old, act)?;
-    let dtv = kernels::matmul(Op::T(&d), Op::N(input), 1.0, Addend::None)?;
+    let dtv = comm::sum_tensor(
+        comm,
+        &kernels::matmul(Op::T(&d), Op::N(input), 1.0, Addend::None)?,
+    )?;
+    let mut dsum = kernels::col_sums(&d)?;
+    comm.sum_f64(&mut dsum);
     let dsum = Tensor::from_vec(
-        kernels::col_sums(&d)?
-            .iter()
-            .map(|&x| x as f32)
-            .collect::<Vec<_>>(),
+        dsum.iter().map(|&x| x as f32).collect::<Vec<_>>(),
         b_old.dims1()?,
         b_old.device(),
     )?;
@@ -162,7 +179,8 @@ pub fn weights(
             (b as f64 + gamma * g as f64 / alpha) as f32
         })?;
         let z = kernels::linear(input, &w, &b)?;
-        if fit(target, &z, act, gamma)? + ridge(&w)? <= g_old {
+        let [g] = comm::sum(comm, [fit(target, &z, act, gamma)?]);
+        if g + ridge(&w)? <= g_old {
             return Ok(WeightStep {
                 weight: w,
                 bias: b,

@@ -6,6 +6,7 @@ mod model_commands;
 mod plot;
 mod preset;
 mod progress;
+mod ranks;
 mod train;
 
 use anyhow::{bail, Result};
@@ -77,17 +78,21 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let ranks = match ranks::Ranks::init() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
-        Command::Train(args) => train::run(*args),
+        Command::Train(args) => train::run(*args, &ranks),
         Command::Export(args) => model_commands::run_export(args),
         Command::Eval(args) => model_commands::run_eval(args),
         Command::Predict(args) => model_commands::run_predict(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => ranks.fail(&e),
     }
 }

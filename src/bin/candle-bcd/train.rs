@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 
 use crate::preset;
 use crate::progress::Progress;
+use crate::ranks::Ranks;
 use crate::{open_device, set_threads, DeviceArg};
 
 /// Network family.
@@ -294,14 +295,15 @@ impl ModelSetup {
     /// ridge head of `--head-init ridge` fitted to `x`, `y`).
     fn new(
         args: &TrainArgs,
-        d0: usize,
         classes: usize,
         x: &candle_core::Tensor,
         y: &candle_core::Tensor,
         ckpt: Option<&checkpoint::Checkpoint>,
         device: &candle_core::Device,
+        ranks: &Ranks,
     ) -> Result<Self> {
         let set = &args.settings;
+        let d0 = x.dim(1)?;
         let varmap = VarMap::new();
         let arch = set.architecture(d0, classes, ckpt.map(|c| &c.architecture))?;
         let (model, config) =
@@ -326,7 +328,8 @@ impl ModelSetup {
                     let init = set.init.unwrap_or_default();
                     let model = BcdNet::init(&arch, &varmap, init, set.seed.unwrap_or(0), device)?;
                     if set.head_init == Some(HeadInitArg::Ridge) {
-                        model.fit_head(&varmap, x, y, set.head_lambda.unwrap_or(1.0))?;
+                        let lambda = set.head_lambda.unwrap_or(1.0);
+                        model.fit_head_distributed(&varmap, x, y, lambda, &*ranks.comm())?;
                     }
                     (model, config)
                 }
@@ -341,7 +344,7 @@ impl ModelSetup {
 }
 
 /// Runs `candle-bcd train`.
-pub fn run(mut args: TrainArgs) -> Result<()> {
+pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
     if let Some(path) = &args.preset {
         args.settings = std::mem::take(&mut args.settings).or(preset::load(path)?);
     }
@@ -349,11 +352,28 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
     let device = open_device(args.device)?;
     let dataset = set.dataset.unwrap_or(DatasetKind::Mnist);
-    let mut ds = data::load(dataset, set.data_dir.as_deref())?;
-    if let Some(n) = set.train_limit {
-        ds = data::take_train(&ds, n)?;
+    let comm = ranks.comm();
+    if ranks.size() > 1 && set.batch_size.is_some() {
+        anyhow::bail!(
+            "--batch-size: mini-batch runs take one process; data-parallel runs ({} ranks) use full-batch sweeps",
+            ranks.size()
+        );
     }
-    let (n, d0) = ds.train_images.dims2()?;
+    let ds = match ranks.size() {
+        1 => {
+            let ds = data::load(dataset, set.data_dir.as_deref())?;
+            match set.train_limit {
+                Some(n) => data::take_train(&ds, n)?,
+                None => ds,
+            }
+        }
+        _ => data::load_share(dataset, set.data_dir.as_deref(), set.train_limit, &*comm)?,
+    };
+    let (rows, d0) = ds.train_images.dims2()?;
+    // The training rows over all ranks.
+    let mut n = [rows as f64];
+    comm.sum_f64(&mut n);
+    let n = n[0] as usize;
     let x = ds.train_images.to_device(&device)?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?.to_device(&device)?;
     let ckpt = match &args.resume {
@@ -377,18 +397,19 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             )?;
         }
     }
-    let setup = ModelSetup::new(&args, d0, ds.labels, &x, &y, ckpt.as_ref(), &device)?;
+    let setup = ModelSetup::new(&args, ds.labels, &x, &y, ckpt.as_ref(), &device, ranks)?;
     if minibatch {
         let progress = ckpt.and_then(|c| c.minibatch);
         return crate::minibatch::run(&args, setup, &ds, x, y, progress);
     }
     let model = setup.model;
-    let opt = match ckpt {
-        Some(ckpt) => BcdOptimizer::from_state(&setup.layers, x, y, setup.config, ckpt.state)
-            .with_context(|| {
-                format!("resuming from {}", args.resume.as_ref().unwrap().display())
-            })?,
-        None => BcdOptimizer::new(&setup.layers, x, y, setup.config)?,
+    let opt = match (ckpt, &args.resume) {
+        (Some(ckpt), Some(path)) => {
+            let state = checkpoint::load_rank_state(path, &ckpt, &*comm, rows, &device)?;
+            BcdOptimizer::from_state_distributed(&setup.layers, x, y, setup.config, state, comm)
+                .with_context(|| format!("resuming from {}", path.display()))?
+        }
+        _ => BcdOptimizer::new_distributed(&setup.layers, x, y, setup.config, comm)?,
     };
     crate::alloc::reuse_freed_memory(!args.low_memory);
     let mut opt = opt.with_product_cache(match args.low_memory {
@@ -408,17 +429,29 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
     };
-    for file in [&args.metrics, &args.checkpoint].into_iter().flatten() {
+    let reported = match ranks.is_root() {
+        true => [&args.metrics, &args.checkpoint],
+        false => [&None, &args.checkpoint],
+    };
+    for file in reported.into_iter().flatten() {
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the directory of {}", file.display()))?;
         }
     }
-    let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
     let eval = Evaluation {
         train_labels: Some(&ds.train_labels),
         test: Some(&test_set),
     };
+    // Only rank 0 reports: progress, metrics, plots and the result.
+    if !ranks.is_root() {
+        let summary = trainer::train(&mut opt, &model, eval, &opts, &mut trainer::NoObserver)?;
+        if let trainer::TerminationReason::Diverged(why) = &summary.reason {
+            anyhow::bail!("training stopped: {why}");
+        }
+        return Ok(());
+    }
+    let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
     let summary = trainer::train(&mut opt, &model, eval, &opts, &mut progress)?;
     if let Some(dir) = &args.plot {
         crate::plot::write(dir, &progress.records)?;
