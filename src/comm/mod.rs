@@ -11,8 +11,8 @@
 //! ```
 //!
 //! A [`Communicator`] provides them: [`SingleProcess`] (the default; every operation is a
-//! no-op) or, with the `mpi` feature, [`Mpi`] over the system's MPI library. The exact weight
-//! solve runs on rank 0, which broadcasts the result ([`from_root`]), so every rank holds
+//! no-op) or, with the `mpi` feature, `Mpi` over the system's MPI library. The exact weight
+//! solve runs on rank 0, which broadcasts the result, so every rank holds
 //! bit-identical weights; sums are reduced on rank 0 and broadcast, so every rank also sees the
 //! same bits of every sum and takes the same decisions (line searches, safeguards).
 

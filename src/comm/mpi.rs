@@ -8,6 +8,8 @@ use ::mpi::environment::Universe;
 use ::mpi::traits::{Communicator as _, CommunicatorCollectives, Root};
 use ::mpi::Threading;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::Communicator;
 use crate::error::{BcdError, Result};
 
@@ -15,6 +17,8 @@ use crate::error::{BcdError, Result};
 /// environment: MPI is finalised when the last handle is dropped.
 pub struct Mpi {
     universe: Universe,
+    /// Bytes this rank has passed to sums (`sum_f64`) so far.
+    summed: AtomicU64,
 }
 
 impl std::fmt::Debug for Mpi {
@@ -40,7 +44,16 @@ impl Mpi {
                 reason: format!("the MPI library offers thread level {level:?}, Funneled needed"),
             });
         }
-        Ok(Self { universe })
+        Ok(Self {
+            universe,
+            summed: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes passed to sums over ranks so far (each is reduced onto rank 0 and broadcast back,
+    /// so about twice this crosses the network per rank).
+    pub fn bytes_summed(&self) -> u64 {
+        self.summed.load(Ordering::Relaxed)
     }
 
     /// Ends every rank of the job with exit status `code` (`MPI_Abort`): what a rank does when
@@ -60,6 +73,8 @@ impl Communicator for Mpi {
     }
 
     fn sum_f64(&self, buf: &mut [f64]) {
+        self.summed
+            .fetch_add(std::mem::size_of_val(buf) as u64, Ordering::Relaxed);
         let world = self.universe.world();
         let root = world.process_at_rank(0);
         let send = buf.to_vec();

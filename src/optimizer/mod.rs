@@ -114,7 +114,7 @@ impl BcdOptimizer {
     }
 
     /// [`Self::new`] for one rank of a data-parallel run: `x` and `y` are this rank's rows (see
-    /// [`comm::share`](crate::comm::share)), and every rank calls this with its own rows and
+    /// [`comm::share`]), and every rank calls this with its own rows and
     /// the same `layers` architecture, `config` and `comm`. The weights start as rank 0's
     /// (broadcast), sums over rows are taken over all ranks, and every sweep leaves the same
     /// weights on every rank.

@@ -452,7 +452,16 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
         return Ok(());
     }
     let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
+    let (summed, start) = (ranks.bytes_summed(), opt.iteration());
     let summary = trainer::train(&mut opt, &model, eval, &opts, &mut progress)?;
+    if ranks.size() > 1 && summary.iterations > start {
+        let per_sweep = (ranks.bytes_summed() - summed) / (summary.iterations - start) as u64;
+        println!(
+            "{} ranks: {:.3} MB summed over ranks per sweep (with its evaluation)",
+            ranks.size(),
+            per_sweep as f64 / 1e6
+        );
+    }
     if let Some(dir) = &args.plot {
         crate::plot::write(dir, &progress.records)?;
     }
