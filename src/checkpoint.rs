@@ -264,6 +264,7 @@ pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
         batches: bcd.batches_done(),
         memory: Vec::new(),
     };
+    let comm = &**bcd.communicator();
     let mut metadata = base_metadata(bcd.layers(), bcd.config())?;
     metadata.insert("minibatch".into(), to_json(&progress)?);
     let mut tensors = weight_tensors(bcd.layers());
@@ -274,7 +275,12 @@ pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
             tensors.push((format!("memory.cross.{l}"), cross));
         }
     }
-    write_atomic(path, tensors, metadata)
+    // Every rank holds the same weights and memory: rank 0 writes them.
+    let written = match comm.rank() {
+        0 => write_atomic(path, tensors, metadata),
+        _ => Ok(()),
+    };
+    comm::agree(comm, written)
 }
 
 /// The weights and biases of `layers` under their own names.

@@ -3,6 +3,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::Module;
 
+use crate::comm::Communicator;
 use crate::error::{BcdError, Result};
 
 /// Fraction of rows whose arg-max of `logits` (`[N, C]`) equals `labels` (`[N]`, integer ids).
@@ -38,6 +39,19 @@ const EVAL_ROWS: usize = 4096;
 pub fn model_accuracy(model: &dyn Module, x: &Tensor, labels: &Tensor) -> Result<f64> {
     let n = x.dim(0)?;
     Ok(model_correct(model, x, labels)? / n.max(1) as f64)
+}
+
+/// [`model_accuracy`] over the rows of all ranks of a data-parallel run, each rank passing its
+/// own rows of `x` and `labels`.
+pub fn model_accuracy_distributed(
+    model: &dyn Module,
+    x: &Tensor,
+    labels: &Tensor,
+    comm: &dyn Communicator,
+) -> Result<f64> {
+    let local = [model_correct(model, x, labels)?, x.dim(0)? as f64];
+    let [correct, rows] = crate::comm::sum(comm, local);
+    Ok(correct / rows.max(1.0))
 }
 
 /// The number of rows [`model_accuracy`] counts as correct.

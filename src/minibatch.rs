@@ -28,6 +28,14 @@
 //! increases; `Φ_b` alone may. The two-splitting's hidden weight blocks (prox-linear steps) do
 //! not use it.
 //!
+//! **Over ranks** (`crate::comm`): each rank holds its own rows. Epoch `e` has
+//! `K = ⌈N/B⌉` batches; rank `r` visits its rows in the order the epoch's permutation of all
+//! `N` rows gives them and puts the `b`-th of `K` near-equal consecutive parts of that order in
+//! batch `b`. A batch thus has about `B` rows, about `B·N_r/N` of them from rank `r`, and every
+//! rank has rows in every batch (which needs `N_r ≥ K`). Sums over the batch are taken over the
+//! ranks as in full-batch sweeps; with one rank the batches are the permutation's consecutive
+//! runs of `B` rows.
+//!
 //! Nothing of size `N × d_i` is allocated beside the data: the lifted state, the kept products
 //! and the solves are those of one batch, `O(B·Σd_i + Σd_i·d_{i−1})` (the memory adds
 //! `Σ(d_{i−1}+1)(d_{i−1}+1+d_i)` `f64`s).
@@ -39,12 +47,15 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::blocks::NormalSums;
+use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::BcdConfig;
 use crate::error::{BcdError, Result};
 use crate::layers::Layers;
 use crate::objective::ObjectiveParts;
-use crate::optimizer::BcdOptimizer;
+use crate::optimizer::{sync_weights, BcdOptimizer};
 
 /// Settings of the mini-batch mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +90,7 @@ pub struct BatchReport {
     pub epoch: usize,
     /// Batches done since the start of training, this one included.
     pub batches: usize,
-    /// Rows in the batch.
+    /// Rows in the batch (over all ranks).
     pub rows: usize,
     /// `Φ_b` after the forward pass that set the batch's lifted state.
     pub before: ObjectiveParts,
@@ -123,6 +134,8 @@ pub struct MiniBatchBcd {
     batches: usize,
     /// The decayed normal sums of every layer's exact weight block (with `gram_decay > 0`).
     memory: Vec<Option<NormalSums>>,
+    /// The ranks that share the rows.
+    comm: Arc<dyn Communicator>,
 }
 
 impl MiniBatchBcd {
@@ -157,7 +170,21 @@ impl MiniBatchBcd {
             options,
             epochs: 0,
             batches: 0,
+            comm: Arc::new(SingleProcess),
         })
+    }
+
+    /// Runs as one rank of a data-parallel run (every rank calls it, and then [`Self::epoch`]
+    /// with its own rows): the weights are set to rank 0's.
+    pub fn with_communicator(mut self, comm: Arc<dyn Communicator>) -> Result<Self> {
+        sync_weights(&self.layers, &*comm)?;
+        self.comm = comm;
+        Ok(self)
+    }
+
+    /// The ranks that share the rows.
+    pub fn communicator(&self) -> &Arc<dyn Communicator> {
+        &self.comm
     }
 
     /// Continues a run after `epochs` completed epochs of `batches` batches in all (from a
@@ -226,8 +253,10 @@ impl MiniBatchBcd {
     /// set by a forward pass with the current weights.
     pub fn step_batch(&mut self, x: Tensor, y: Tensor) -> Result<BatchReport> {
         let start = Instant::now();
-        let rows = x.dim(0)?;
-        let mut opt = BcdOptimizer::new(&self.layers, x, y, self.config.clone())?;
+        let (layers, config, comm) = (&self.layers, self.config.clone(), self.comm.clone());
+        // Every rank already holds the same weights.
+        let mut opt = BcdOptimizer::from_forward_pass(layers, x, y, config, comm, false)?;
+        let rows = opt.num_samples();
         let beta = self.options.gram_decay;
         if beta > 0.0 {
             let memory = std::mem::replace(&mut self.memory, vec![None; self.layers.len()]);
@@ -267,8 +296,9 @@ impl MiniBatchBcd {
         })
     }
 
-    /// One epoch over inputs `x` (`[N, d_0]`) and targets `y` (`[N, d_L]`) in shuffled batches;
-    /// `on_batch` sees every batch's report (and may stop the epoch with an error).
+    /// One epoch over inputs `x` (`[N, d_0]`) and targets `y` (`[N, d_L]`) in shuffled batches
+    /// (this rank's rows, over ranks); `on_batch` sees every batch's report (and may stop the
+    /// epoch with an error).
     pub fn epoch(
         &mut self,
         x: &Tensor,
@@ -283,13 +313,47 @@ impl MiniBatchBcd {
                 got: y.dims().to_vec(),
             });
         }
-        let order = self.row_order(self.epochs, n);
-        for rows in order.chunks(self.options.batch_size) {
-            let idx = Tensor::new(rows, x.device())?;
+        let batches = self.batches_of_epoch(n)?;
+        for rows in batches {
+            let idx = Tensor::new(rows.as_slice(), x.device())?;
             let report = self.step_batch(x.index_select(&idx, 0)?, y.index_select(&idx, 0)?)?;
             on_batch(&report)?;
         }
         self.epochs += 1;
         Ok(())
+    }
+
+    /// The rows (of this rank's `n`) of each batch of the next epoch (see the module
+    /// documentation).
+    fn batches_of_epoch(&self, n: usize) -> Result<Vec<Vec<u32>>> {
+        let b = self.options.batch_size;
+        let (rank, size) = (self.comm.rank(), self.comm.size());
+        if size == 1 {
+            let order = self.row_order(self.epochs, n);
+            return Ok(order.chunks(b).map(<[u32]>::to_vec).collect());
+        }
+        let mut counts = vec![0f64; size];
+        counts[rank] = n as f64;
+        self.comm.sum_f64(&mut counts);
+        let counts: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
+        let (total, first): (usize, usize) = (counts.iter().sum(), counts[..rank].iter().sum());
+        let k = total.div_ceil(b);
+        if counts.iter().any(|&c| c < k) {
+            return Err(BcdError::InvalidHyperparameter {
+                name: "batch_size",
+                value: b as f64,
+                reason: "too small for the ranks: every rank needs a row in each of the epoch's ⌈N/B⌉ batches",
+            });
+        }
+        let mine = first as u32..(first + n) as u32;
+        let order: Vec<u32> = self
+            .row_order(self.epochs, total)
+            .into_iter()
+            .filter(|i| mine.contains(i))
+            .map(|i| i - mine.start)
+            .collect();
+        Ok((0..k)
+            .map(|batch| order[comm::share(n, batch, k)].to_vec())
+            .collect())
     }
 }

@@ -11,7 +11,6 @@ use candle_nn::Module;
 use serde::Serialize;
 
 use crate::checkpoint;
-use crate::comm;
 use crate::error::{BcdError, Result};
 use crate::metrics;
 use crate::objective::ObjectiveParts;
@@ -151,16 +150,6 @@ pub trait Observer {
 pub struct NoObserver;
 impl Observer for NoObserver {}
 
-/// Accuracy of `model` on `set`, over all ranks (each holds its own rows of the test set).
-fn test_accuracy_of(opt: &BcdOptimizer, model: &dyn Module, set: &EvalSet) -> Result<f64> {
-    let local = [
-        metrics::model_correct(model, &set.x, &set.labels)?,
-        set.x.dim(0)? as f64,
-    ];
-    let [correct, rows] = comm::sum(&**opt.communicator(), local);
-    Ok(correct / rows.max(1.0))
-}
-
 /// Runs up to `opts.max_sweeps` sweeps of `opt`, measuring `model` (any candle-nn model that
 /// reads the optimizer's `Var`s) on `eval.test` and the training accuracy when
 /// `eval.train_labels` is given, saving checkpoints as asked, and stopping early on the
@@ -205,7 +194,12 @@ pub fn train(
                 _ => None,
             },
             test_accuracy: match eval.test {
-                Some(s) if eval_now => Some(test_accuracy_of(opt, model, s)?),
+                Some(s) if eval_now => Some(metrics::model_accuracy_distributed(
+                    model,
+                    &s.x,
+                    &s.labels,
+                    &**opt.communicator(),
+                )?),
                 _ => None,
             },
             eval_seconds: eval_start.elapsed().as_secs_f64(),

@@ -14,7 +14,10 @@
 //!   compared on every rank);
 //! - a checkpoint written by 2 ranks resumes on 2 ranks to the iterates of an uninterrupted
 //!   run, and a run on another rank count is refused with an error naming both counts;
-//! - a truncated share of the data or a killed rank ends every rank with a non-zero exit.
+//! - a truncated share of the data or a killed rank ends every rank with a non-zero exit;
+//! - mini-batch BCD over 2 and 3 ranks: every batch's objective (summed over the ranks) does not
+//!   increase, the batches of an epoch cover each row once, the weights stay bit-identical
+//!   across ranks, and a 2-rank mini-batch checkpoint resumes bit for bit.
 #![cfg(feature = "mpi")]
 
 mod common;
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use candle_bcd::comm::{Communicator, Mpi, SingleProcess};
 use candle_bcd::data::{self, DatasetKind};
+use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{
     Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Splitting, WeightInit,
 };
@@ -142,9 +146,12 @@ fn optimizer(
 #[test]
 #[ignore = "one rank of an MPI job; started under mpirun by the tests of this file"]
 fn rank_worker() {
-    let (arch, cfg) = case(&std::env::var("BCD_MPI_CASE").unwrap());
-    let mpi = Arc::new(Mpi::init().unwrap());
-    let comm: Arc<dyn Communicator> = mpi.clone();
+    let name = std::env::var("BCD_MPI_CASE").unwrap();
+    let comm: Arc<dyn Communicator> = Arc::new(Mpi::init().unwrap());
+    if name == "minibatch" {
+        return minibatch_rank(comm);
+    }
+    let (arch, cfg) = case(&name);
     let dir = common::mnist_dir();
     // One process on all rows, in their order or reversed: the objectives and weights.
     let one_process = |reversed: bool| {
@@ -182,18 +189,7 @@ fn rank_worker() {
     let mut objectives = Vec::new();
     for sweep in 1..=SWEEPS {
         objectives.push(opt.step().unwrap().objective.total());
-        // Rank 0's bits, broadcast, against this rank's.
-        let mine: Vec<f32> = weights(opt.layers()).concat();
-        let mut root = mine.clone();
-        comm.broadcast_f32(&mut root);
-        let differ = mine
-            .iter()
-            .zip(&root)
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
-        let mut all = [differ as f64];
-        comm.sum_f64(&mut all);
-        assert_eq!(all[0], 0.0, "sweep {sweep}: weights differ between ranks");
+        assert_same_weights(opt.layers(), &*comm, &format!("sweep {sweep}"));
     }
     if let Some((ref_objectives, ref_weights, floor)) = reference {
         for (k, (a, b)) in objectives.iter().zip(&ref_objectives).enumerate() {
@@ -220,28 +216,141 @@ fn rank_worker() {
     }
 }
 
+/// Asserts that every rank holds rank 0's weights, bit for bit.
+fn assert_same_weights(layers: &Layers, comm: &dyn Communicator, when: &str) {
+    let mine: Vec<f32> = weights(layers).concat();
+    let mut root = mine.clone();
+    comm.broadcast_f32(&mut root);
+    let differ = mine
+        .iter()
+        .zip(&root)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    let mut all = [differ as f64];
+    comm.sum_f64(&mut all);
+    assert_eq!(all[0], 0.0, "{when}: weights differ between ranks");
+}
+
+/// One rank of the mini-batch check: two epochs in batches of 150 of the 1,000 rows.
+fn minibatch_rank(comm: Arc<dyn Communicator>) {
+    let (arch, cfg) = case("three");
+    let dir = common::mnist_dir();
+    let ds = data::load_share(DatasetKind::Mnist, Some(&dir), Some(ROWS), &*comm).unwrap();
+    let y = data::one_hot(&ds.train_labels, ds.labels).unwrap();
+    let varmap = VarMap::new();
+    // A different seed per rank: the run must start from rank 0's weights anyway.
+    let seed = comm.rank() as u64;
+    BcdNet::init(&arch, &varmap, WeightInit::Official, seed, &Device::Cpu).unwrap();
+    let layers = Layers::of_architecture(&varmap, &arch).unwrap();
+    let options = MiniBatchOptions {
+        batch_size: 150,
+        inner_sweeps: 2,
+        ..Default::default()
+    };
+    let mut bcd = MiniBatchBcd::new(&layers, cfg, options)
+        .unwrap()
+        .with_communicator(comm.clone())
+        .unwrap();
+    for epoch in 0..2 {
+        let mut rows = 0;
+        bcd.epoch(&ds.train_images, &y, |r| {
+            let (before, after) = (r.before.total(), r.after.total());
+            assert!(
+                after <= before * (1.0 + 1e-6),
+                "batch {}: {before} -> {after}",
+                r.batches
+            );
+            rows += r.rows;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            rows, ROWS,
+            "epoch {epoch}: the batches do not cover the rows once"
+        );
+        assert_same_weights(&layers, &*comm, &format!("epoch {epoch}"));
+    }
+    assert_eq!(bcd.batches_done(), 2 * ROWS.div_ceil(150));
+    if comm.rank() == 0 {
+        println!("{} ranks: mini-batch checked", comm.size());
+    }
+}
+
+/// Runs `rank_worker` on `ranks` ranks for the case `name`; rank 0 prints `{ranks} ranks: …`.
+fn run_worker(name: &str, ranks: usize) {
+    let mut cmd = mpirun(ranks);
+    cmd.env("BCD_MPI_CASE", name)
+        .arg(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "rank_worker", "--nocapture"]);
+    let out = finish(cmd, Duration::from_secs(300));
+    assert!(
+        out.status.success(),
+        "{name} on {ranks} ranks: {}",
+        text(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{ranks} ranks: ")),
+        "{name} on {ranks} ranks: rank 0 did not finish its checks: {}",
+        text(&out)
+    );
+}
+
 #[test]
 fn distributed_sweeps_match_one_process() {
     for ranks in [2, 3] {
         for name in ["three", "two", "resnet"] {
-            let mut cmd = mpirun(ranks);
-            cmd.env("BCD_MPI_CASE", name)
-                .arg(std::env::current_exe().unwrap())
-                .args(["--ignored", "--exact", "rank_worker", "--nocapture"]);
-            let out = finish(cmd, Duration::from_secs(300));
-            assert!(
-                out.status.success(),
-                "{name} on {ranks} ranks: {}",
-                text(&out)
-            );
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                stdout.contains(&format!("{ranks} ranks: Φ")),
-                "{name} on {ranks} ranks: rank 0 did not compare: {}",
-                text(&out)
-            );
+            run_worker(name, ranks);
         }
     }
+}
+
+#[test]
+fn mini_batches_over_ranks_descend_and_stay_in_step() {
+    for ranks in [2, 3] {
+        run_worker("minibatch", ranks);
+    }
+}
+
+#[test]
+fn a_mini_batch_checkpoint_of_two_ranks_resumes_bit_for_bit() {
+    let dir = common::tempdir();
+    let ok = |out: Output| assert!(out.status.success(), "{}", text(&out));
+    let base = [
+        "--batch-size",
+        "100",
+        "--gram-decay",
+        "0.5",
+        "--alpha",
+        "0.5",
+    ];
+    let run = |extra: &[&str]| train_on(2, &dir, &[&base[..], extra].concat());
+    ok(run(&[
+        "--epochs",
+        "2",
+        "--checkpoint",
+        "{dir}/straight.safetensors",
+    ]));
+    ok(run(&[
+        "--epochs",
+        "1",
+        "--checkpoint",
+        "{dir}/first.safetensors",
+    ]));
+    ok(run(&[
+        "--epochs",
+        "1",
+        "--resume",
+        "{dir}/first.safetensors",
+        "--checkpoint",
+        "{dir}/resumed.safetensors",
+    ]));
+    let (a, b) = (
+        tensors(&dir.join("straight.safetensors")),
+        tensors(&dir.join("resumed.safetensors")),
+    );
+    assert!(a.iter().any(|(k, _)| k.starts_with("memory.")));
+    assert_eq!(a, b);
 }
 
 /// `candle-bcd train` on the first 600 rows of the slice, a small MLP, one thread per rank.

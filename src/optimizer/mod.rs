@@ -95,6 +95,26 @@ pub struct BcdOptimizer {
     total_rows: usize,
 }
 
+/// Sets every rank's weights of `layers` to rank 0's.
+pub(crate) fn sync_weights(layers: &Layers, comm: &dyn Communicator) -> Result<()> {
+    if comm.size() == 1 {
+        return Ok(());
+    }
+    let vars: Vec<&Var> = layers
+        .weight_vars()
+        .iter()
+        .chain(layers.bias_vars())
+        .collect();
+    let like: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+    let root = comm::from_root(comm, &like, || {
+        Ok(like.iter().map(|t| (*t).clone()).collect())
+    })?;
+    for (var, t) in vars.iter().zip(&root) {
+        var.set(t)?;
+    }
+    Ok(())
+}
+
 /// How far one sweep moved the blocks: the lifted blocks of this rank's rows and the weights
 /// (which every rank holds alike), each `Σ ‖new − old‖²`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -125,7 +145,20 @@ impl BcdOptimizer {
         config: BcdConfig,
         comm: Arc<dyn Communicator>,
     ) -> Result<Self> {
-        let mut opt = Self::build(layers, x, y, config, comm)?;
+        Self::from_forward_pass(layers, x, y, config, comm, true)
+    }
+
+    /// [`Self::new_distributed`], broadcasting rank 0's weights first only when `sync` (a
+    /// caller whose ranks already hold the same weights skips it).
+    pub(crate) fn from_forward_pass(
+        layers: &Layers,
+        x: Tensor,
+        y: Tensor,
+        config: BcdConfig,
+        comm: Arc<dyn Communicator>,
+        sync: bool,
+    ) -> Result<Self> {
+        let mut opt = Self::build(layers, x, y, config, comm, sync)?;
         let arch = layers.architecture();
         let mut input = opt.x.clone();
         for l in 0..arch.num_layers() {
@@ -169,7 +202,7 @@ impl BcdOptimizer {
         state: LiftedState,
         comm: Arc<dyn Communicator>,
     ) -> Result<Self> {
-        let mut opt = Self::build(layers, x, y, config, comm)?;
+        let mut opt = Self::build(layers, x, y, config, comm, true)?;
         let arch = layers.architecture();
         let n = opt.x.dim(0)?;
         let num_layers = arch.num_layers();
@@ -227,24 +260,14 @@ impl BcdOptimizer {
         y: Tensor,
         config: BcdConfig,
         comm: Arc<dyn Communicator>,
+        sync: bool,
     ) -> Result<Self> {
         config.validate()?;
         let x = x.to_dtype(DType::F32)?;
         let y = y.to_dtype(DType::F32)?.to_device(x.device())?;
         comm::agree(&*comm, Self::check_data(layers, &x, &y))?;
-        if comm.size() > 1 {
-            let vars: Vec<&Var> = layers
-                .weight_vars()
-                .iter()
-                .chain(layers.bias_vars())
-                .collect();
-            let like: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
-            let root = comm::from_root(&*comm, &like, || {
-                Ok(like.iter().map(|t| (*t).clone()).collect())
-            })?;
-            for (var, t) in vars.iter().zip(&root) {
-                var.set(t)?;
-            }
+        if sync {
+            sync_weights(layers, &*comm)?;
         }
         let x_gram = AugmentedGram::new(&x)?.summed(&*comm);
         let [total_rows] = comm::sum(&*comm, [x.dim(0)? as f64]);

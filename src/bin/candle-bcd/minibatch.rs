@@ -10,6 +10,7 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use crate::progress::{bar, JsonLines};
+use crate::ranks::Ranks;
 use crate::train::{ModelSetup, TrainArgs};
 
 /// One line of the metrics file of a mini-batch run.
@@ -34,6 +35,7 @@ pub fn run(
     x: Tensor,
     y: Tensor,
     progress: Option<MiniBatchProgress>,
+    ranks: &Ranks,
 ) -> Result<()> {
     let set = &args.settings;
     // Mini-batch runs are for memory-bound data: freed batch buffers go back to the OS at once.
@@ -48,30 +50,44 @@ pub fn run(
         gram_decay: set.gram_decay.unwrap_or(base.gram_decay),
     };
     let (epochs_done, batches_done) = progress.as_ref().map_or((0, 0), |p| (p.epochs, p.batches));
+    let comm = ranks.comm();
     let mut bcd = MiniBatchBcd::new(&setup.layers, setup.config, options)?
-        .resume_at(epochs_done, batches_done);
+        .resume_at(epochs_done, batches_done)
+        .with_communicator(comm.clone())?;
     if let Some(p) = progress.filter(|p| !p.memory.is_empty()) {
         bcd = bcd.with_memory(p.memory)?;
     }
     let model = &setup.model;
     let test_x = ds.test_images.to_device(x.device())?;
     let eval_every = set.eval_every.unwrap_or(0);
-    let mut metrics = match &args.metrics {
-        Some(path) => Some(JsonLines::open(path, args.resume.is_some())?),
-        None => None,
+    // Only rank 0 reports.
+    let root = ranks.is_root();
+    let say = |msg: String| {
+        if root {
+            println!("{msg}");
+        }
     };
-    let n = x.dim(0)?;
+    let mut metrics = match (&args.metrics, root) {
+        (Some(path), true) => Some(JsonLines::open(path, args.resume.is_some())?),
+        _ => None,
+    };
+    let mut n = [x.dim(0)? as f64];
+    comm.sum_f64(&mut n);
+    let n = n[0] as usize;
+    let accuracy = |x: &Tensor, labels: &Tensor| {
+        candle_bcd::metrics::model_accuracy_distributed(model, x, labels, &*comm)
+    };
     let per_epoch = n.div_ceil(bcd.options().batch_size);
     let (mut train_seconds, mut last_accuracy) = (0.0, None);
-    println!(
+    say(format!(
         "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, from epoch {epochs_done}",
         bcd.options().batch_size,
         bcd.options().inner_sweeps,
         bcd.options().gram_decay
-    );
+    ));
     for _ in 0..set.epochs.unwrap_or(1) {
         let epoch = bcd.epochs_done();
-        let bar = bar(per_epoch);
+        let bar = bar(per_epoch).filter(|_| root);
         let mut clock = Instant::now();
         let mut in_epoch = 0;
         bcd.epoch(&x, &y, |r: &BatchReport| {
@@ -82,10 +98,10 @@ pub fn run(
             if in_epoch == per_epoch || (eval_every > 0 && r.batches % eval_every == 0) {
                 train_seconds += clock.elapsed().as_secs_f64();
                 let eval_start = Instant::now();
-                let test = model.accuracy(&test_x, &ds.test_labels)?;
+                let test = accuracy(&test_x, &ds.test_labels)?;
                 // The training accuracy costs a forward pass over all N rows: at epoch ends only.
                 let train = match in_epoch == per_epoch {
-                    true => Some(model.accuracy(&x, &ds.train_labels)?),
+                    true => Some(accuracy(&x, &ds.train_labels)?),
                     false => None,
                 };
                 let line = MetricsLine {
@@ -104,7 +120,7 @@ pub fn run(
                 );
                 match &bar {
                     Some(bar) => bar.println(msg),
-                    None => println!("{msg}"),
+                    None => say(msg),
                 }
                 if let Some(file) = &mut metrics {
                     file.write(&line)?;
@@ -120,21 +136,21 @@ pub fn run(
         }
         if let Some(path) = &args.checkpoint {
             checkpoint::save_minibatch(path, &bcd)?;
-            println!(
+            say(format!(
                 "checkpoint after epoch {}: {}",
                 bcd.epochs_done(),
                 path.display()
-            );
+            ));
         }
     }
-    println!(
+    say(format!(
         "finished {} epochs ({} batches) in {train_seconds:.1}s of training",
         bcd.epochs_done(),
         bcd.batches_done()
-    );
-    match last_accuracy {
-        Some(acc) => println!("test accuracy: {acc:.4}"),
-        None => println!("test accuracy: not evaluated"),
-    }
+    ));
+    say(match last_accuracy {
+        Some(acc) => format!("test accuracy: {acc:.4}"),
+        None => "test accuracy: not evaluated".into(),
+    });
     Ok(())
 }

@@ -353,12 +353,6 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
     let device = open_device(args.device)?;
     let dataset = set.dataset.unwrap_or(DatasetKind::Mnist);
     let comm = ranks.comm();
-    if ranks.size() > 1 && set.batch_size.is_some() {
-        anyhow::bail!(
-            "--batch-size: mini-batch runs take one process; data-parallel runs ({} ranks) use full-batch sweeps",
-            ranks.size()
-        );
-    }
     let ds = match ranks.size() {
         1 => {
             let ds = data::load(dataset, set.data_dir.as_deref())?;
@@ -400,7 +394,7 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
     let setup = ModelSetup::new(&args, ds.labels, &x, &y, ckpt.as_ref(), &device, ranks)?;
     if minibatch {
         let progress = ckpt.and_then(|c| c.minibatch);
-        return crate::minibatch::run(&args, setup, &ds, x, y, progress);
+        return crate::minibatch::run(&args, setup, &ds, x, y, progress, ranks);
     }
     let model = setup.model;
     let opt = match (ckpt, &args.resume) {
