@@ -27,6 +27,11 @@ pub fn output_activation(
     let (g, a) = (cfg.gamma, cfg.alpha);
     let kappa = g + a;
     let loss = cfg.loss;
+    if !kernels::fused(u_l) {
+        let f64 = |t: &Tensor| t.to_dtype(candle_core::DType::F64);
+        let t = (f64(u_l)?.affine(g / kappa, 0.0)? + f64(v_old)?.affine(a / kappa, 0.0)?)?;
+        return Ok(loss.prox_tensor(y, &t, kappa)?.to_dtype(u_l.dtype())?);
+    }
     kernels::map_rows([y, u_l, v_old], |[y, u, v], out| {
         let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
         let t: Vec<f64> = u

@@ -73,6 +73,19 @@ impl VConstraint {
             VConstraint::Box { lo, hi } => x.clamp(lo, hi),
         }
     }
+
+    /// [`Self::project`] of every entry, through the fused CPU kernel or tensor operations
+    /// (see `kernels::device`).
+    pub(crate) fn project_all(self, t: &candle_core::Tensor) -> crate::Result<candle_core::Tensor> {
+        if crate::kernels::fused(t) {
+            return crate::kernels::map([t], |[x]| self.project(x as f64) as f32);
+        }
+        Ok(match self {
+            VConstraint::None => t.clone(),
+            VConstraint::NonNegative => t.relu()?,
+            VConstraint::Box { lo, hi } => t.clamp(lo as f32, hi as f32)?,
+        })
+    }
 }
 
 /// Weight initialisation scheme. **(choice, documented)**: the default follows the official

@@ -169,6 +169,8 @@ pub(crate) fn layer_output(
     let act = arch.activation();
     if l + 1 == arch.num_layers() {
         Ok(u.clone())
+    } else if !kernels::fused(u) {
+        act.output_tensor(u, arch.is_residual(l).then_some(x))
     } else if arch.is_residual(l) {
         with_sigma!(act, |sigma| kernels::map([u, x], |[u, x]| {
             (x as f64 + sigma.apply(u as f64)) as f32

@@ -87,11 +87,14 @@ pub(crate) fn fit_parts(b: &Lifted, a: &[Tensor], cfg: &BcdConfig) -> Result<Obj
             reg += kernels::sq_norm(w)?;
         }
     }
-    let loss = kernels::sum_rows([&b.v[last], b.y], |[v, y]| {
-        let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-        let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
-        cfg.loss.row_value(&v, &y)
-    })?;
+    let loss = match kernels::fused(b.y) {
+        false => cfg.loss.value_tensor(&b.v[last], b.y)?,
+        true => kernels::sum_rows([&b.v[last], b.y], |[v, y]| {
+            let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+            let y: Vec<f64> = y.iter().map(|&x| x as f64).collect();
+            cfg.loss.row_value(&v, &y)
+        })?,
+    };
     Ok(ObjectiveParts {
         loss,
         regularizer: 0.5 * cfg.lambda * reg,
@@ -102,6 +105,9 @@ pub(crate) fn fit_parts(b: &Lifted, a: &[Tensor], cfg: &BcdConfig) -> Result<Obj
 
 /// `‖V − S − σ(A)‖²` of a hidden layer, `S` the skip input of a residual layer.
 fn activation_fit(v: &Tensor, skip: Option<&Tensor>, a: &Tensor, act: Activation) -> Result<f64> {
+    if !kernels::fused(v) {
+        return act.fit_sq_tensor(v, skip, a);
+    }
     with_sigma!(act, |sigma| match skip {
         Some(s) => kernels::sum_map([v, s, a], |[v, s, a]| {
             let d = v as f64 - s as f64 - sigma.apply(a as f64);

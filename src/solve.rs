@@ -23,7 +23,7 @@ use faer::linalg::solvers::{DenseSolveCore, Solve};
 use faer::{get_global_parallelism, Accum, Mat, MatRef, Side};
 
 use crate::error::{BcdError, Result};
-use crate::kernels::{Op, Work};
+use crate::kernels::{matmul, Addend, Op, Work};
 
 /// Host `f64` copy of the transpose of a 2-D tensor. Candle's row-major buffer read in
 /// faer's column-major order is the transpose, so this copy reads memory in order (every
@@ -153,6 +153,18 @@ impl RowSolve {
         }
     }
 
+    /// `X (sI + ρWᵀW)⁻¹` for `X` of shape `[N, d]` by tensor operations (the device path).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            RowSolve::Dense { p } => matmul(Op::N(x), Op::N(p), 1.0, Addend::None),
+            RowSolve::Woodbury { w, q, shift } => {
+                let xw = matmul(Op::N(x), Op::T(w), 1.0, Addend::None)?;
+                let x = matmul(Op::N(&xw), Op::N(q), -1.0, Addend::Matrix(x))?;
+                Ok(x.affine(1.0 / shift, 0.0)?)
+            }
+        }
+    }
+
     /// `X ← X (sI + ρWᵀW)⁻¹` in place for `X` of shape `[N, d]`.
     pub fn apply_in_place(&self, x: &mut Work) -> Result<()> {
         match self {
@@ -160,8 +172,7 @@ impl RowSolve {
             RowSolve::Woodbury { w, q, shift } => {
                 let xw = x.matmul(Op::T(w), 1.0)?;
                 x.add_matmul(Op::N(&xw), Op::N(q), -1.0)?;
-                let inv = (1.0 / shift) as f32;
-                x.update([], |v, []| v * inv)
+                x.scale((1.0 / shift) as f32)
             }
         }
     }

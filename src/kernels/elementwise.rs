@@ -13,6 +13,9 @@ const CHUNK: usize = 1 << 14;
 
 /// Host copies of the inputs as contiguous `f32` (no copy for contiguous CPU `f32` tensors).
 fn hosts<const K: usize>(inputs: [&Tensor; K]) -> Result<Vec<Tensor>> {
+    if inputs.iter().any(|t| !super::fused(t)) {
+        super::device::count_round_trip();
+    }
     let shape = inputs[0].shape();
     inputs
         .iter()

@@ -10,12 +10,18 @@
 //! the same product; they differ by floating-point round-off only.
 //!
 //! Elementwise maps and reductions are scalar closures evaluated in parallel (rayon) over host
-//! memory: zero-copy for CPU tensors; for GPU tensors the operands make a round trip through
-//! host memory (a documented limitation of this version). Reductions accumulate in `f64`.
+//! memory, zero-copy, for CPU tensors. Tensors elsewhere take the device path: every block
+//! update has a version built from Candle tensor operations, chosen by [`fused`] (see
+//! `device`); a closure kernel given such tensors would copy them to the host and back, which
+//! [`host_round_trips`] counts. Reductions accumulate in `f64`.
 
 mod cpu;
+mod device;
 mod elementwise;
 mod work;
+
+pub(crate) use device::{fused, sum_f64};
+pub use device::{host_round_trips, with_device_path};
 
 pub use elementwise::{map, map_row, map_rows, map_step, sum_map, sum_rows};
 pub use work::Work;
@@ -84,7 +90,7 @@ pub fn matmul(a: Op, b: Op, alpha: f32, addend: Addend) -> Result<Tensor> {
         }
         .into());
     }
-    if is_cpu_f32(a.tensor()) && is_cpu_f32(b.tensor()) && !candle_is_faster(a, b, (m, k, n)) {
+    if fused(a.tensor()) && fused(b.tensor()) && !candle_is_faster(a, b, (m, k, n)) {
         return cpu::matmul(a, b, (m, k, n), alpha, addend);
     }
     let mut prod = a.materialize()?.matmul(&b.materialize()?)?;
@@ -116,7 +122,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// The Gram matrix `AᵀA` (symmetric, `[n, n]` for `A` of shape `[N, n]`).
 pub fn gram(a: &Tensor) -> Result<Tensor> {
-    if is_cpu_f32(a) {
+    if fused(a) {
         return cpu::gram(a);
     }
     Ok(a.t()?.matmul(a)?)
@@ -124,14 +130,25 @@ pub fn gram(a: &Tensor) -> Result<Tensor> {
 
 /// Column sums of a matrix, accumulated in `f64`.
 pub fn col_sums(a: &Tensor) -> Result<Vec<f64>> {
-    if is_cpu_f32(a) {
+    if fused(a) {
         return cpu::col_sums(a);
     }
     Ok(a.to_dtype(DType::F64)?.sum(0)?.to_vec1::<f64>()?)
 }
 
+/// `a − b` (same shapes), by the fused kernel on the CPU.
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !fused(a) {
+        return Ok((a - b)?);
+    }
+    map([a, b], |[x, y]| x - y)
+}
+
 /// `‖a − b‖²` accumulated in `f64`.
 pub fn sq_dist(a: &Tensor, b: &Tensor) -> Result<f64> {
+    if !fused(a) {
+        return sum_f64(&(a - b)?.sqr()?);
+    }
     sum_map([a, b], |[x, y]| {
         let d = x as f64 - y as f64;
         d * d
@@ -140,6 +157,9 @@ pub fn sq_dist(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 /// `‖a‖²` accumulated in `f64`.
 pub fn sq_norm(a: &Tensor) -> Result<f64> {
+    if !fused(a) {
+        return sum_f64(&a.sqr()?);
+    }
     sum_map([a], |[x]| (x as f64) * (x as f64))
 }
 

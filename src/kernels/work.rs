@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::{cpu, elementwise, is_cpu_f32, Addend, Op};
+use super::{cpu, elementwise, fused, Addend, Op};
 use crate::error::Result;
 
 /// Rows per block of [`Work::right_mul`]: large enough for full-speed products, small enough
@@ -42,7 +42,7 @@ impl Work {
         row: &[f64],
         f: impl Fn([f32; K], f64) -> f32 + Sync,
     ) -> Result<Self> {
-        if inputs.iter().all(|t| is_cpu_f32(t)) {
+        if inputs.iter().all(|t| fused(t)) {
             let (rows, cols) = inputs[0].dims2()?;
             let data = elementwise::map_row_vec(inputs, row, f)?;
             return Ok(Work::Host { data, rows, cols });
@@ -52,7 +52,7 @@ impl Work {
 
     /// The affine map of a layer, `x Wᵀ + 1bᵀ`.
     pub fn affine(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Self> {
-        if [x, w, b].iter().all(|t| is_cpu_f32(t)) {
+        if [x, w, b].iter().all(|t| fused(t)) {
             let rows = x.dim(0)?;
             let bias = b.flatten_all()?.to_vec1::<f32>()?;
             let cols = bias.len();
@@ -69,7 +69,7 @@ impl Work {
     /// `self += alpha · op(a) · op(b)`.
     pub fn add_matmul(&mut self, a: Op, b: Op, alpha: f32) -> Result<()> {
         match self {
-            Work::Host { data, .. } if is_cpu_f32(a.tensor()) && is_cpu_f32(b.tensor()) => {
+            Work::Host { data, .. } if fused(a.tensor()) && fused(b.tensor()) => {
                 cpu::gemm(data, Accum::Add, a, b, alpha)
             }
             Work::Host { .. } => Err(candle_core::Error::Msg(
@@ -86,7 +86,7 @@ impl Work {
     /// `self · op(b)` as a new tensor (the buffer is unchanged).
     pub fn matmul(&self, b: Op, alpha: f32) -> Result<Tensor> {
         match self {
-            Work::Host { data, rows, cols } if is_cpu_f32(b.tensor()) => {
+            Work::Host { data, rows, cols } if fused(b.tensor()) => {
                 let (k, n) = b.dims()?;
                 if k != *cols {
                     return Err(candle_core::Error::Msg(format!(
@@ -110,7 +110,7 @@ impl Work {
     /// buffer of `ROW_BLOCK × d` floats.
     pub fn right_mul(&mut self, p: &Tensor) -> Result<()> {
         match self {
-            Work::Host { data, rows, cols } if is_cpu_f32(p) => {
+            Work::Host { data, rows, cols } if fused(p) => {
                 let (pr, pc) = p.dims2()?;
                 if (pr, pc) != (*cols, *cols) {
                     return Err(candle_core::Error::Msg(format!(
@@ -154,6 +154,17 @@ impl Work {
         }
     }
 
+    /// `self ← factor · self`.
+    pub fn scale(&mut self, factor: f32) -> Result<()> {
+        match self {
+            Work::Host { .. } => self.update([], |v, []| v * factor),
+            Work::Device(t) => {
+                *t = t.affine(factor as f64, 0.0)?;
+                Ok(())
+            }
+        }
+    }
+
     /// `self[j] ← f(self[j], [in_0[j], …])` in place.
     pub fn update<const K: usize>(
         &mut self,
@@ -183,6 +194,7 @@ impl Work {
         match self {
             Work::Host { data, .. } => elementwise::update_slice(data, inputs, step, f),
             Work::Device(t) => {
+                super::device::count_round_trip();
                 let device = t.device().clone();
                 let (rows, cols) = t.dims2()?;
                 let mut data = t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;

@@ -166,7 +166,7 @@ impl BcdOptimizer {
             let mut v = layer_output(arch, l, &u, &input)?;
             let c = opt.config.v_constraint;
             if l + 1 < arch.num_layers() && c != VConstraint::None {
-                v = kernels::map([&v], |[x]| c.project(x as f64) as f32)?;
+                v = c.project_all(&v)?;
             }
             if opt.config.splitting == Splitting::Three {
                 opt.state.u.push(u.clone());
@@ -312,7 +312,14 @@ impl BcdOptimizer {
                     got: t.dims().to_vec(),
                 });
             }
-            let bad = kernels::sum_map([t], |[v]| if v.is_finite() { 0.0 } else { 1.0 })?;
+            let bad = match kernels::fused(t) {
+                true => kernels::sum_map([t], |[v]| if v.is_finite() { 0.0 } else { 1.0 })?,
+                // 0·x is NaN exactly for NaN and infinite x, and NaN ≠ NaN.
+                false => {
+                    let d = t.affine(0.0, 0.0)?;
+                    kernels::sum_f64(&d.ne(&d)?)?
+                }
+            };
             if bad > 0.0 {
                 return Err(BcdError::InvalidData {
                     name: name.into(),

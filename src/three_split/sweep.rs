@@ -50,7 +50,7 @@ impl BcdOptimizer {
             let c = cfg.v_constraint;
             if c != VConstraint::None {
                 // Project, and keep the (feasible) old V if that is better: see VConstraint.
-                let projected = kernels::map([&v], |[x]| c.project(x as f64) as f32)?;
+                let projected = c.project_all(&v)?;
                 let [f_new, f_old] = comm::sum(
                     &*self.comm,
                     [
@@ -69,7 +69,7 @@ impl BcdOptimizer {
             self.record_three(l + 1, z_next)?;
             // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
             let target = match &skip {
-                Some(s) => kernels::map([&self.state.v[l], s], |[v, s]| v - s)?,
+                Some(s) => kernels::sub(&self.state.v[l], s)?,
                 None => self.state.v[l].clone(),
             };
             let (u, du) = match self.kept_products[l].take() {

@@ -14,6 +14,10 @@ impl BcdOptimizer {
     fn own_target(&self, l: usize) -> Result<crate::Tensor> {
         let act = self.layers.architecture().activation();
         let z = self.product(l)?;
+        if !kernels::fused(&z) {
+            let skip = self.layers.architecture().is_residual(l);
+            return act.output_tensor(&z, skip.then(|| self.input(l)));
+        }
         with_sigma!(
             act,
             |sigma| match self.layers.architecture().is_residual(l) {
@@ -68,7 +72,7 @@ impl BcdOptimizer {
             self.record_product(l + 1, step.z)?;
 
             let target = match self.layers.architecture().is_residual(l) {
-                true => kernels::map([&self.state.v[l], self.input(l)], |[v, s]| v - s)?,
+                true => kernels::sub(&self.state.v[l], self.input(l))?,
                 false => self.state.v[l].clone(),
             };
             let (w_old, b_old) = (self.layers.weight(l).clone(), self.layers.bias(l).clone());

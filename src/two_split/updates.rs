@@ -59,6 +59,9 @@ pub struct WeightStep {
 
 /// `γ/2‖T − σ(z)‖²`.
 fn fit(t: &Tensor, z: &Tensor, act: Activation, gamma: f64) -> Result<f64> {
+    if !kernels::fused(t) {
+        return Ok(0.5 * gamma * act.fit_sq_tensor(t, None, z)?);
+    }
     let s = with_sigma!(act, |sigma| kernels::sum_map([t, z], |[t, z]| {
         (t as f64 - sigma.apply(z as f64)).powi(2)
     }))?;
@@ -67,6 +70,9 @@ fn fit(t: &Tensor, z: &Tensor, act: Activation, gamma: f64) -> Result<f64> {
 
 /// `D = (T − σ(z)) ⊙ σ'(z)`, the fit's negative gradient with respect to `z` over `γ`.
 fn fit_gradient(t: &Tensor, z: &Tensor, act: Activation) -> Result<Tensor> {
+    if !kernels::fused(t) {
+        return Ok(((t - act.apply_tensor(z)?)? * act.derivative_tensor(z)?)?);
+    }
     with_sigma!(act, |sigma| kernels::map([t, z], |[t, z]| {
         ((t as f64 - sigma.apply(z as f64)) * sigma.derivative(z as f64)) as f32
     }))
@@ -75,7 +81,7 @@ fn fit_gradient(t: &Tensor, z: &Tensor, act: Activation) -> Result<Tensor> {
 /// The target of layer `i+1`'s fit given `V_i = v`: `V_{i+1} − [v]`.
 fn next_target(next: &NextLayer, v: &Tensor) -> Result<Tensor> {
     if next.residual {
-        kernels::map([next.v, v], |[a, b]| a - b)
+        kernels::sub(next.v, v)
     } else {
         Ok(next.v.clone())
     }
@@ -106,9 +112,12 @@ pub fn hidden_activation(
     let d = fit_gradient(&t_old, z_next_old, act)?;
     // −∇h/γ = D W [+ R]
     let neg_grad = if next.residual {
-        let r = with_sigma!(act, |sigma| kernels::map([&t_old, z_next_old], |[t, z]| {
-            (t as f64 - sigma.apply(z as f64)) as f32
-        }))?;
+        let r = match kernels::fused(&t_old) {
+            true => with_sigma!(act, |sigma| kernels::map([&t_old, z_next_old], |[t, z]| {
+                (t as f64 - sigma.apply(z as f64)) as f32
+            }))?,
+            false => (&t_old - act.apply_tensor(z_next_old)?)?,
+        };
         kernels::matmul(Op::N(&d), Op::N(next.w), 1.0, Addend::Matrix(&r))?
     } else {
         kernels::matmul(Op::N(&d), Op::N(next.w), 1.0, Addend::None)?
@@ -116,10 +125,18 @@ pub fn hidden_activation(
     let mut alpha = alpha0;
     for _ in 0..MAX_DOUBLINGS {
         // The linearised subproblem is isotropic, so projecting its minimiser is exact.
-        let v = kernels::map([own, v_old, &neg_grad], |[o, v, g]| {
-            let x = (gamma * o as f64 + alpha * v as f64 + gamma * g as f64) / (gamma + alpha);
-            constraint.project(x) as f32
-        })?;
+        let v = match kernels::fused(own) {
+            true => kernels::map([own, v_old, &neg_grad], |[o, v, g]| {
+                let x = (gamma * o as f64 + alpha * v as f64 + gamma * g as f64) / (gamma + alpha);
+                constraint.project(x) as f32
+            })?,
+            false => {
+                let k = 1.0 / (gamma + alpha);
+                let x =
+                    ((own + &neg_grad)?.affine(gamma * k, 0.0)? + v_old.affine(alpha * k, 0.0)?)?;
+                constraint.project_all(&x)?
+            }
+        };
         let z = kernels::linear(&v, next.w, next.b)?;
         let [f] = comm::sum(
             comm,
@@ -172,12 +189,21 @@ pub fn weights(
     )?;
     let mut alpha = alpha0;
     for _ in 0..MAX_DOUBLINGS {
-        let w = kernels::map([w_old, &dtv], |[w, g]| {
-            ((alpha * w as f64 + gamma * g as f64) / (alpha + lambda)) as f32
-        })?;
-        let b = kernels::map([b_old, &dsum], |[b, g]| {
-            (b as f64 + gamma * g as f64 / alpha) as f32
-        })?;
+        let (w, b) = match kernels::fused(w_old) {
+            true => (
+                kernels::map([w_old, &dtv], |[w, g]| {
+                    ((alpha * w as f64 + gamma * g as f64) / (alpha + lambda)) as f32
+                })?,
+                kernels::map([b_old, &dsum], |[b, g]| {
+                    (b as f64 + gamma * g as f64 / alpha) as f32
+                })?,
+            ),
+            false => {
+                let k = 1.0 / (alpha + lambda);
+                let w = (w_old.affine(alpha * k, 0.0)? + dtv.affine(gamma * k, 0.0)?)?;
+                (w, (b_old + dsum.affine(gamma / alpha, 0.0)?)?)
+            }
+        };
         let z = kernels::linear(input, &w, &b)?;
         let [g] = comm::sum(comm, [fit(target, &z, act, gamma)?]);
         if g + ridge(&w)? <= g_old {

@@ -26,6 +26,8 @@
 //! bracket, to machine precision. Otherwise the bracket is scanned on a grid for sign changes of
 //! `f'`, each is refined the same way, and the best point is kept. All arithmetic is `f64`.
 
+mod device;
+
 use num_traits::Float;
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,8 @@
 //!   Newton's method (the Hessian is a diagonal minus a rank-one term, inverted by
 //!   Sherman–Morrison) with backtracking, from `v = t`, until the gradient is at `f64` round-off.
 
+mod device;
+
 use serde::{Deserialize, Serialize};
 
 /// The loss on the lifted output `V_L`.

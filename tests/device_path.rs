@@ -1,0 +1,176 @@
+//! The device path (Candle tensor operations, what a sweep runs on a GPU), forced on the CPU,
+//! against the fused CPU path: the same iterates after 5 sweeps on the real MNIST slice for
+//! every formulation, loss, activation and architecture, and not one `N`-row operand handed to
+//! a closure kernel (which on a GPU would be a host round trip).
+//!
+//! With `BCD_TEST_DEVICE=cuda` (or `metal`) the device path runs on that device instead, with
+//! the same checks (`scripts/gpu-check.sh`).
+//!
+//! The two paths round differently (other products, other orders of the `f32` sums), so the
+//! weights are compared to `‖ΔW‖/‖W‖ ≤ max(1e-5, 2·floor)`, the floor being how far the CPU
+//! path itself moves when only the order of the rows is reversed; `Φ` to 1e-6 relative.
+
+mod common;
+
+use candle_bcd::kernels::{host_round_trips, with_device_path};
+use candle_bcd::{
+    data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Loss, Splitting,
+    VConstraint, WeightInit,
+};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+
+const ROWS: usize = 1000;
+const SWEEPS: usize = 5;
+
+/// The device named by `BCD_TEST_DEVICE` (`cuda`, `metal`), if any.
+fn device_under_test() -> Option<Device> {
+    match std::env::var("BCD_TEST_DEVICE").as_deref() {
+        Ok("cuda") => {
+            Some(Device::new_cuda(0).expect("BCD_TEST_DEVICE=cuda needs a CUDA build and GPU"))
+        }
+        Ok("metal") => {
+            Some(Device::new_metal(0).expect("BCD_TEST_DEVICE=metal needs a Metal build"))
+        }
+        Ok("cpu") | Err(_) => None,
+        Ok(other) => panic!("BCD_TEST_DEVICE={other}: expected cuda, metal or cpu"),
+    }
+}
+
+/// Objectives after each sweep and the final weights (each matrix and bias flattened), with
+/// the data and weights on `x`'s device.
+fn run(arch: &Architecture, cfg: &BcdConfig, x: Tensor, y: Tensor) -> (Vec<f64>, Vec<Vec<f32>>) {
+    let varmap = VarMap::new();
+    BcdNet::init(arch, &varmap, WeightInit::Official, 0, x.device()).unwrap();
+    let layers = Layers::of_architecture(&varmap, arch).unwrap();
+    let mut opt = BcdOptimizer::new(&layers, x, y, cfg.clone()).unwrap();
+    let objectives = (0..SWEEPS)
+        .map(|_| opt.step().unwrap().objective.total())
+        .collect();
+    let vars = layers.weight_vars().iter().chain(layers.bias_vars());
+    let weights = vars
+        .map(|v| {
+            let v = v.as_tensor().to_device(&Device::Cpu).unwrap();
+            v.flatten_all().unwrap().to_vec1().unwrap()
+        })
+        .collect();
+    (objectives, weights)
+}
+
+/// The largest `‖a_i − b_i‖ / ‖b_i‖` over the matrices and biases `i`, in `f64`.
+fn rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| {
+            let diff = norm(&mut a.iter().zip(b).map(|(&x, &y)| x as f64 - y as f64));
+            diff / norm(&mut b.iter().map(|&y| y as f64)).max(1e-30)
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
+    let gpu = device_under_test();
+    let ds = data::take_train(&data::load_idx_dir(&common::mnist_dir()).unwrap(), ROWS).unwrap();
+    let x = ds.train_images.clone();
+    let y = data::one_hot(&ds.train_labels, 10).unwrap();
+    let order = Tensor::from_vec((0..ROWS as u32).rev().collect(), ROWS, &Device::Cpu).unwrap();
+    let (x_rev, y_rev) = (
+        x.index_select(&order, 0).unwrap(),
+        y.index_select(&order, 0).unwrap(),
+    );
+
+    let mlp = |act| Architecture::mlp(&[784, 48, 32, 10], act).unwrap();
+    let resnet = |act| Architecture::resnet(784, 40, 2, 10, act).unwrap();
+    let leaky = Activation::LeakyRelu { slope: 0.1 };
+    let cfg = |splitting, loss| BcdConfig {
+        splitting,
+        loss,
+        ..Default::default()
+    };
+    let (three, two) = (Splitting::Three, Splitting::Two);
+    let (sq, ce) = (Loss::Squared, Loss::CrossEntropy);
+    let boxed = BcdConfig {
+        v_constraint: VConstraint::Box { lo: 0.0, hi: 1.0 },
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "three relu squared mlp",
+            mlp(Activation::Relu),
+            cfg(three, sq),
+        ),
+        (
+            "three leaky cross-entropy resnet",
+            resnet(leaky),
+            cfg(three, ce),
+        ),
+        (
+            "three identity squared mlp",
+            mlp(Activation::Identity),
+            cfg(three, sq),
+        ),
+        (
+            "three sigmoid squared mlp",
+            mlp(Activation::Sigmoid),
+            cfg(three, sq),
+        ),
+        (
+            "three tanh cross-entropy resnet",
+            resnet(Activation::Tanh),
+            cfg(three, ce),
+        ),
+        (
+            "three relu box-constrained mlp",
+            mlp(Activation::Relu),
+            boxed,
+        ),
+        (
+            "two relu squared resnet",
+            resnet(Activation::Relu),
+            cfg(two, sq),
+        ),
+        (
+            "two tanh cross-entropy mlp",
+            mlp(Activation::Tanh),
+            cfg(two, ce),
+        ),
+        (
+            "two sigmoid squared mlp",
+            mlp(Activation::Sigmoid),
+            cfg(two, sq),
+        ),
+        ("two leaky cross-entropy mlp", mlp(leaky), cfg(two, ce)),
+    ];
+    for (name, arch, cfg) in cases {
+        let (cpu_phi, cpu_w) = run(&arch, &cfg, x.clone(), y.clone());
+        let (_, rev_w) = run(&arch, &cfg, x_rev.clone(), y_rev.clone());
+        let floor = rel_diff(&rev_w, &cpu_w);
+        let trips = host_round_trips();
+        let (dev_phi, dev_w) = match &gpu {
+            Some(d) => run(
+                &arch,
+                &cfg,
+                x.to_device(d).unwrap(),
+                y.to_device(d).unwrap(),
+            ),
+            None => with_device_path(|| run(&arch, &cfg, x.clone(), y.clone())),
+        };
+        assert_eq!(
+            host_round_trips(),
+            trips,
+            "{name}: host round trips on the device path"
+        );
+        for (k, (a, b)) in dev_phi.iter().zip(&cpu_phi).enumerate() {
+            let rel = (a - b).abs() / b.abs();
+            assert!(rel <= 1e-6, "{name}: Φ after sweep {}: {a} vs {b}", k + 1);
+        }
+        let rel = rel_diff(&dev_w, &cpu_w);
+        println!("{name}: weights {rel:.2e} (rows reversed on the CPU path: {floor:.2e})");
+        assert!(
+            rel <= f64::max(1e-5, 2.0 * floor),
+            "{name}: weights {rel:.2e} (rows reversed on the CPU path: {floor:.2e})"
+        );
+    }
+}
