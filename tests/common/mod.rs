@@ -158,9 +158,13 @@ pub fn rand_m(r: usize, c: usize, seed: u64, scale: f64) -> M {
 }
 
 /// The real MNIST slice shipped with the crate (`tests/data/mnist-slice`: the first 3,000
-/// training and 1,000 test images, see its README): always present.
+/// training and 1,000 test images, see its README): always present. `BCD_TEST_SLICE_DIR`
+/// points elsewhere (a test binary run away from its checkout, as `scripts/gpu-check.sh` does).
 pub fn mnist_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mnist-slice")
+    match std::env::var_os("BCD_TEST_SLICE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mnist-slice"),
+    }
 }
 
 /// The full MNIST (60,000 + 10,000 images): `$BCD_MNIST_DIR`, else `../shared/data/mnist`
