@@ -11,7 +11,7 @@
 //!
 //! Elementwise maps and reductions are scalar closures evaluated in parallel (rayon) over host
 //! memory, zero-copy, for CPU tensors. Tensors elsewhere take the device path: every block
-//! update has a version built from Candle tensor operations, chosen by [`fused`] (see
+//! update has a version built from Candle tensor operations, chosen by `fused` (see
 //! `device`); a closure kernel given such tensors would copy them to the host and back, which
 //! [`host_round_trips`] counts. Reductions accumulate in `f64`.
 
