@@ -70,10 +70,12 @@ impl Default for TrainOptions {
 /// What the trainer measures accuracy on, besides training.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Evaluation<'a> {
-    /// Class ids `[N]` of the optimizer's own training rows: when given, the training accuracy
+    /// Class ids `[N]` of the optimizer's own training rows (this rank's, in a data-parallel
+    /// run; the accuracy is over all ranks' rows): when given, the training accuracy
     /// is measured (through [`BcdOptimizer::training_accuracy`], which reuses a kept product).
     pub train_labels: Option<&'a Tensor>,
-    /// A held-out set to measure the model on.
+    /// A held-out set to measure the model on (this rank's share of it, in a data-parallel run;
+    /// the accuracy is over all ranks' rows).
     pub test: Option<&'a EvalSet>,
 }
 
