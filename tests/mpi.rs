@@ -13,7 +13,7 @@
 //! - after every sweep all ranks hold bit-identical weights (rank 0's bits are broadcast and
 //!   compared on every rank);
 //! - a checkpoint written by 2 ranks resumes on 2 ranks to the iterates of an uninterrupted
-//!   run, and a run on another rank count is refused with an error naming both counts;
+//!   run, and re-shards on 3 ranks and in one process (the next sweep's `Φ` as on 2 ranks);
 //! - a truncated share of the data or a killed rank ends every rank with a non-zero exit;
 //! - mini-batch BCD over 2 and 3 ranks: every batch's objective (summed over the ranks) does not
 //!   increase, the batches of an epoch cover each row once, the weights stay bit-identical
@@ -399,7 +399,7 @@ fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
 }
 
 #[test]
-fn a_checkpoint_of_two_ranks_resumes_on_two_ranks() {
+fn a_checkpoint_of_two_ranks_resumes_and_reshards() {
     let dir = common::tempdir();
     let ok = |out: Output| assert!(out.status.success(), "{}", text(&out));
     ok(train_on(
@@ -461,15 +461,58 @@ fn a_checkpoint_of_two_ranks_resumes_on_two_ranks() {
     let metrics = std::fs::read_to_string(dir.join("full.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 4);
 
-    // Another rank count, or one process, is refused.
-    let resume = ["--iterations", "1", "--resume", "{dir}/full.safetensors"];
-    let out = train_on(3, &dir, &resume);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("written by 2 rank(s), this run has 3"));
-    let args = train_args(&dir, &resume);
+    // On another number of ranks, or in one process, the checkpoint is re-sharded: the next
+    // sweep's objective is the 2-rank continuation's up to round-off.
+    let next = |ranks: usize, name: &str, from: &str| -> f64 {
+        let metrics = format!("{{dir}}/{name}.jsonl");
+        let checkpoint = format!("{{dir}}/{from}.safetensors");
+        let resume = [
+            "--iterations",
+            "1",
+            "--resume",
+            &checkpoint,
+            "--metrics",
+            &metrics,
+        ];
+        let out = match ranks {
+            1 => {
+                let args = train_args(&dir, &resume);
+                Command::new(&args[0]).args(&args[1..]).output().unwrap()
+            }
+            _ => train_on(ranks, &dir, &resume),
+        };
+        assert!(out.status.success(), "{ranks} ranks: {}", text(&out));
+        let line = std::fs::read_to_string(dir.join(format!("{name}.jsonl"))).unwrap();
+        let line: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+        assert_eq!(line["iteration"], 5);
+        line["objective"].as_f64().unwrap()
+    };
+    let two = next(2, "two", "full");
+    for (ranks, name) in [(3, "three"), (1, "one")] {
+        let phi = next(ranks, name, "full");
+        assert!(
+            (phi - two).abs() <= 1e-6 * two,
+            "{ranks} ranks: Φ {phi} vs {two}"
+        );
+    }
+    // And a one-process checkpoint on 2 ranks.
+    let single = [
+        "--iterations",
+        "4",
+        "--checkpoint",
+        "{dir}/single.safetensors",
+    ];
+    let args = train_args(&dir, &single);
     let out = Command::new(&args[0]).args(&args[1..]).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("written by 2 rank(s), this run has 1"));
+    assert!(out.status.success(), "{}", text(&out));
+    let (one, two) = (
+        next(1, "single-one", "single"),
+        next(2, "single-two", "single"),
+    );
+    assert!(
+        (one - two).abs() <= 1e-6 * one,
+        "2 ranks from one process: Φ {two} vs {one}"
+    );
 }
 
 /// A copy of the slice whose training images end half-way through rank 1's share.

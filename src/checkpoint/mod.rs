@@ -24,7 +24,9 @@
 //!
 //! The rank files are written first (each atomically), then the main file; a rank's file of an
 //! earlier iteration is removed only after that. An interrupted save therefore leaves the
-//! previous checkpoint and its rank files whole. Resuming needs the same `P`.
+//! previous checkpoint and its rank files whole. A run on another number of ranks (one process
+//! included) re-shards on resume: each of its ranks reads the rows it holds from the rank files
+//! (or the single file) that have them.
 //!
 //! A mini-batch run keeps no lifted state between batches: its checkpoints, written at epoch
 //! boundaries, hold the weights and a `minibatch` metadata key (JSON: the mini-batch settings,
@@ -41,13 +43,17 @@ use candle_nn::VarMap;
 
 use crate::arch::Architecture;
 use crate::blocks::NormalSums;
-use crate::comm::{self, Communicator};
+use crate::comm;
 use crate::config::{BcdConfig, Splitting};
 use crate::error::{BcdError, Result};
 use crate::layers::Layers;
 use crate::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use crate::optimizer::BcdOptimizer;
 use crate::state::LiftedState;
+
+mod ranks;
+
+pub use ranks::{load_rank_state, rank_path};
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "candle-bcd-checkpoint";
@@ -155,104 +161,7 @@ pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
         _ => Ok(()),
     };
     comm::agree(comm, main)?;
-    remove_earlier_rank_files(path, &shard, rank, ranks)
-}
-
-/// The file of rank `rank`'s lifted rows of the checkpoint `path` at `iteration`.
-pub fn rank_path(path: &Path, iteration: usize, rank: usize, ranks: usize) -> Result<PathBuf> {
-    let stem = path
-        .file_stem()
-        .ok_or_else(|| BcdError::checkpoint(path, "not a file path"))?
-        .to_string_lossy();
-    Ok(path.with_file_name(format!(
-        "{stem}.it{iteration}.rank{rank}-of-{ranks}.safetensors"
-    )))
-}
-
-/// Removes this rank's files of `path` from other iterations than the one of `current`.
-fn remove_earlier_rank_files(path: &Path, current: &Path, rank: usize, ranks: usize) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-    let (prefix, suffix) = (
-        format!("{stem}.it"),
-        format!(".rank{rank}-of-{ranks}.safetensors"),
-    );
-    let entries = std::fs::read_dir(&dir).map_err(|e| BcdError::io(&dir, e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let middle = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(&suffix));
-        let is_ours = middle.is_some_and(|k| k.parse::<usize>().is_ok());
-        if is_ours && entry.path().file_name() != current.file_name() {
-            std::fs::remove_file(entry.path()).map_err(|e| BcdError::io(entry.path(), e))?;
-        }
-    }
-    Ok(())
-}
-
-/// This rank's rows of the lifted state of a checkpoint `ckpt` (loaded from `path`) that
-/// `comm.size()` ranks wrote; an error names the rank counts when they differ, and the file
-/// when it is missing, of another iteration or of another row count than `rows`.
-pub fn load_rank_state(
-    path: &Path,
-    ckpt: &Checkpoint,
-    comm: &dyn Communicator,
-    rows: usize,
-    device: &Device,
-) -> Result<LiftedState> {
-    let (rank, ranks) = (comm.rank(), comm.size());
-    if ckpt.ranks != ranks {
-        return Err(BcdError::checkpoint(
-            path,
-            format!(
-                "written by {} rank(s), this run has {ranks}: resume it on {} rank(s)",
-                ckpt.ranks, ckpt.ranks
-            ),
-        ));
-    }
-    if ranks == 1 {
-        return Ok(ckpt.state.clone());
-    }
-    let iteration = ckpt.state.iteration;
-    let shard = rank_path(path, iteration, rank, ranks)?;
-    let meta = read_metadata(&shard)?;
-    for (key, expected) in [
-        ("iteration", iteration),
-        ("rank", rank),
-        ("ranks", ranks),
-        ("rows", rows),
-    ] {
-        let found: usize = parse(&meta, key, &shard)?;
-        if found != expected {
-            return Err(BcdError::checkpoint(
-                &shard,
-                format!("its `{key}` is {found}, rank {rank} of this run needs {expected}"),
-            ));
-        }
-    }
-    let mut tensors = candle_core::safetensors::load(&shard, device)
-        .map_err(|e| BcdError::checkpoint(&shard, format!("cannot read tensors: {e}")))?;
-    let mut take = |name: String| -> Result<Tensor> {
-        tensors
-            .remove(&name)
-            .ok_or_else(|| BcdError::checkpoint(&shard, format!("tensor `{name}` is missing")))
-    };
-    let mut state = LiftedState {
-        iteration,
-        u: Vec::new(),
-        v: Vec::new(),
-    };
-    for l in 0..ckpt.architecture.num_layers() {
-        if ckpt.config.splitting == Splitting::Three {
-            state.u.push(take(LiftedState::u_name(l))?);
-        }
-        state.v.push(take(LiftedState::v_name(l))?);
-    }
-    Ok(state)
+    ranks::remove_earlier_rank_files(path, &shard, rank, ranks)
 }
 
 /// Saves a mini-batch run at an epoch boundary: its weights, configuration and progress
@@ -354,7 +263,7 @@ fn field<'a>(meta: &'a HashMap<String, String>, key: &str, path: &Path) -> Resul
         .ok_or_else(|| BcdError::checkpoint(path, format!("metadata key `{key}` is missing")))
 }
 
-fn parse<T: std::str::FromStr>(
+pub(crate) fn parse<T: std::str::FromStr>(
     meta: &HashMap<String, String>,
     key: &str,
     path: &Path,
