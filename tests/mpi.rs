@@ -13,7 +13,8 @@
 //! - after every sweep all ranks hold bit-identical weights (rank 0's bits are broadcast and
 //!   compared on every rank);
 //! - a checkpoint written by 2 ranks resumes on 2 ranks to the iterates of an uninterrupted
-//!   run, and re-shards on 3 ranks and in one process (the next sweep's `Φ` as on 2 ranks);
+//!   run, and re-shards on 3 ranks and in one process (the next sweep's `Φ` as on 2 ranks); a
+//!   missing rank file is named in the error;
 //! - a truncated share of the data or a killed rank ends every rank with a non-zero exit;
 //! - mini-batch BCD over 2 and 3 ranks: every batch's objective (summed over the ranks) does not
 //!   increase, the batches of an epoch cover each row once, the weights stay bit-identical
@@ -513,6 +514,13 @@ fn a_checkpoint_of_two_ranks_resumes_and_reshards() {
         (one - two).abs() <= 1e-6 * one,
         "2 ranks from one process: Φ {two} vs {one}"
     );
+    // A rank file that is gone is named in the error of every rank that needs it.
+    std::fs::remove_file(dir.join("full.it4.rank1-of-2.safetensors")).unwrap();
+    let resume = ["--iterations", "1", "--resume", "{dir}/full.safetensors"];
+    let out = train_on(3, &dir, &resume);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let named = err.contains("full.it4.rank1-of-2.safetensors");
+    assert!(!out.status.success() && named, "{}", text(&out));
 }
 
 /// A copy of the slice whose training images end half-way through rank 1's share.
