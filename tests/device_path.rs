@@ -47,26 +47,8 @@ fn run(arch: &Architecture, cfg: &BcdConfig, x: Tensor, y: Tensor) -> (Vec<f64>,
     let objectives = (0..SWEEPS)
         .map(|_| opt.step().unwrap().objective.total())
         .collect();
-    let vars = layers.weight_vars().iter().chain(layers.bias_vars());
-    let weights = vars
-        .map(|v| {
-            let v = v.as_tensor().to_device(&Device::Cpu).unwrap();
-            v.flatten_all().unwrap().to_vec1().unwrap()
-        })
-        .collect();
+    let weights = common::layer_weights(&layers);
     (objectives, weights)
-}
-
-/// The largest `‖a_i − b_i‖ / ‖b_i‖` over the matrices and biases `i`, in `f64`.
-fn rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
-    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| {
-            let diff = norm(&mut a.iter().zip(b).map(|(&x, &y)| x as f64 - y as f64));
-            diff / norm(&mut b.iter().map(|&y| y as f64)).max(1e-30)
-        })
-        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -75,11 +57,7 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
     let ds = data::take_train(&data::load_idx_dir(&common::mnist_dir()).unwrap(), ROWS).unwrap();
     let x = ds.train_images.clone();
     let y = data::one_hot(&ds.train_labels, 10).unwrap();
-    let order = Tensor::from_vec((0..ROWS as u32).rev().collect(), ROWS, &Device::Cpu).unwrap();
-    let (x_rev, y_rev) = (
-        x.index_select(&order, 0).unwrap(),
-        y.index_select(&order, 0).unwrap(),
-    );
+    let (x_rev, y_rev) = (common::reversed_rows(&x), common::reversed_rows(&y));
 
     let mlp = |act| Architecture::mlp(&[784, 48, 32, 10], act).unwrap();
     let resnet = |act| Architecture::resnet(784, 40, 2, 10, act).unwrap();
@@ -146,7 +124,7 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
     for (name, arch, cfg) in cases {
         let (cpu_phi, cpu_w) = run(&arch, &cfg, x.clone(), y.clone());
         let (_, rev_w) = run(&arch, &cfg, x_rev.clone(), y_rev.clone());
-        let floor = rel_diff(&rev_w, &cpu_w);
+        let floor = common::max_rel_diff(&rev_w, &cpu_w);
         let trips = host_round_trips();
         let (dev_phi, dev_w) = match &gpu {
             Some(d) => run(
@@ -166,7 +144,7 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
             let rel = (a - b).abs() / b.abs();
             assert!(rel <= 1e-6, "{name}: Φ after sweep {}: {a} vs {b}", k + 1);
         }
-        let rel = rel_diff(&dev_w, &cpu_w);
+        let rel = common::max_rel_diff(&dev_w, &cpu_w);
         println!("{name}: weights {rel:.2e} (rows reversed on the CPU path: {floor:.2e})");
         assert!(
             rel <= f64::max(1e-5, 2.0 * floor),

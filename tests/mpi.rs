@@ -102,31 +102,6 @@ fn case(name: &str) -> (Architecture, BcdConfig) {
     }
 }
 
-/// The weight matrices and bias vectors of `layers`, each flattened.
-fn weights(layers: &Layers) -> Vec<Vec<f32>> {
-    let vars = layers.weight_vars().iter().chain(layers.bias_vars());
-    vars.map(|v| {
-        v.as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-    })
-    .collect()
-}
-
-/// The largest `‖a_i − b_i‖ / ‖b_i‖` over the matrices (and bias vectors) `i`, in f64.
-fn rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
-    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| {
-            let diff = norm(&mut a.iter().zip(b).map(|(&x, &y)| x as f64 - y as f64));
-            diff / norm(&mut b.iter().map(|&y| y as f64)).max(1e-30)
-        })
-        .fold(0.0, f64::max)
-}
-
 /// An optimizer for `arch` on `x`, `y` over `comm`, from the seed-0 initialisation.
 fn optimizer(
     arch: &Architecture,
@@ -162,22 +137,17 @@ fn rank_worker() {
             data::one_hot(&ds.train_labels, 10).unwrap(),
         );
         if reversed {
-            let order: Vec<u32> = (0..ROWS as u32).rev().collect();
-            let order = Tensor::from_vec(order, ROWS, &Device::Cpu).unwrap();
-            (x, y) = (
-                x.index_select(&order, 0).unwrap(),
-                y.index_select(&order, 0).unwrap(),
-            );
+            (x, y) = (common::reversed_rows(&x), common::reversed_rows(&y));
         }
         let mut opt = optimizer(&arch, &cfg, x, y, Arc::new(SingleProcess));
         let objectives: Vec<f64> = (0..SWEEPS)
             .map(|_| opt.step().unwrap().objective.total())
             .collect();
-        (objectives, weights(opt.layers()))
+        (objectives, common::layer_weights(opt.layers()))
     };
     let reference = (comm.rank() == 0).then(|| {
         let (objectives, weights) = one_process(false);
-        let floor = rel_diff(&one_process(true).1, &weights);
+        let floor = common::max_rel_diff(&one_process(true).1, &weights);
         (objectives, weights, floor)
     });
 
@@ -201,7 +171,7 @@ fn rank_worker() {
                 k + 1
             );
         }
-        let rel = rel_diff(&weights(opt.layers()), &ref_weights);
+        let rel = common::max_rel_diff(&common::layer_weights(opt.layers()), &ref_weights);
         let bound = f64::max(1e-5, 2.0 * floor);
         assert!(
             rel <= bound,
@@ -219,7 +189,7 @@ fn rank_worker() {
 
 /// Asserts that every rank holds rank 0's weights, bit for bit.
 fn assert_same_weights(layers: &Layers, comm: &dyn Communicator, when: &str) {
-    let mine: Vec<f32> = weights(layers).concat();
+    let mine: Vec<f32> = common::layer_weights(layers).concat();
     let mut root = mine.clone();
     comm.broadcast_f32(&mut root);
     let differ = mine

@@ -240,3 +240,32 @@ pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     out.extend(data);
     out
 }
+
+/// The weight matrices and bias vectors of `layers`, each flattened (copied to the host).
+pub fn layer_weights(layers: &candle_bcd::Layers) -> Vec<Vec<f32>> {
+    let vars = layers.weight_vars().iter().chain(layers.bias_vars());
+    vars.map(|v| {
+        let v = v.as_tensor().to_device(&Device::Cpu).unwrap();
+        v.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    })
+    .collect()
+}
+
+/// The largest `‖a_i − b_i‖ / ‖b_i‖` over the matrices (and bias vectors) `i`, in `f64`.
+pub fn max_rel_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| {
+            let diff = norm(&mut a.iter().zip(b).map(|(&x, &y)| x as f64 - y as f64));
+            diff / norm(&mut b.iter().map(|&y| y as f64)).max(1e-30)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The rows of `t` in reverse order: the same problem, its sums over rows rounded otherwise.
+pub fn reversed_rows(t: &Tensor) -> Tensor {
+    let n = t.dim(0).unwrap() as u32;
+    let order = Tensor::from_vec((0..n).rev().collect(), n as usize, t.device()).unwrap();
+    t.index_select(&order, 0).unwrap()
+}
