@@ -58,7 +58,8 @@ pub fn read(path: &Path, expected_dims: usize) -> Result<IdxArray> {
 /// Reads only the rows `rows(n)` (along the first dimension, `n` its size) of an IDX file,
 /// streaming it (decompressing when gzipped) and keeping just those rows: what one rank of a
 /// data-parallel run holds. Returns the array of those rows and `n`. The file is read up to the
-/// last requested row; a file that ends before it is reported as truncated.
+/// last requested row; a file that ends before it is reported as truncated, and when the rows
+/// run to the last one, bytes after it are an error.
 pub fn read_rows(
     path: &Path,
     expected_dims: usize,
@@ -76,6 +77,7 @@ pub fn read_rows(
     let bad = |reason: String| BcdError::data(path, reason);
     let mut fixed = [0u8; 4];
     read_full(&mut reader, &mut fixed).map_err(|e| bad(format!("header: {e}")))?;
+    check_magic(&fixed, expected_dims).map_err(bad)?;
     let mut header = fixed.to_vec();
     header.resize(4 + 4 * fixed[3] as usize, 0);
     read_full(&mut reader, &mut header[4..]).map_err(|e| bad(format!("header: {e}")))?;
@@ -102,6 +104,16 @@ pub fn read_rows(
             "truncated or corrupt: rows {range:?} of dimensions {dims:?} cannot be read ({e})"
         ))
     })?;
+    if range.end == n {
+        // Read to the end: the file must hold this array and nothing more (as for `read`).
+        let extra = std::io::copy(&mut reader, &mut std::io::sink())
+            .map_err(|e| bad(format!("corrupt or truncated: {e}")))?;
+        if extra > 0 {
+            return Err(bad(format!(
+                "{extra} trailing bytes after the data of dimensions {dims:?}"
+            )));
+        }
+    }
     let mut dims = dims;
     dims[0] = range.len();
     Ok((IdxArray { dims, data }, n))
@@ -121,18 +133,9 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::result::Result<(), S
     Ok(())
 }
 
-/// Checks the header at the start of `bytes`; returns the dimensions, the header's length and
-/// the number of data bytes they need.
-fn parse_header(
-    bytes: &[u8],
-    expected_dims: usize,
-) -> std::result::Result<(Vec<usize>, usize), String> {
-    if bytes.len() < 4 {
-        return Err(format!(
-            "truncated: {} bytes, not even an IDX header",
-            bytes.len()
-        ));
-    }
+/// Checks the first four bytes of an IDX file (magic, element type, number of dimensions);
+/// returns the number of dimensions.
+fn check_magic(bytes: &[u8], expected_dims: usize) -> std::result::Result<usize, String> {
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(format!(
             "not an IDX file: magic {:02x}{:02x}{:02x}{:02x} does not start with 0000",
@@ -151,6 +154,21 @@ fn parse_header(
             "IDX file has {ndims} dimensions, expected {expected_dims}"
         ));
     }
+    Ok(ndims)
+}
+
+/// Checks the header at the start of `bytes`; returns the dimensions and the header's length.
+fn parse_header(
+    bytes: &[u8],
+    expected_dims: usize,
+) -> std::result::Result<(Vec<usize>, usize), String> {
+    if bytes.len() < 4 {
+        return Err(format!(
+            "truncated: {} bytes, not even an IDX header",
+            bytes.len()
+        ));
+    }
+    let ndims = check_magic(&bytes[..4], expected_dims)?;
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
         return Err(format!(

@@ -7,6 +7,7 @@
 pub mod cifar;
 pub mod idx;
 
+use std::ops::Range;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -85,21 +86,22 @@ pub(crate) fn scaled_pixels(bytes: &[u8]) -> Vec<f32> {
     bytes.iter().map(|&b| b as f32 * scale).collect()
 }
 
-/// Reads one images/labels pair, checking that the counts agree.
-fn load_split(dir: &Path, images: &str, labels: &str) -> Result<(Tensor, Tensor)> {
+/// Reads the rows `rows(n)` of one images/labels pair (`n` the number in the files), checking
+/// that the counts agree.
+fn load_split(
+    dir: &Path,
+    images: &str,
+    labels: &str,
+    rows: impl Fn(usize) -> Range<usize>,
+) -> Result<(Tensor, Tensor)> {
     let ipath = idx::find(dir, images)?;
     let lpath = idx::find(dir, labels)?;
-    let img = idx::read(&ipath, 3)?;
-    let lab = idx::read(&lpath, 1)?;
-    if img.dims[0] != lab.dims[0] {
+    let (img, n_img) = idx::read_rows(&ipath, 3, &rows)?;
+    let (lab, n_lab) = idx::read_rows(&lpath, 1, &rows)?;
+    if n_img != n_lab {
         return Err(BcdError::data(
             &lpath,
-            format!(
-                "{} labels for {} images in {}",
-                lab.dims[0],
-                img.dims[0],
-                ipath.display()
-            ),
+            format!("{n_lab} labels for {n_img} images in {}", ipath.display()),
         ));
     }
     let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
@@ -108,11 +110,15 @@ fn load_split(dir: &Path, images: &str, labels: &str) -> Result<(Tensor, Tensor)
     Ok((images, labels))
 }
 
-/// Loads an MNIST-like dataset from the four IDX files in `dir` (any image size and class
-/// count; the class count is the largest label plus one).
-pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
-    let (train_images, train_labels) = load_split(dir, IDX_FILES[0], IDX_FILES[1])?;
-    let (test_images, test_labels) = load_split(dir, IDX_FILES[2], IDX_FILES[3])?;
+/// The rows `train_rows(n)` and `test_rows(n)` of the four IDX files in `dir`, the class count
+/// left 0.
+fn load_idx_rows(
+    dir: &Path,
+    train_rows: impl Fn(usize) -> Range<usize>,
+    test_rows: impl Fn(usize) -> Range<usize>,
+) -> Result<Dataset> {
+    let (train_images, train_labels) = load_split(dir, IDX_FILES[0], IDX_FILES[1], train_rows)?;
+    let (test_images, test_labels) = load_split(dir, IDX_FILES[2], IDX_FILES[3], test_rows)?;
     if train_images.dim(1)? != test_images.dim(1)? {
         return Err(BcdError::data(
             dir.join(IDX_FILES[2]),
@@ -123,15 +129,22 @@ pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
             ),
         ));
     }
-    let max = |t: &Tensor| -> Result<usize> { Ok(t.max(0)?.to_scalar::<u8>()? as usize) };
-    let labels = max(&train_labels)?.max(max(&test_labels)?) + 1;
     Ok(Dataset {
         train_images,
         train_labels,
         test_images,
         test_labels,
-        labels,
+        labels: 0,
     })
+}
+
+/// Loads an MNIST-like dataset from the four IDX files in `dir` (any image size and class
+/// count; the class count is the largest label plus one).
+pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
+    let mut ds = load_idx_rows(dir, |n| 0..n, |n| 0..n)?;
+    let max = |t: &Tensor| -> Result<usize> { Ok(t.max(0)?.to_scalar::<u8>()? as usize) };
+    ds.labels = max(&ds.train_labels)?.max(max(&ds.test_labels)?) + 1;
+    Ok(ds)
 }
 
 /// This rank's share of a dataset for a data-parallel run: the contiguous shares
@@ -147,7 +160,13 @@ pub fn load_share(
 ) -> Result<Dataset> {
     let local = match (dir, kind) {
         (Some(dir), DatasetKind::Mnist | DatasetKind::FashionMnist) => {
-            load_idx_share(dir, train_limit, comm)
+            let (rank, size) = (comm.rank(), comm.size());
+            let limit = train_limit.unwrap_or(usize::MAX);
+            load_idx_rows(
+                dir,
+                |n| share(n.min(limit), rank, size),
+                |n| share(n, rank, size),
+            )
         }
         _ => load(kind, dir).and_then(|ds| {
             let ds = take_train(&ds, train_limit.unwrap_or(usize::MAX))?;
@@ -175,50 +194,6 @@ pub fn load_share(
     comm.sum_f64(&mut seen);
     ds.labels = seen.iter().rposition(|&c| c > 0.0).map_or(0, |c| c + 1);
     Ok(ds)
-}
-
-/// This rank's rows of the IDX files in `dir` (see [`load_share`]).
-fn load_idx_share(
-    dir: &Path,
-    train_limit: Option<usize>,
-    comm: &dyn Communicator,
-) -> Result<Dataset> {
-    let (rank, size) = (comm.rank(), comm.size());
-    let split = |images: &str, labels: &str, limit: Option<usize>| -> Result<(Tensor, Tensor)> {
-        let ipath = idx::find(dir, images)?;
-        let lpath = idx::find(dir, labels)?;
-        let rows = |n: usize| share(n.min(limit.unwrap_or(usize::MAX)), rank, size);
-        let (img, n_img) = idx::read_rows(&ipath, 3, rows)?;
-        let (lab, n_lab) = idx::read_rows(&lpath, 1, rows)?;
-        if n_img != n_lab {
-            return Err(BcdError::data(
-                &lpath,
-                format!("{n_lab} labels for {n_img} images in {}", ipath.display()),
-            ));
-        }
-        let (n, pixels) = (img.dims[0], img.dims[1] * img.dims[2]);
-        let images = Tensor::from_vec(scaled_pixels(&img.data), (n, pixels), &Device::Cpu)?;
-        Ok((images, Tensor::from_vec(lab.data, n, &Device::Cpu)?))
-    };
-    let (train_images, train_labels) = split(IDX_FILES[0], IDX_FILES[1], train_limit)?;
-    let (test_images, test_labels) = split(IDX_FILES[2], IDX_FILES[3], None)?;
-    if train_images.dim(1)? != test_images.dim(1)? {
-        return Err(BcdError::data(
-            dir.join(IDX_FILES[2]),
-            format!(
-                "test images have {} pixels, training images {}",
-                test_images.dim(1)?,
-                train_images.dim(1)?
-            ),
-        ));
-    }
-    Ok(Dataset {
-        train_images,
-        train_labels,
-        test_images,
-        test_labels,
-        labels: 0,
-    })
 }
 
 /// `[N, classes]` one-hot `f32` targets from `[N]` integer labels.
