@@ -20,7 +20,9 @@ mod support;
 
 use anyhow::Result;
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
-use candle_bcd::{data, metrics, Activation, Architecture, BcdConfig, BcdNet, Layers, Loss};
+use candle_bcd::{
+    data, metrics, Activation, Architecture, BcdConfig, BcdNet, Layers, Loss, WeightInit,
+};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use support::{env, peak_rss};
@@ -64,26 +66,37 @@ fn main() -> Result<()> {
         inner_sweeps: env("BCD_MB_SWEEPS", 1),
         seed: 0,
         gram_decay: env("BCD_MB_DECAY", 0.0),
+        inertia: env("BCD_MB_INERTIA", 0.0),
     };
     let gamma: f64 = env("BCD_MB_GAMMA", 1.0);
+    let init: WeightInit = env::<String>("BCD_MB_INIT", "official".into()).parse()?;
+    // λ of a ridge fit of the head to the initial features (its time counts as training); 0: none.
+    let head_lambda: f64 = env("BCD_MB_HEAD_LAMBDA", 0.0);
     let config = BcdConfig {
         alpha: env("BCD_MB_ALPHA", 0.1),
         gamma,
-        rho: gamma,
+        rho: env("BCD_MB_RHO", gamma),
         loss: env::<String>("BCD_MB_LOSS", "squared".into()).parse::<Loss>()?,
         ..Default::default()
     };
     println!(
-        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = ρ = {gamma}, {:?} loss |",
-        config.alpha, config.loss
+        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
+        config.alpha, config.rho, config.loss
     );
     let arch = Architecture::mlp(&widths, Activation::Relu)?;
     let varmap = VarMap::new();
-    let net = BcdNet::init(&arch, &varmap, Default::default(), 0, &Device::Cpu)?;
+    let net = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
     let layers = Layers::of_architecture(&varmap, &arch)?;
     let y = data::one_hot(&ds.train_labels, 10)?;
-    let mut bcd = MiniBatchBcd::new(&layers, config, options)?;
     let (mut bcd_curve, mut clock, mut trained) = (Curve::default(), Instant::now(), 0.0);
+    if head_lambda > 0.0 {
+        net.fit_head(&varmap, &ds.train_images, &y, head_lambda)?;
+        trained += clock.elapsed().as_secs_f64();
+        let acc = net.accuracy(&ds.test_images, &ds.test_labels)?;
+        bcd_curve.push("BCD", 0, 0, trained, acc);
+        clock = Instant::now();
+    }
+    let mut bcd = MiniBatchBcd::new(&layers, config, options)?;
     let mut worse = 0;
     for epoch in 1..=env("BCD_MB_EPOCHS", 2) {
         bcd.epoch(&ds.train_images, &y, |r| {

@@ -28,6 +28,20 @@
 //! increases; `Φ_b` alone may. The two-splitting's hidden weight blocks (prox-linear steps) do
 //! not use it.
 //!
+//! **Inertia** (optional, `inertia = μ ∈ [0, 1)`): each batch after the first starts from the
+//! weights extrapolated along the last batch's move,
+//!
+//! ```text
+//! W̃ ← W̃_k + μ(W̃_k − W̃_{k−1}),     W̃_k the weights after batch k,
+//! ```
+//!
+//! as inertial block coordinate methods do (iPALM, Pock & Sabach, 2016). The batch's forward
+//! pass, its `Φ_b` before the sweeps and the proximal anchors all start from the extrapolated
+//! weights, so every batch's sweeps still never increase `Φ_b`. One sweep from a forward pass
+//! moves the hidden layers little (each weight block fits targets that the penalties have
+//! moved only part of the way), and over successive batches those moves point the same way;
+//! the extrapolation lets them add up. It costs one copy of the weights.
+//!
 //! **Over ranks** (`crate::comm`): each rank holds its own rows. Epoch `e` has
 //! `K = ⌈N/B⌉` batches; rank `r` visits its rows in the order the epoch's permutation of all
 //! `N` rows gives them and puts the `b`-th of `K` near-equal consecutive parts of that order in
@@ -70,6 +84,10 @@ pub struct MiniBatchOptions {
     /// keeps none.
     #[serde(default)]
     pub gram_decay: f64,
+    /// Extrapolation `μ` of the weights along the previous batch's move, in `[0, 1)`; 0 (the
+    /// default) starts each batch from the weights the last one ended with.
+    #[serde(default)]
+    pub inertia: f64,
 }
 
 impl Default for MiniBatchOptions {
@@ -79,6 +97,7 @@ impl Default for MiniBatchOptions {
             inner_sweeps: 1,
             seed: 0,
             gram_decay: 0.0,
+            inertia: 0.0,
         }
     }
 }
@@ -134,6 +153,9 @@ pub struct MiniBatchBcd {
     batches: usize,
     /// The decayed normal sums of every layer's exact weight block (with `gram_decay > 0`).
     memory: Vec<Option<NormalSums>>,
+    /// The weights and biases the last batch started from, before extrapolation (with
+    /// `inertia > 0`, once a batch is done).
+    previous: Option<Vec<(Tensor, Tensor)>>,
     /// The ranks that share the rows.
     comm: Arc<dyn Communicator>,
 }
@@ -155,16 +177,21 @@ impl MiniBatchBcd {
                 });
             }
         }
-        let beta = options.gram_decay;
-        if !(0.0..1.0).contains(&beta) {
-            return Err(BcdError::InvalidHyperparameter {
-                name: "gram_decay",
-                value: beta,
-                reason: "must be in [0, 1)",
-            });
+        for (name, value) in [
+            ("gram_decay", options.gram_decay),
+            ("inertia", options.inertia),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(BcdError::InvalidHyperparameter {
+                    name,
+                    value,
+                    reason: "must be in [0, 1)",
+                });
+            }
         }
         Ok(Self {
             memory: vec![None; layers.len()],
+            previous: None,
             layers: layers.clone(),
             config,
             options,
@@ -207,6 +234,38 @@ impl MiniBatchBcd {
         }
         self.memory = memory;
         Ok(self)
+    }
+
+    /// Continues with the inertia's record of the weights the last batch started from (from a
+    /// checkpoint): one `(weight, bias)` pair per layer, shaped as the layers'.
+    pub fn with_previous_weights(mut self, previous: Vec<(Tensor, Tensor)>) -> Result<Self> {
+        let (weights, biases) = (self.layers.weight_vars(), self.layers.bias_vars());
+        if previous.len() != weights.len() {
+            return Err(BcdError::StateMismatch(format!(
+                "{} layers of previous weights for {} layers",
+                previous.len(),
+                weights.len()
+            )));
+        }
+        for (l, ((w, b), (wv, bv))) in previous.iter().zip(weights.iter().zip(biases)).enumerate() {
+            if w.dims() != wv.dims() || b.dims() != bv.dims() {
+                return Err(BcdError::StateMismatch(format!(
+                    "previous weights of layer {l}: shapes {:?} and {:?}, the layer's {:?} and {:?}",
+                    w.dims(),
+                    b.dims(),
+                    wv.dims(),
+                    bv.dims()
+                )));
+            }
+        }
+        self.previous = Some(previous);
+        Ok(self)
+    }
+
+    /// The weights and biases the last batch started from, before extrapolation (`None`
+    /// without inertia or before the first batch).
+    pub fn previous_weights(&self) -> Option<&[(Tensor, Tensor)]> {
+        self.previous.as_deref()
     }
 
     /// The weight blocks' memory of earlier batches, one entry per layer.
@@ -253,8 +312,11 @@ impl MiniBatchBcd {
     /// set by a forward pass with the current weights.
     pub fn step_batch(&mut self, x: Tensor, y: Tensor) -> Result<BatchReport> {
         let start = Instant::now();
+        if self.options.inertia > 0.0 {
+            self.extrapolate()?;
+        }
         let (layers, config, comm) = (&self.layers, self.config.clone(), self.comm.clone());
-        // Every rank already holds the same weights.
+        // Every rank already holds the same weights (the extrapolation is the same on each).
         let mut opt = BcdOptimizer::from_forward_pass(layers, x, y, config, comm, false)?;
         let rows = opt.num_samples();
         let beta = self.options.gram_decay;
@@ -294,6 +356,29 @@ impl MiniBatchBcd {
             step_sq_norm,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Moves the weights `W̃_k` to `W̃_k + μ(W̃_k − W̃_{k−1})` and records `W̃_k`.
+    fn extrapolate(&mut self) -> Result<()> {
+        let mu = self.options.inertia;
+        let params = self
+            .layers
+            .weight_vars()
+            .iter()
+            .zip(self.layers.bias_vars());
+        // `copy`: a `Var`'s tensor shares its storage, which `set` overwrites.
+        let current = params
+            .clone()
+            .map(|(w, b)| Ok((w.as_tensor().copy()?, b.as_tensor().copy()?)))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(previous) = &self.previous {
+            for ((wv, bv), ((w, b), (w_old, b_old))) in params.zip(current.iter().zip(previous)) {
+                wv.set(&(w + ((w - w_old)? * mu)?)?)?;
+                bv.set(&(b + ((b - b_old)? * mu)?)?)?;
+            }
+        }
+        self.previous = Some(current);
+        Ok(())
     }
 
     /// One epoch over inputs `x` (`[N, d_0]`) and targets `y` (`[N, d_L]`) in shuffled batches

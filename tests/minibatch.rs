@@ -75,6 +75,8 @@ fn batch_objective_never_increases_in_any_formulation() {
             inner_sweeps: 3,
             seed: i as u64,
             gram_decay: 0.0,
+            // Every other case extrapolates: its batches start from moved weights.
+            inertia: if i % 2 == 1 { 0.8 } else { 0.0 },
         };
         let mut bcd =
             MiniBatchBcd::new(&layers(&arch, WeightInit::Kaiming), cfg.clone(), options).unwrap();
@@ -104,12 +106,14 @@ fn batch_objective_never_increases_in_any_formulation() {
 fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
     let (x, y) = slice(500);
     let arch = Architecture::mlp(&[784, 24, 10], Activation::Relu).unwrap();
-    // With Gram memory, so that the checkpoint must carry the decayed normal sums too.
+    // With Gram memory and inertia, so that the checkpoint must carry the decayed normal sums
+    // and the previous weights too.
     let options = MiniBatchOptions {
         batch_size: 128,
         inner_sweeps: 2,
         seed: 7,
         gram_decay: 0.5,
+        inertia: 0.7,
     };
     let cfg = BcdConfig::default();
 
@@ -144,10 +148,17 @@ fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
         progress.memory == b.memory(),
         "memory changed through the checkpoint"
     );
+    assert_eq!(
+        progress.previous.len(),
+        2,
+        "one previous weight pair per layer"
+    );
     let mut c = MiniBatchBcd::new(&resumed, ckpt.config.clone(), progress.options)
         .unwrap()
         .resume_at(progress.epochs, progress.batches)
         .with_memory(progress.memory)
+        .unwrap()
+        .with_previous_weights(progress.previous)
         .unwrap();
     c.epoch(&x, &y, |_| Ok(())).unwrap();
     assert_eq!(c.batches_done(), 8);
@@ -183,6 +194,13 @@ fn invalid_settings_are_named() {
             },
             "gram_decay",
         ),
+        (
+            MiniBatchOptions {
+                inertia: -0.1,
+                ..Default::default()
+            },
+            "inertia",
+        ),
     ] {
         match MiniBatchBcd::new(&l, BcdConfig::default(), options) {
             Err(BcdError::InvalidHyperparameter { name: n, .. }) => assert_eq!(n, name),
@@ -208,6 +226,8 @@ fn cli_minibatch_trains_resumes_exactly_and_refuses_mixed_checkpoints() {
         "150",
         "--inner-sweeps",
         "2",
+        "--inertia",
+        "0.5",
     ];
     let run = |extra: &[&str]| common::cli_ok(&base, extra);
     let straight = run(&["--epochs", "2", "--checkpoint", &p("a.safetensors")]);
@@ -311,4 +331,82 @@ fn gram_memory_enters_the_weight_blocks_scaled_by_its_decay() {
     let half = run(0.5, false);
     assert!(half == run(0.25, true), "the prior is not β·memory");
     assert!(half != run(0.0, false), "the memory changed nothing");
+}
+
+/// With inertia `μ` the third batch starts from `W₂ + μ(W₂ − W₁)`: the same three batches run
+/// without inertia, the weights moved by hand (in `f64`) before the second and third, end at
+/// the same weights to round-off; without the move they end elsewhere.
+#[test]
+fn inertia_starts_each_batch_from_the_extrapolated_weights() {
+    let (x, y) = slice(600);
+    let arch = Architecture::mlp(&[784, 24, 10], Activation::Relu).unwrap();
+    let batch = |b: usize| {
+        (
+            x.narrow(0, 200 * b, 200).unwrap(),
+            y.narrow(0, 200 * b, 200).unwrap(),
+        )
+    };
+    let mu = 0.6;
+    let all = |l: &Layers| -> Vec<Vec<f64>> {
+        let params = l.weight_vars().iter().chain(l.bias_vars());
+        params
+            .map(|v| {
+                let t = v.as_tensor().flatten_all().unwrap();
+                let t = t.to_dtype(candle_core::DType::F64).unwrap();
+                t.to_vec1::<f64>().unwrap()
+            })
+            .collect()
+    };
+    let inertial = layers(&arch, WeightInit::Kaiming);
+    let options = MiniBatchOptions {
+        inertia: mu,
+        ..Default::default()
+    };
+    let mut a = MiniBatchBcd::new(&inertial, BcdConfig::default(), options).unwrap();
+    for b in 0..3 {
+        let (xb, yb) = batch(b);
+        a.step_batch(xb, yb).unwrap();
+    }
+
+    let run_by_hand = |extrapolate: bool| -> Vec<Vec<f64>> {
+        let l = layers(&arch, WeightInit::Kaiming);
+        let mut bcd =
+            MiniBatchBcd::new(&l, BcdConfig::default(), MiniBatchOptions::default()).unwrap();
+        let mut previous = all(&l);
+        for b in 0..3 {
+            let current = all(&l);
+            if extrapolate && b > 0 {
+                let params = l.weight_vars().iter().chain(l.bias_vars());
+                for ((var, now), before) in params.zip(&current).zip(&previous) {
+                    let moved: Vec<f32> = now
+                        .iter()
+                        .zip(before)
+                        .map(|(n, p)| (n + mu * (n - p)) as f32)
+                        .collect();
+                    let t = Tensor::from_vec(moved, var.as_tensor().dims(), &Device::Cpu).unwrap();
+                    var.set(&t).unwrap();
+                }
+            }
+            previous = current;
+            let (xb, yb) = batch(b);
+            bcd.step_batch(xb, yb).unwrap();
+        }
+        all(&l)
+    };
+    let gap = |p: &[Vec<f64>], q: &[Vec<f64>]| -> f64 {
+        let (mut d, mut n) = (0.0, 0.0);
+        for (u, v) in p.iter().zip(q) {
+            for (a, b) in u.iter().zip(v) {
+                d += (a - b) * (a - b);
+                n += b * b;
+            }
+        }
+        (d / n).sqrt()
+    };
+    let got = all(&inertial);
+    let by_hand = gap(&got, &run_by_hand(true));
+    let without = gap(&got, &run_by_hand(false));
+    assert!(by_hand < 1e-5, "inertial run vs hand-moved run: {by_hand}");
+    assert!(without > 1e-3, "inertia changed little: {without}");
+    assert!(a.previous_weights().is_some());
 }

@@ -61,7 +61,7 @@ pub const FORMAT: &str = "candle-bcd-checkpoint";
 pub const FORMAT_VERSION: &str = "1";
 
 /// Where a mini-batch run stands: its settings and the epochs and batches done.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MiniBatchProgress {
     /// The mini-batch settings of the run.
     pub options: MiniBatchOptions,
@@ -73,6 +73,30 @@ pub struct MiniBatchProgress {
     /// `memory.cross.{l}` in `f64`), one entry per layer; empty without Gram memory.
     #[serde(skip)]
     pub memory: Vec<Option<NormalSums>>,
+    /// With inertia, the weights and biases the last batch started from before extrapolation
+    /// (tensors `previous.weight.{l}`, `previous.bias.{l}`), one pair per layer; empty without.
+    #[serde(skip)]
+    pub previous: Vec<(Tensor, Tensor)>,
+}
+
+impl PartialEq for MiniBatchProgress {
+    /// Equal settings and progress, and bit-identical memory and previous weights.
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |t: &Tensor| -> Option<Vec<u32>> {
+            let values = t.flatten_all().ok()?.to_vec1::<f32>().ok()?;
+            Some(values.into_iter().map(f32::to_bits).collect())
+        };
+        let same = |a: &Tensor, b: &Tensor| a.dims() == b.dims() && bits(a) == bits(b);
+        self.options == other.options
+            && (self.epochs, self.batches) == (other.epochs, other.batches)
+            && self.memory == other.memory
+            && self.previous.len() == other.previous.len()
+            && self
+                .previous
+                .iter()
+                .zip(&other.previous)
+                .all(|((w, b), (v, c))| same(w, v) && same(b, c))
+    }
 }
 
 /// A loaded checkpoint.
@@ -172,6 +196,7 @@ pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
         epochs: bcd.epochs_done(),
         batches: bcd.batches_done(),
         memory: Vec::new(),
+        previous: Vec::new(),
     };
     let comm = &**bcd.communicator();
     let mut metadata = base_metadata(bcd.layers(), bcd.config())?;
@@ -183,6 +208,15 @@ pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
             tensors.push((format!("memory.gram.{l}"), gram));
             tensors.push((format!("memory.cross.{l}"), cross));
         }
+    }
+    for (l, (w, b)) in bcd
+        .previous_weights()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        tensors.push((format!("previous.weight.{l}"), w.clone()));
+        tensors.push((format!("previous.bias.{l}"), b.clone()));
     }
     // Every rank holds the same weights and memory: rank 0 writes them.
     let written = match comm.rank() {
@@ -345,6 +379,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     }
     if let Some(progress) = &mut minibatch {
         progress.memory = memory_sums(&mut tensors, layer_names.len(), path)?;
+        progress.previous = previous_weights(&mut tensors, layer_names.len(), path)?;
     }
     Ok(Checkpoint {
         architecture,
@@ -389,6 +424,30 @@ fn memory_sums(
     } else {
         memory
     })
+}
+
+/// The inertia's previous weights of a mini-batch checkpoint, one pair per layer (empty when
+/// it has none).
+fn previous_weights(
+    tensors: &mut HashMap<String, Tensor>,
+    layers: usize,
+    path: &Path,
+) -> Result<Vec<(Tensor, Tensor)>> {
+    let mut previous = Vec::new();
+    for l in 0..layers {
+        let (w, b) = (format!("previous.weight.{l}"), format!("previous.bias.{l}"));
+        match (tensors.remove(&w), tensors.remove(&b)) {
+            (Some(w), Some(b)) => previous.push((w, b)),
+            (None, None) if l == 0 => return Ok(previous),
+            _ => {
+                return Err(BcdError::checkpoint(
+                    path,
+                    format!("{w} and {b} must be present for every layer or for none"),
+                ))
+            }
+        }
+    }
+    Ok(previous)
 }
 
 /// The `layers` metadata (the layers' prefixes), `layers.{l}` when absent; one per layer.

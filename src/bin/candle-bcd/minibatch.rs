@@ -48,14 +48,20 @@ pub fn run(
         // The order of the batches is part of the run: a resumed run keeps its seed.
         seed: saved.map_or(set.seed.unwrap_or(0), |o| o.seed),
         gram_decay: set.gram_decay.unwrap_or(base.gram_decay),
+        inertia: set.inertia.unwrap_or(base.inertia),
     };
     let (epochs_done, batches_done) = progress.as_ref().map_or((0, 0), |p| (p.epochs, p.batches));
     let comm = ranks.comm();
     let mut bcd = MiniBatchBcd::new(&setup.layers, setup.config, options)?
         .resume_at(epochs_done, batches_done)
         .with_communicator(comm.clone())?;
-    if let Some(p) = progress.filter(|p| !p.memory.is_empty()) {
-        bcd = bcd.with_memory(p.memory)?;
+    if let Some(p) = progress {
+        if !p.memory.is_empty() {
+            bcd = bcd.with_memory(p.memory)?;
+        }
+        if !p.previous.is_empty() {
+            bcd = bcd.with_previous_weights(p.previous)?;
+        }
     }
     let model = &setup.model;
     let test_x = ds.test_images.to_device(x.device())?;
@@ -80,10 +86,11 @@ pub fn run(
     let per_epoch = n.div_ceil(bcd.options().batch_size);
     let (mut train_seconds, mut last_accuracy) = (0.0, None);
     say(format!(
-        "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, from epoch {epochs_done}",
+        "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, inertia {}, from epoch {epochs_done}",
         bcd.options().batch_size,
         bcd.options().inner_sweeps,
-        bcd.options().gram_decay
+        bcd.options().gram_decay,
+        bcd.options().inertia
     ));
     for _ in 0..set.epochs.unwrap_or(1) {
         let epoch = bcd.epochs_done();

@@ -150,6 +150,10 @@ settings! {
     /// their normal equations add β-decayed sums of earlier batches [default: 0, none].
     #[arg(long)]
     gram_decay: f64,
+    /// Inertia μ in [0, 1) (with --batch-size): each batch starts from the weights extrapolated
+    /// by μ times the last batch's move [default: 0, none].
+    #[arg(long)]
+    inertia: f64,
 }
 
 /// Reads a preset value through the library's `FromStr`, so presets and flags share spelling.
