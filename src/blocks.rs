@@ -260,6 +260,19 @@ pub(crate) fn ridge_fit_distributed(
     block: &str,
     comm: &dyn Communicator,
 ) -> Result<(Tensor, Tensor)> {
+    let sums = NormalSums::new(AugmentedGram::new(h)?, h, t)?;
+    ridge_solve(sums, lambda, block, comm, h.device())
+}
+
+/// The ridge fit of [`ridge_fit`] from this rank's normal sums `[H 1]ᵀ[H 1]`, `[H 1]ᵀT` (summed
+/// over the ranks here); solved on rank 0, so every rank receives the same `(W, b)`.
+pub(crate) fn ridge_solve(
+    mut sums: NormalSums,
+    lambda: f64,
+    block: &str,
+    comm: &dyn Communicator,
+    device: &candle_core::Device,
+) -> Result<(Tensor, Tensor)> {
     if !(lambda.is_finite() && lambda >= 0.0) {
         return Err(BcdError::InvalidHyperparameter {
             name: "head_lambda",
@@ -267,15 +280,15 @@ pub(crate) fn ridge_fit_distributed(
             reason: "must be finite and >= 0",
         });
     }
-    let (m, n) = (t.dim(1)?, h.dim(1)?);
-    let zeros_w = Tensor::zeros((m, n), h.dtype(), h.device())?;
-    let zeros_b = Tensor::zeros(m, h.dtype(), h.device())?;
+    let (n, m) = (sums.cross.nrows() - 1, sums.cross.ncols());
+    let zeros_w = Tensor::zeros((m, n), candle_core::DType::F32, device)?;
+    let zeros_b = Tensor::zeros(m, candle_core::DType::F32, device)?;
     let pw = PenaltyWeights {
         coupling: 1.0,
         alpha: 0.0,
         lambda,
     };
-    let mut sums = NormalSums::new(AugmentedGram::new(h)?.summed(comm), h, t)?;
+    sum_mat(comm, &mut sums.gram);
     sums.sum_cross(comm);
     let solved = comm::from_root(comm, &[&zeros_w, &zeros_b], || {
         let (w, b) = solve_weights(&sums, &zeros_w, &zeros_b, pw, block)?;

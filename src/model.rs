@@ -13,11 +13,15 @@ use rand_distr::{Distribution, Normal};
 
 use crate::activation::with_sigma;
 use crate::arch::Architecture;
+use crate::blocks::{AugmentedGram, NormalSums};
 use crate::comm::{Communicator, SingleProcess};
 use crate::config::WeightInit;
 use crate::error::{BcdError, Result};
 use crate::kernels;
 use crate::layers::Layers;
+
+/// Rows per block of the head fit's normal sums.
+const HEAD_FIT_ROWS: usize = 4096;
 
 /// A fully connected network whose weights live in a `VarMap`.
 #[derive(Debug, Clone)]
@@ -135,9 +139,28 @@ impl BcdNet {
                 got: y.dims().to_vec(),
             });
         }
-        let h = self.features(x)?;
+        // The normal sums are taken over blocks of rows, so that the features of all `N` rows
+        // are never held at once (a mini-batch run keeps its memory independent of `N`).
+        let mut sums: Option<NormalSums> = None;
+        for start in (0..n).step_by(HEAD_FIT_ROWS) {
+            let rows = HEAD_FIT_ROWS.min(n - start);
+            let h = self.features(&x.narrow(0, start, rows)?)?;
+            let part = NormalSums::new(AugmentedGram::new(&h)?, &h, &y.narrow(0, start, rows)?)?;
+            match &mut sums {
+                Some(s) => s.decay_add(1.0, &part),
+                None => sums = Some(part),
+            }
+        }
+        let sums = match sums {
+            Some(s) => s,
+            // No rows on this rank: the sums of none.
+            None => {
+                let h = self.features(x)?;
+                NormalSums::new(AugmentedGram::new(&h)?, &h, y)?
+            }
+        };
         let (w, b) =
-            crate::blocks::ridge_fit_distributed(&h, y, lambda, "head initialisation", comm)?;
+            crate::blocks::ridge_solve(sums, lambda, "head initialisation", comm, x.device())?;
         let layers = Layers::of_architecture(varmap, &self.arch)?;
         layers.weight_vars()[head].set(&w)?;
         layers.bias_vars()[head].set(&b)?;
@@ -267,6 +290,29 @@ mod tests {
         let bad = Tensor::zeros((40, 2), DType::F32, &dev).unwrap();
         assert!(net.fit_head(&varmap, &x, &bad, lambda).is_err());
         assert!(net.fit_head(&varmap, &x, &y, -1.0).is_err());
+    }
+
+    /// Over more rows than one block of the head fit, the blocked sums give the head that one
+    /// fit over all the features at once gives (to `f32` round-off of the sums' order).
+    #[test]
+    fn fit_head_over_blocks_of_rows_equals_one_fit() {
+        let dev = Device::Cpu;
+        let arch = Architecture::mlp(&[6, 9, 4], Activation::Relu).unwrap();
+        let varmap = VarMap::new();
+        let net = BcdNet::init(&arch, &varmap, WeightInit::Kaiming, 2, &dev).unwrap();
+        let n = 2 * HEAD_FIT_ROWS + 123;
+        let x = Tensor::randn(0f32, 1.0, (n, 6), &dev).unwrap();
+        let y = Tensor::randn(0f32, 1.0, (n, 4), &dev).unwrap();
+        let (w, b) =
+            crate::blocks::ridge_fit(&net.features(&x).unwrap(), &y, 0.5, "reference").unwrap();
+        net.fit_head(&varmap, &x, &y, 0.5).unwrap();
+        let rel = |a: &Tensor, b: &Tensor| {
+            let d = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
+            let s = b.sqr().unwrap().sum_all().unwrap();
+            (d.to_scalar::<f32>().unwrap() / s.to_scalar::<f32>().unwrap()).sqrt()
+        };
+        assert!(rel(net.weight(1), &w) < 1e-5, "{}", rel(net.weight(1), &w));
+        assert!(rel(net.bias(1), &b) < 1e-5, "{}", rel(net.bias(1), &b));
     }
 
     /// The head applied to `features` gives `logits` (same products, so equal to round-off).
