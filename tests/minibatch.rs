@@ -410,3 +410,54 @@ fn inertia_starts_each_batch_from_the_extrapolated_weights() {
     assert!(without > 1e-3, "inertia changed little: {without}");
     assert!(a.previous_weights().is_some());
 }
+
+/// On the full MNIST (skipped without it, see `common`), inertia is what lets one epoch of
+/// mini-batch BCD improve on its start: 784-100-100-10, Kaiming initialisation, head fitted by
+/// ridge least squares, the mini-batch preset's settings (cross-entropy, γ = ρ = 0.1, α = 1,
+/// B = 1024). Measured: 0.8447 test accuracy with μ = 0.9 against 0.8032 without; no batch's
+/// `Φ_b` rose in either.
+#[test]
+fn inertia_lets_one_epoch_learn_on_full_mnist() {
+    let Some(dir) = common::full_mnist("inertia_lets_one_epoch_learn_on_full_mnist") else {
+        return;
+    };
+    let ds = data::load_idx_dir(&dir).unwrap();
+    let y = data::one_hot(&ds.train_labels, 10).unwrap();
+    let arch = Architecture::mlp(&[784, 100, 100, 10], Activation::Relu).unwrap();
+    let config = BcdConfig {
+        loss: Loss::CrossEntropy,
+        gamma: 0.1,
+        rho: 0.1,
+        alpha: 1.0,
+        ..Default::default()
+    };
+    let accuracy_after_one_epoch = |inertia: f64| -> f64 {
+        let varmap = VarMap::new();
+        let net = BcdNet::init(&arch, &varmap, WeightInit::Kaiming, 0, &Device::Cpu).unwrap();
+        net.fit_head(&varmap, &ds.train_images, &y, 1.0).unwrap();
+        let layers = Layers::of_architecture(&varmap, &arch).unwrap();
+        let options = MiniBatchOptions {
+            batch_size: 1024,
+            inertia,
+            ..Default::default()
+        };
+        let mut bcd = MiniBatchBcd::new(&layers, config.clone(), options).unwrap();
+        bcd.epoch(&ds.train_images, &y, |r| {
+            let (before, after) = (r.before.total(), r.after.total());
+            assert!(
+                after <= before * (1.0 + ROUND_OFF),
+                "μ = {inertia}: batch {} Φ_b rose from {before} to {after}",
+                r.batches
+            );
+            Ok(())
+        })
+        .unwrap();
+        net.accuracy(&ds.test_images, &ds.test_labels).unwrap()
+    };
+    let (without, with) = (accuracy_after_one_epoch(0.0), accuracy_after_one_epoch(0.9));
+    assert!(with > 0.83, "test accuracy {with} with inertia 0.9");
+    assert!(
+        with > without + 0.02,
+        "inertia 0.9 gave {with}, none {without}"
+    );
+}
