@@ -213,9 +213,12 @@ fn minibatch_rank(comm: Arc<dyn Communicator>) {
     let seed = comm.rank() as u64;
     BcdNet::init(&arch, &varmap, WeightInit::Official, seed, &Device::Cpu).unwrap();
     let layers = Layers::of_architecture(&varmap, &arch).unwrap();
+    // With inertia: every rank extrapolates its own copy of the weights, which must stay
+    // identical.
     let options = MiniBatchOptions {
         batch_size: 150,
         inner_sweeps: 2,
+        inertia: 0.8,
         ..Default::default()
     };
     let mut bcd = MiniBatchBcd::new(&layers, cfg, options)
@@ -291,6 +294,8 @@ fn a_mini_batch_checkpoint_of_two_ranks_resumes_bit_for_bit() {
         "--batch-size",
         "100",
         "--gram-decay",
+        "0.5",
+        "--inertia",
         "0.5",
         "--alpha",
         "0.5",
