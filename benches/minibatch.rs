@@ -5,9 +5,13 @@
 //! ```sh
 //! BCD_MNIST_DIR=path/to/mnist cargo bench --bench minibatch
 //! ```
+//! `BCD_MNIST_DIR` may name any directory of the four IDX files: the input width and the class
+//! count come from the data.
 //! Environment: `BCD_BENCH_HIDDEN` (default 1500,1500,1500), `BCD_MB_BATCH` (1024),
 //! `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA` (0.1), `BCD_MB_GAMMA` (γ = ρ, 1),
-//! `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LOSS` (squared or cross-entropy),
+//! `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0), `BCD_MB_LOSS` (squared or
+//! cross-entropy), `BCD_MB_INIT` (official), `BCD_MB_HEAD_LAMBDA` (ridge λ of an initial head
+//! fit, 0: none), `BCD_MB_RHO` (γ), `BCD_MB_INERTIA` (μ, 0),
 //! `BCD_MB_EPOCHS` (2), `BCD_MB_EVAL_EVERY` (batches between evaluations, 10),
 //! `BCD_ADAM_EPOCHS` (2). BCD runs first, so the peak RSS read after it is its own.
 
@@ -53,9 +57,10 @@ fn main() -> Result<()> {
         .collect::<Result<_, _>>()?;
     let eval_every: usize = env("BCD_MB_EVAL_EVERY", 10);
     let ds = data::load_idx_dir(dir.as_ref())?;
-    let mut widths = vec![784];
+    let classes = ds.labels;
+    let mut widths = vec![ds.train_images.dim(1)?];
     widths.extend(&hidden);
-    widths.push(10);
+    widths.push(classes);
     let threads = rayon::current_num_threads();
     let data_bytes = (ds.train_images.elem_count() + ds.test_images.elem_count()) as f64 * 4.0;
 
@@ -76,18 +81,19 @@ fn main() -> Result<()> {
         alpha: env("BCD_MB_ALPHA", 0.1),
         gamma,
         rho: env("BCD_MB_RHO", gamma),
+        lambda: env("BCD_MB_LAMBDA", 0.0),
         loss: env::<String>("BCD_MB_LOSS", "squared".into()).parse::<Loss>()?,
         ..Default::default()
     };
     println!(
-        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
-        config.alpha, config.rho, config.loss
+        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, λ = {}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
+        config.alpha, config.rho, config.lambda, config.loss
     );
     let arch = Architecture::mlp(&widths, Activation::Relu)?;
     let varmap = VarMap::new();
     let net = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
     let layers = Layers::of_architecture(&varmap, &arch)?;
-    let y = data::one_hot(&ds.train_labels, 10)?;
+    let y = data::one_hot(&ds.train_labels, classes)?;
     let (mut bcd_curve, mut clock, mut trained) = (Curve::default(), Instant::now(), 0.0);
     if head_lambda > 0.0 {
         net.fit_head(&varmap, &ds.train_images, &y, head_lambda)?;

@@ -10,9 +10,10 @@
 //! ```sh
 //! cargo run --release --example frozen_features -- path/to/mnist resnet 2048 kaiming 1
 //! ```
-//! Arguments: data directory, `mlp` (784-W-W-W-10) or `resnet` (784 → W, two residual
-//! layers), width `W`, initialisation (`official|kaiming|glorot`), ridge `λ`. Seed 0, as the
-//! CLI's default, so the frozen layers are those a BCD run with the same flags starts from.
+//! Arguments: data directory (any IDX images; `d` pixels, `C` classes), `mlp` (d-W-W-W-C) or
+//! `resnet` (d → W, two residual layers, → C), width `W`, initialisation
+//! (`official|kaiming|glorot`), ridge `λ`. Seed 0, as the CLI's default, so the frozen layers
+//! are those a BCD run with the same flags starts from.
 
 use anyhow::{bail, Result};
 use candle_bcd::{data, Activation, Architecture, BcdNet, WeightInit};
@@ -24,18 +25,19 @@ fn main() -> Result<()> {
     let arg = |i: usize, default: &str| a.get(i).cloned().unwrap_or_else(|| default.into());
     let dir = arg(0, "tests/data/mnist-slice");
     let width: usize = arg(2, "1024").parse()?;
-    let arch = match arg(1, "resnet").as_str() {
-        "mlp" => Architecture::mlp(&[784, width, width, width, 10], Activation::Relu)?,
-        "resnet" => Architecture::resnet(784, width, 2, 10, Activation::Relu)?,
-        other => bail!("unknown architecture {other:?} (mlp or resnet)"),
-    };
     let init: WeightInit = arg(3, "official").parse()?;
     let lambda: f64 = arg(4, "1").parse()?;
 
     let ds = data::load_idx_dir(dir.as_ref())?;
+    let (d, classes) = (ds.train_images.dim(1)?, ds.labels);
+    let arch = match arg(1, "resnet").as_str() {
+        "mlp" => Architecture::mlp(&[d, width, width, width, classes], Activation::Relu)?,
+        "resnet" => Architecture::resnet(d, width, 2, classes, Activation::Relu)?,
+        other => bail!("unknown architecture {other:?} (mlp or resnet)"),
+    };
     let varmap = VarMap::new();
     let net = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
-    let y = data::one_hot(&ds.train_labels, 10)?;
+    let y = data::one_hot(&ds.train_labels, classes)?;
     net.fit_head(&varmap, &ds.train_images, &y, lambda)?;
     println!(
         "frozen {} features of width {width} ({init:?} init), ridge head λ = {lambda}: train {:.4}, test {:.4}",
