@@ -59,6 +59,11 @@ fn batch_objective_never_increases_in_any_formulation() {
         loss: Loss::CrossEntropy,
         ..c.clone()
     };
+    // Ridge on the weights, as the mini-batch preset uses it.
+    let ridge = |c: &BcdConfig| BcdConfig {
+        lambda: 0.01,
+        ..c.clone()
+    };
     let cases = [
         (mlp(Activation::Relu), three.clone()),
         (mlp(Activation::Tanh), ce(&three)),
@@ -68,6 +73,8 @@ fn batch_objective_never_increases_in_any_formulation() {
         (mlp(Activation::Relu), two.clone()),
         (mlp(Activation::Tanh), ce(&two)),
         (resnet(Activation::Relu), two.clone()),
+        (mlp(Activation::Relu), ridge(&ce(&three))),
+        (resnet(Activation::Relu), ridge(&two)),
     ];
     for (i, (arch, cfg)) in cases.into_iter().enumerate() {
         let options = MiniBatchOptions {
