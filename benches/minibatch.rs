@@ -13,7 +13,8 @@
 //! cross-entropy), `BCD_MB_INIT` (official), `BCD_MB_HEAD_LAMBDA` (ridge λ of an initial head
 //! fit, 0: none), `BCD_MB_RHO` (γ), `BCD_MB_INERTIA` (μ, 0),
 //! `BCD_MB_EPOCHS` (2), `BCD_MB_EVAL_EVERY` (batches between evaluations, 10),
-//! `BCD_ADAM_EPOCHS` (2). BCD runs first, so the peak RSS read after it is its own.
+//! `BCD_ADAM_EPOCHS` (2), `BCD_ADAM_EVAL_ROWS` (rows between AdamW's evaluations; as many as
+//! between BCD's). BCD runs first, so the peak RSS read after it is its own.
 
 use std::time::Instant;
 
@@ -149,8 +150,9 @@ fn main() -> Result<()> {
     let labels = ds.train_labels.to_dtype(DType::U32)?;
     let n = ds.train_images.dim(0)?;
     let (mut adam_curve, mut trained) = (Curve::default(), 0.0);
-    // Evaluated as often as BCD, in rows seen.
-    let eval_rows = eval_every * bcd.options().batch_size;
+    // Evaluated as often as BCD, in rows seen, unless told otherwise (a time to a target is read
+    // at the first evaluation past it, so a large batch should not coarsen AdamW's reading).
+    let eval_rows: usize = env("BCD_ADAM_EVAL_ROWS", eval_every * bcd.options().batch_size);
     let mut step = 0;
     for epoch in 1..=env("BCD_ADAM_EPOCHS", 2) {
         let mut clock = Instant::now();
