@@ -25,9 +25,7 @@ mod support;
 
 use anyhow::Result;
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
-use candle_bcd::{
-    data, metrics, Activation, Architecture, BcdConfig, BcdNet, Layers, Loss, WeightInit,
-};
+use candle_bcd::{data, metrics, Activation, Architecture, BcdConfig, Loss, Network, WeightInit};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use support::{env, peak_rss};
@@ -92,12 +90,12 @@ fn main() -> Result<()> {
     );
     let arch = Architecture::mlp(&widths, Activation::Relu)?;
     let varmap = VarMap::new();
-    let net = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
-    let layers = Layers::of_architecture(&varmap, &arch)?;
+    let net = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;
+    let layers = Network::of_architecture(&varmap, &arch)?;
     let y = data::one_hot(&ds.train_labels, classes)?;
     let (mut bcd_curve, mut clock, mut trained) = (Curve::default(), Instant::now(), 0.0);
     if head_lambda > 0.0 {
-        net.fit_head(&varmap, &ds.train_images, &y, head_lambda)?;
+        net.fit_head(&ds.train_images, &y, head_lambda)?;
         trained += clock.elapsed().as_secs_f64();
         let acc = net.accuracy(&ds.test_images, &ds.test_labels)?;
         bcd_curve.push("BCD", 0, 0, trained, acc);

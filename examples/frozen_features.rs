@@ -16,7 +16,7 @@
 //! are those a BCD run with the same flags starts from.
 
 use anyhow::{bail, Result};
-use candle_bcd::{data, Activation, Architecture, BcdNet, WeightInit};
+use candle_bcd::{data, Activation, Architecture, Network, WeightInit};
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -36,9 +36,9 @@ fn main() -> Result<()> {
         other => bail!("unknown architecture {other:?} (mlp or resnet)"),
     };
     let varmap = VarMap::new();
-    let net = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
+    let net = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;
     let y = data::one_hot(&ds.train_labels, classes)?;
-    net.fit_head(&varmap, &ds.train_images, &y, lambda)?;
+    net.fit_head(&ds.train_images, &y, lambda)?;
     println!(
         "frozen {} features of width {width} ({init:?} init), ridge head λ = {lambda}: train {:.4}, test {:.4}",
         arg(1, "resnet"),

@@ -1,5 +1,7 @@
 //! Inference with plain candle-nn on an export: no candle-bcd type is used here, only
-//! `candle_nn::linear` layers read from the safetensors file and ReLU between them.
+//! `candle_nn::linear` layers read from the safetensors file, joined the way the export's
+//! metadata says: `layers` (the layer names, from the input) and `architecture` (JSON with the
+//! hidden `activation` and, for a ResNet, the `residual` flags: `V = V_in + σ(U)`).
 //!
 //! ```sh
 //! cargo run --release --example infer_plain_candle -- mlp.safetensors path/to/mnist
@@ -33,20 +35,47 @@ fn main() -> Result<()> {
     let dir = args.get(1).map_or("tests/data/mnist-slice", String::as_str);
     let device = Device::Cpu;
 
-    // The layer shapes come from the file itself: layers.{l}.weight is [out, in].
+    // The layer names, activation and residual layers come from the export's metadata.
+    let bytes = std::fs::read(model).with_context(|| format!("reading {model}"))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let arch: serde_json::Value = serde_json::from_str(
+        meta.get("architecture")
+            .with_context(|| format!("{model} has no architecture metadata"))?,
+    )?;
+    let names: Vec<String> = match meta.get("layers") {
+        Some(json) => serde_json::from_str(json)?,
+        None => (0..arch["widths"].as_array().map_or(1, Vec::len) - 1)
+            .map(|l| format!("layers.{l}"))
+            .collect(),
+    };
+    let residual = |l: usize| arch["residual"][l].as_bool().unwrap_or(false);
+    let activation = arch["activation"].clone();
+    let sigma = move |u: &Tensor| -> Result<Tensor> {
+        Ok(match &activation {
+            serde_json::Value::String(s) if s == "relu" => u.relu()?,
+            serde_json::Value::String(s) if s == "identity" => u.clone(),
+            serde_json::Value::String(s) if s == "sigmoid" => candle_nn::ops::sigmoid(u)?,
+            serde_json::Value::String(s) if s == "tanh" => u.tanh()?,
+            serde_json::Value::Object(o) if o.contains_key("leaky-relu") => {
+                let slope = o["leaky-relu"]["slope"].as_f64().unwrap_or(0.0);
+                u.maximum(&u.affine(slope, 0.0)?)?
+            }
+            other => bail!("{model}: unknown activation {other}"),
+        })
+    };
     let tensors = candle_core::safetensors::load(model, &device)?;
     let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &device);
     let mut layers: Vec<Linear> = Vec::new();
-    while let Some(w) = tensors.get(&format!("layers.{}.weight", layers.len())) {
+    for name in &names {
+        let w = tensors
+            .get(&format!("{name}.weight"))
+            .with_context(|| format!("{model} has no {name}.weight"))?;
         let (out, inp) = w.dims2()?;
-        layers.push(candle_nn::linear(
-            inp,
-            out,
-            vb.pp(format!("layers.{}", layers.len())),
-        )?);
+        layers.push(candle_nn::linear(inp, out, vb.pp(name))?);
     }
     if layers.is_empty() {
-        bail!("{model} has no layers.0.weight");
+        bail!("{model} has no layers");
     }
 
     let (dims, pixels) = read_idx(&format!("{dir}/t10k-images-idx3-ubyte.gz"))?;
@@ -56,10 +85,12 @@ fn main() -> Result<()> {
         / 255.0)?;
     let mut h = x;
     for (l, layer) in layers.iter().enumerate() {
-        h = layer.forward(&h)?;
-        if l + 1 < layers.len() {
-            h = h.relu()?;
-        }
+        let u = layer.forward(&h)?;
+        h = match (l + 1 < layers.len(), residual(l)) {
+            (false, _) => u,
+            (true, false) => sigma(&u)?,
+            (true, true) => (h + sigma(&u)?)?,
+        };
     }
     let pred = h.argmax(1)?.to_vec1::<u32>()?;
     let correct = pred

@@ -13,12 +13,10 @@
 //! (`official|kaiming|glorot`).
 
 use anyhow::{bail, Result};
-use candle_bcd::{
-    data, metrics, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers,
-};
-use candle_bcd::{kernels, WeightInit};
+use candle_bcd::WeightInit;
+use candle_bcd::{data, metrics, Activation, Architecture, BcdConfig, BcdOptimizer, Network};
 use candle_core::Device;
-use candle_nn::VarMap;
+use candle_nn::{Module, VarMap};
 
 fn main() -> Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
@@ -43,9 +41,9 @@ fn main() -> Result<()> {
     let ds = data::take_train(&data::load_idx_dir(dir.as_ref())?, samples)?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?;
     let varmap = VarMap::new();
-    let model = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu)?;
+    let model = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;
     let mut opt = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, &arch)?,
+        &Network::of_architecture(&varmap, &arch)?,
         ds.train_images.clone(),
         y,
         config,
@@ -59,7 +57,8 @@ fn main() -> Result<()> {
         let mut line = String::new();
         let mut h = ds.train_images.clone();
         for l in 0..=last {
-            let u = kernels::linear(&h, model.weight(l), model.bias(l))?;
+            let u = candle_nn::Linear::new(model.weight(l).clone(), Some(model.bias(l).clone()))
+                .forward(&h)?;
             h = if l == last {
                 u
             } else if arch.is_residual(l) {
@@ -68,8 +67,8 @@ fn main() -> Result<()> {
                 u.relu()?
             };
             let v = &opt.state().v[l];
-            let gap = (kernels::sq_dist(&h, v)? / kernels::sq_norm(v)?).sqrt();
-            let w = kernels::sq_norm(model.weight(l))?.sqrt();
+            let gap = (sq_norm(&(&h - v)?)? / sq_norm(v)?).sqrt();
+            let w = sq_norm(model.weight(l))?.sqrt();
             line += &format!("  layer {}: gap {gap:.2e}, ‖W‖ {w:.1}", l + 1);
         }
         let lifted = metrics::accuracy(&opt.state().v[last], &ds.train_labels)?;
@@ -81,4 +80,12 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `‖t‖²`, accumulated in `f64`.
+fn sq_norm(t: &candle_core::Tensor) -> Result<f64> {
+    Ok(t.to_dtype(candle_core::DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .to_scalar::<f64>()?)
 }

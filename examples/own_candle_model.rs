@@ -4,20 +4,35 @@
 //! saved with `varmap.save`.
 //!
 //! ```sh
-//! cargo run --release --example own_candle_model -- path/to/mnist [sweeps] [out.safetensors]
+//! cargo run --release --example own_candle_model -- path/to/mnist [sweeps] [out.safetensors] \
+//!     [--checkpoint FILE]
 //! ```
-//! The directory holds the four MNIST IDX files (gzipped or not); default 20 sweeps.
+//! The directory holds the four MNIST IDX files (gzipped or not); default 20 sweeps. With
+//! `--checkpoint FILE` it also writes the run's checkpoint, which carries the layer names
+//! `fc1`–`fc3` and their ReLU: `candle-bcd eval FILE --data-dir path/to/mnist` prints the same
+//! test accuracy, and `candle-bcd export FILE --out model.safetensors` exports it.
 
 use anyhow::{Context, Result};
-use candle_bcd::{data, metrics, Activation, BcdConfig, BcdOptimizer, Layers};
+use candle_bcd::{checkpoint, data, metrics, Activation, BcdConfig, BcdOptimizer, Network};
 use candle_core::{DType, Device};
 use candle_nn::{Module, VarBuilder, VarMap};
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = args
-        .first()
-        .context("usage: own_candle_model MNIST_DIR [sweeps] [out.safetensors]")?;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let ckpt = match args.iter().position(|a| a == "--checkpoint") {
+        Some(i) => {
+            let path = args
+                .get(i + 1)
+                .context("--checkpoint needs a file")?
+                .clone();
+            args.drain(i..i + 2);
+            Some(path)
+        }
+        None => None,
+    };
+    let dir = args.first().context(
+        "usage: own_candle_model MNIST_DIR [sweeps] [out.safetensors] [--checkpoint FILE]",
+    )?;
     let sweeps: usize = args.get(1).map_or(Ok(20), |s| s.parse())?;
     let out = args.get(2).map_or("own_model.safetensors", String::as_str);
     let device = Device::Cpu;
@@ -34,7 +49,7 @@ fn main() -> Result<()> {
 
     // BCD takes its layers in order; the widths come from the weights.
     let layers =
-        Layers::from_varmap(&varmap, ["fc1", "fc2", "fc3"])?.activation(Activation::Relu)?;
+        Network::from_varmap(&varmap, ["fc1", "fc2", "fc3"])?.activation(Activation::Relu)?;
 
     let ds = data::load_idx_dir(dir.as_ref())?;
     let targets = data::one_hot(&ds.train_labels, ds.labels)?;
@@ -45,6 +60,9 @@ fn main() -> Result<()> {
         alpha: 1.0,
         ..Default::default()
     };
+    // The description must compute what the model computes (a GELU or a LayerNorm between the
+    // layers would be refused here).
+    layers.check_against(&model, &ds.train_images)?;
     let mut opt = BcdOptimizer::new(&layers, ds.train_images.clone(), targets, config)?;
     for sweep in 1..=sweeps {
         let report = opt.step()?;
@@ -67,5 +85,9 @@ fn main() -> Result<()> {
     let accuracy = metrics::accuracy(&logits, &ds.test_labels)?;
     varmap.save(out)?;
     println!("test accuracy: {accuracy:.4} (model's own forward); weights saved to {out}");
+    if let Some(path) = ckpt {
+        checkpoint::save(path.as_ref(), &opt)?;
+        println!("checkpoint written to {path}");
+    }
     Ok(())
 }

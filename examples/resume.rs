@@ -7,9 +7,9 @@
 //! ```
 
 use anyhow::Result;
-use candle_bcd::{checkpoint, data, BcdNet, BcdOptimizer, Layers};
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_bcd::{checkpoint, data, BcdOptimizer};
+use candle_core::Device;
+use candle_nn::VarMap;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,19 +19,23 @@ fn main() -> Result<()> {
     let sweeps: usize = args.get(3).map_or(Ok(2), |s| s.parse())?;
     let device = Device::Cpu;
 
-    let ckpt = checkpoint::load(path.as_ref(), &device)?;
+    let checkpoint::Checkpoint::FullBatch(ckpt) = checkpoint::load(path.as_ref(), &device)? else {
+        anyhow::bail!(
+            "{path}: a mini-batch run's checkpoint; resume it with `candle-bcd train --resume`"
+        );
+    };
     let ds = data::take_train(&data::load_idx_dir(dir.as_ref())?, limit)?;
-    let arch = ckpt.architecture.clone();
+    let arch = ckpt.model.architecture.clone();
     ckpt.check_compatible(&arch, ds.train_images.dim(0)?, path.as_ref())?;
-    let varmap = VarMap::new();
-    ckpt.load_weights_into(&varmap)?;
-    let model = BcdNet::new(&arch, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    // The network as the checkpoint describes it: its layer names, activation and residual
+    // layers (a model of your own reading `varmap` would see the same weights).
+    let model = ckpt.model.network(&VarMap::new())?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?;
     let mut opt = BcdOptimizer::from_state(
-        &Layers::of_architecture(&varmap, &arch)?,
+        &model,
         ds.train_images.clone(),
         y,
-        ckpt.config.clone(),
+        ckpt.model.config.clone(),
         ckpt.state,
     )?;
     println!(

@@ -8,7 +8,7 @@
 use anyhow::Result;
 use candle_bcd::trainer::{self, EvalSet, Evaluation, IterationRecord, Observer, TrainOptions};
 use candle_bcd::{
-    data, export, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, WeightInit,
+    data, export, Activation, Architecture, BcdConfig, BcdOptimizer, Network, WeightInit,
 };
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -43,9 +43,9 @@ fn main() -> Result<()> {
     let arch = Architecture::mlp(&[784, 500, 500, ds.labels], Activation::Relu)?;
     let config = BcdConfig::default();
     let varmap = VarMap::new();
-    let model = BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &device)?;
+    let model = Network::init(&arch, &varmap, WeightInit::Official, 0, &device)?;
     let mut opt = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, &arch)?,
+        &Network::of_architecture(&varmap, &arch)?,
         ds.train_images.clone(),
         y,
         config,
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
         labels: ds.test_labels.clone(),
     };
     let opts = TrainOptions {
-        max_sweeps: sweeps,
+        max_iterations: sweeps,
         ..Default::default()
     };
     let eval = Evaluation {

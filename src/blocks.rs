@@ -9,7 +9,9 @@
 use candle_core::Tensor;
 use faer::Mat;
 
-use crate::comm::{self, Communicator, SingleProcess};
+#[cfg(test)]
+use crate::comm::SingleProcess;
+use crate::comm::{self, Communicator};
 use crate::config::BcdConfig;
 use crate::error::{BcdError, Result};
 use crate::kernels::{self, Addend, Op};
@@ -103,7 +105,10 @@ pub struct PenaltyWeights {
 /// `W̃ ← argmin λ/2‖W‖² + c/2‖T − ṼW̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`, i.e. the SPD system
 /// `(cṼᵀṼ + D) W̃ᵀ = cṼᵀT + αW̃^oldᵀ` with `D = diag(α+λ, …, α+λ, α)` (no ridge on the bias),
 /// solved by Cholesky in `f64`; the target `T` is `U_i` (three-splitting, `c = ρ`) or `V_L`
-/// (two-splitting output layer, `c = γ`). Returns `(W, b)`.
+/// (two-splitting output layer, `c = γ`). Returns `(W, b)`. The optimizer composes the same
+/// two steps itself (adding sums over ranks and the mini-batch memory); the tests check them
+/// through this function.
+#[cfg(test)]
 pub fn weights_for(
     gram: &AugmentedGram,
     v_prev: &Tensor,
@@ -134,7 +139,7 @@ pub struct NormalSums {
 impl NormalSums {
     /// The sums over the rows of `v_prev` (whose augmented Gram is `gram`, taken over) and
     /// target `t`.
-    pub fn new(gram: AugmentedGram, v_prev: &Tensor, t: &Tensor) -> Result<Self> {
+    pub(crate) fn new(gram: AugmentedGram, v_prev: &Tensor, t: &Tensor) -> Result<Self> {
         // `TᵀṼ` read in memory order is `ṼᵀT`.
         let vtu = solve::to_mat_t(&kernels::matmul(
             Op::T(t),
@@ -247,21 +252,10 @@ pub(crate) fn solve_weights(
 /// subproblem with coupling 1 and no proximal term. Fits a linear head `[d_T, d_H]` to targets
 /// `T` on features `H` in closed form. `λ` must be finite and `≥ 0` (else
 /// [`BcdError::InvalidHyperparameter`] naming `head_lambda`).
+#[cfg(test)]
 pub fn ridge_fit(h: &Tensor, t: &Tensor, lambda: f64, block: &str) -> Result<(Tensor, Tensor)> {
-    ridge_fit_distributed(h, t, lambda, block, &SingleProcess)
-}
-
-/// [`ridge_fit`] over the rows of all ranks, each holding its own rows of `h` and `t`; solved on
-/// rank 0, so every rank receives the same head.
-pub(crate) fn ridge_fit_distributed(
-    h: &Tensor,
-    t: &Tensor,
-    lambda: f64,
-    block: &str,
-    comm: &dyn Communicator,
-) -> Result<(Tensor, Tensor)> {
     let sums = NormalSums::new(AugmentedGram::new(h)?, h, t)?;
-    ridge_solve(sums, lambda, block, comm, h.device())
+    ridge_solve(sums, lambda, block, &SingleProcess, h.device())
 }
 
 /// The ridge fit of [`ridge_fit`] from this rank's normal sums `[H 1]ᵀ[H 1]`, `[H 1]ᵀT` (summed

@@ -21,7 +21,7 @@
 //!
 //! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`). The weight
 //! initialisation ([`WeightInit`] and its seed) is not an optimizer setting: it belongs where
-//! the weights are created ([`BcdNet::init`](crate::BcdNet::init)).
+//! the weights are created ([`Network::init`](crate::Network::init)).
 
 use serde::{Deserialize, Serialize};
 

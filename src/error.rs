@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 /// Errors returned by `candle-bcd`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BcdError {
     /// A hyperparameter is outside its valid range (e.g. `gamma <= 0`, `alpha < 0`, NaN).
     #[error("invalid hyperparameter {name} = {value}: {reason}")]
@@ -52,6 +53,31 @@ pub enum BcdError {
     /// A saved lifted state does not fit the network, formulation or data it is resumed with.
     #[error("the lifted state does not fit: {0}")]
     StateMismatch(String),
+    /// A layer of a `VarMap` that BCD cannot train: a weight that is not 2-D (a convolution),
+    /// a layer without a bias, a dtype other than `f32`.
+    #[error("layer {layer} cannot be trained: {reason}")]
+    UnsupportedLayer {
+        /// The layer's prefix.
+        layer: String,
+        /// What about it BCD cannot train.
+        reason: String,
+    },
+    /// The network description and the user's model compute different outputs on the same
+    /// rows (see [`crate::Network::check_against`]).
+    #[error("the network description does not match the model on its first {rows} rows: {reason}")]
+    ModelMismatch {
+        /// Rows compared.
+        rows: usize,
+        /// How they differ.
+        reason: String,
+    },
+    /// The weights were changed outside a step of the optimizer that caches products of them
+    /// (a `VarMap::load`, a head fit, a second optimizer on the same `Var`s).
+    #[error("{layer}.weight or {layer}.bias changed outside the optimizer's steps; build a new optimizer from the network (its lifted state and cached products were made from the old weights)")]
+    WeightsChanged {
+        /// The layer's prefix.
+        layer: String,
+    },
     /// A tensor the optimizer needs is missing from a `VarMap` or a checkpoint.
     #[error("missing tensor {0}")]
     MissingTensor(String),

@@ -21,12 +21,12 @@
 //! ## Your model
 //!
 //! Any candle-nn model whose layers are `candle_nn::linear` layers in a [`candle_nn::VarMap`]
-//! trains as it is: [`Layers::from_varmap`] takes the layers' names in order and reads the
+//! trains as it is: [`Network::from_varmap`] takes the layers' names in order and reads the
 //! widths from the weights; the optimizer updates those `Var`s in place, so the model's own
 //! `forward` computes with the trained weights.
 //!
 //! ```
-//! use candle_bcd::{Activation, BcdConfig, BcdOptimizer, Layers};
+//! use candle_bcd::{Activation, BcdConfig, BcdOptimizer, Network};
 //! use candle_core::{DType, Device, Tensor};
 //! use candle_nn::{Module, VarBuilder, VarMap};
 //! # fn main() -> anyhow::Result<()> {
@@ -37,7 +37,7 @@
 //!     .add(candle_nn::linear(4, 8, vb.pp("fc1"))?)
 //!     .add(candle_nn::Activation::Relu)
 //!     .add(candle_nn::linear(8, 3, vb.pp("fc2"))?);
-//! let layers = Layers::from_varmap(&varmap, ["fc1", "fc2"])?.activation(Activation::Relu)?;
+//! let layers = Network::from_varmap(&varmap, ["fc1", "fc2"])?.activation(Activation::Relu)?;
 //! let x = Tensor::randn(0f32, 1.0, (32, 4), &dev)?;
 //! let y = Tensor::randn(0f32, 1.0, (32, 3), &dev)?;
 //! let mut opt = BcdOptimizer::new(&layers, x.clone(), y, BcdConfig::default())?;
@@ -48,53 +48,51 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Also covered: the crate's own ready-made network [`BcdNet`] (MLPs and fully connected
-//! ResNets, [`Architecture::resnet`]), the two-splitting formulation ([`Splitting::Two`],
+//! The same [`Network`] type is the crate's own ready-made network ([`Network::init`] of an
+//! [`Architecture`]: MLPs and fully connected ResNets, [`Architecture::resnet`]) and what
+//! [`Network::from_file`] rebuilds from a checkpoint or an export. Also covered: the two-splitting formulation ([`Splitting::Two`],
 //! prox-linear hidden blocks), softmax cross-entropy ([`Loss::CrossEntropy`]), leaky ReLU,
 //! identity, sigmoid and tanh activations ([`Activation`]), ridge regularisation, constraints
 //! on the hidden activations ([`VConstraint`]), a closed-form head initialisation
-//! ([`BcdNet::fit_head`]), atomic checkpoints with exact resume ([`checkpoint`]), and a training
+//! ([`Network::fit_head`]), atomic checkpoints with exact resume ([`checkpoint`]), and a training
 //! loop with observers, tolerance and time limit ([`trainer`]). [`cost`] counts a sweep's work.
 
 #![warn(missing_docs)]
 
 pub mod activation;
 pub mod arch;
-#[doc(hidden)]
-pub mod blocks;
+pub(crate) mod blocks;
 pub mod checkpoint;
 pub mod comm;
 pub mod config;
 pub mod cost;
 pub mod data;
+pub mod device_path;
 pub mod error;
 pub mod export;
-#[doc(hidden)]
-pub mod kernels;
-pub mod layers;
+pub(crate) mod kernels;
 pub mod loss;
 pub mod metrics;
 pub mod minibatch;
-pub mod model;
+pub mod network;
 pub mod objective;
 pub mod optimizer;
-#[doc(hidden)]
-pub mod solve;
+pub(crate) mod solve;
 pub mod state;
-#[doc(hidden)]
-pub mod three_split;
+pub(crate) mod three_split;
 pub mod trainer;
-#[doc(hidden)]
-pub mod two_split;
+pub(crate) mod two_split;
+
+#[cfg(test)]
+mod exactness_tests;
 
 pub use activation::{Activation, ScalarProx};
 pub use arch::Architecture;
 pub use candle_core::Tensor;
 pub use config::{BcdConfig, Splitting, VConstraint, WeightInit};
 pub use error::{BcdError, Result};
-pub use layers::Layers;
 pub use loss::Loss;
-pub use model::BcdNet;
+pub use network::Network;
 pub use objective::ObjectiveParts;
 pub use optimizer::{BcdOptimizer, ProductCache, StepReport};
 pub use state::LiftedState;

@@ -7,6 +7,7 @@ use crate::comm::Communicator;
 use crate::error::{BcdError, Result};
 
 /// Fraction of rows whose arg-max of `logits` (`[N, C]`) equals `labels` (`[N]`, integer ids).
+/// The labels are compared on the logits' device, wherever they are held.
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     let (n, _c) = logits.dims2()?;
     if labels.dims() != [n] {
@@ -20,7 +21,7 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
         return Ok(0.0);
     }
     let pred = logits.argmax(1)?.to_dtype(DType::U32)?;
-    let labels = labels.to_dtype(DType::U32)?;
+    let labels = labels.to_device(pred.device())?.to_dtype(DType::U32)?;
     let correct = pred
         .eq(&labels)?
         .to_dtype(DType::F64)?

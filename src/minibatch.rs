@@ -63,11 +63,13 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use crate::blocks::NormalSums;
+/// The sums of a weight block's normal equations (`ṼᵀṼ` and `ṼᵀT`, `f64`): the form in which
+/// the Gram memory keeps earlier batches.
+pub use crate::blocks::NormalSums;
 use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::BcdConfig;
 use crate::error::{BcdError, Result};
-use crate::layers::Layers;
+use crate::network::Network;
 use crate::objective::ObjectiveParts;
 use crate::optimizer::{sync_weights, BcdOptimizer};
 
@@ -121,18 +123,18 @@ pub struct BatchReport {
     pub seconds: f64,
 }
 
-/// Mini-batch BCD over the `Var`s of a model's [`Layers`], which it updates in place.
+/// Mini-batch BCD over the `Var`s of a model's [`Network`], which it updates in place.
 ///
 /// ```
 /// use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
-/// use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, Layers, WeightInit};
+/// use candle_bcd::{Activation, Architecture, BcdConfig, Network, WeightInit};
 /// use candle_core::{Device, Tensor};
 /// use candle_nn::VarMap;
 /// # fn main() -> candle_bcd::Result<()> {
 /// let arch = Architecture::mlp(&[4, 8, 3], Activation::Relu)?;
 /// let varmap = VarMap::new();
-/// BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu)?;
-/// let layers = Layers::of_architecture(&varmap, &arch)?;
+/// Network::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu)?;
+/// let layers = Network::of_architecture(&varmap, &arch)?;
 /// let options = MiniBatchOptions { batch_size: 16, ..Default::default() };
 /// let mut bcd = MiniBatchBcd::new(&layers, BcdConfig::default(), options)?;
 /// let x = Tensor::randn(0f32, 1.0, (40, 4), &Device::Cpu)?;
@@ -146,7 +148,7 @@ pub struct BatchReport {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MiniBatchBcd {
-    layers: Layers,
+    layers: Network,
     config: BcdConfig,
     options: MiniBatchOptions,
     epochs: usize,
@@ -163,7 +165,7 @@ pub struct MiniBatchBcd {
 impl MiniBatchBcd {
     /// Mini-batch BCD on `layers` with the hyperparameters `config`; errors name an invalid
     /// setting.
-    pub fn new(layers: &Layers, config: BcdConfig, options: MiniBatchOptions) -> Result<Self> {
+    pub fn new(layers: &Network, config: BcdConfig, options: MiniBatchOptions) -> Result<Self> {
         config.validate()?;
         for (name, value) in [
             ("batch_size", options.batch_size),
@@ -294,7 +296,7 @@ impl MiniBatchBcd {
     }
 
     /// The layers being trained.
-    pub fn layers(&self) -> &Layers {
+    pub fn layers(&self) -> &Network {
         &self.layers
     }
 
@@ -383,29 +385,56 @@ impl MiniBatchBcd {
 
     /// One epoch over inputs `x` (`[N, d_0]`) and targets `y` (`[N, d_L]`) in shuffled batches
     /// (this rank's rows, over ranks); `on_batch` sees every batch's report (and may stop the
-    /// epoch with an error).
+    /// epoch with an error). [`crate::trainer::train`] runs the same batches through
+    /// [`MiniBatchRun`](crate::trainer::MiniBatchRun), with evaluation, checkpoints and limits.
     pub fn epoch(
         &mut self,
         x: &Tensor,
         y: &Tensor,
         mut on_batch: impl FnMut(&BatchReport) -> Result<()>,
     ) -> Result<()> {
-        let n = x.dim(0)?;
-        if y.dim(0)? != n {
+        if y.dim(0)? != x.dim(0)? {
             return Err(BcdError::ShapeMismatch {
                 name: "targets".into(),
-                expected: vec![n, self.layers.architecture().output_dim()],
+                expected: vec![x.dim(0)?, self.layers.architecture().output_dim()],
                 got: y.dims().to_vec(),
             });
         }
-        let batches = self.batches_of_epoch(n)?;
-        for rows in batches {
-            let idx = Tensor::new(rows.as_slice(), x.device())?;
-            let report = self.step_batch(x.index_select(&idx, 0)?, y.index_select(&idx, 0)?)?;
+        let mut pending = std::collections::VecDeque::new();
+        loop {
+            let (report, epoch_end) = self.next_batch(x, y, &mut pending)?;
             on_batch(&report)?;
+            if epoch_end {
+                return Ok(());
+            }
         }
-        self.epochs += 1;
-        Ok(())
+    }
+
+    /// Runs the next batch of the current epoch (`pending` holds the epoch's batches not yet
+    /// run; an empty one starts the epoch); returns its report and whether it ended the epoch.
+    pub(crate) fn next_batch(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        pending: &mut std::collections::VecDeque<Vec<u32>>,
+    ) -> Result<(BatchReport, bool)> {
+        if pending.is_empty() {
+            *pending = self.batches_of_epoch(x.dim(0)?)?.into();
+        }
+        let rows = pending.pop_front().unwrap_or_default();
+        let idx = Tensor::new(rows.as_slice(), x.device())?;
+        let report = self.step_batch(x.index_select(&idx, 0)?, y.index_select(&idx, 0)?)?;
+        let epoch_end = pending.is_empty();
+        if epoch_end {
+            self.epochs += 1;
+        }
+        Ok((report, epoch_end))
+    }
+
+    /// The batches of an epoch over this rank's `n` rows (`⌈N/B⌉` over all ranks' `N`).
+    pub(crate) fn batches_per_epoch(&self, n: usize) -> Result<usize> {
+        let [total] = comm::sum(&*self.comm, [n as f64]);
+        Ok((total as usize).div_ceil(self.options.batch_size))
     }
 
     /// The rows (of this rank's `n`) of each batch of the next epoch (see the module

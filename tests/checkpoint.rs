@@ -6,10 +6,10 @@ mod common;
 use std::path::Path;
 
 use candle_bcd::{
-    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, WeightInit,
+    checkpoint, Activation, Architecture, BcdConfig, BcdOptimizer, Network, WeightInit,
 };
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use common::rand_m;
 
 fn bits(t: &Tensor) -> Vec<u32> {
@@ -69,7 +69,7 @@ fn resume_round_trip(cfg: BcdConfig) {
         rand_m(50, 3, 2, 1.0).to_tensor(),
     );
     let varmap = VarMap::new();
-    BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
+    Network::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
     let y = match cfg.loss {
         candle_bcd::Loss::CrossEntropy => {
             common::M::from_fn(50, 3, |i, j| if j == i % 3 { 1.0 } else { 0.0 }).to_tensor()
@@ -77,7 +77,7 @@ fn resume_round_trip(cfg: BcdConfig) {
         candle_bcd::Loss::Squared => y,
     };
     let mut a = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        &Network::of_architecture(&varmap, &arch).unwrap(),
         x.clone(),
         y.clone(),
         cfg,
@@ -90,24 +90,18 @@ fn resume_round_trip(cfg: BcdConfig) {
     checkpoint::save(&path, &a).unwrap();
     let ra = a.step().unwrap();
 
-    let ckpt = checkpoint::load(&path, &Device::Cpu).unwrap();
+    let checkpoint::Checkpoint::FullBatch(ckpt) = checkpoint::load(&path, &Device::Cpu).unwrap()
+    else {
+        panic!("a full-batch run's checkpoint loaded as another kind");
+    };
     assert_eq!(ckpt.state.iteration, 3);
     ckpt.check_compatible(&arch, 50, &path).unwrap();
     let fresh = VarMap::new();
-    ckpt.load_weights_into(&fresh).unwrap();
-    let model = BcdNet::new(
-        &arch,
-        VarBuilder::from_varmap(&fresh, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    let mut b = BcdOptimizer::from_state(
-        &Layers::of_architecture(&fresh, &arch).unwrap(),
-        x.clone(),
-        y,
-        ckpt.config.clone(),
-        ckpt.state,
-    )
-    .unwrap();
+    let model = ckpt.model.network(&fresh).unwrap();
+    assert_eq!(model.architecture(), &arch);
+    let mut b =
+        BcdOptimizer::from_state(&model, x.clone(), y, ckpt.model.config.clone(), ckpt.state)
+            .unwrap();
     let rb = b.step().unwrap();
     assert_eq!(ra.iteration, rb.iteration);
     assert_eq!(
@@ -130,13 +124,10 @@ fn resume_round_trip(cfg: BcdConfig) {
     }
     // The model built from the fresh VarMap sees the resumed optimizer's updates.
     let out = candle_nn::Module::forward(&model, &x).unwrap();
-    let out_a = BcdNet::new(
-        &arch,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )
-    .unwrap()
-    .logits(&x)
-    .unwrap();
+    let out_a = Network::of_architecture(&varmap, &arch)
+        .unwrap()
+        .logits(&x)
+        .unwrap();
     assert!(bits(&out) == bits(&out_a));
 }
 

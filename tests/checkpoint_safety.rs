@@ -6,21 +6,21 @@ mod common;
 use std::time::{Duration, Instant};
 
 use candle_bcd::trainer::{self, NoObserver, TerminationReason, TrainOptions};
-use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers};
+use candle_bcd::{checkpoint, Activation, Architecture, BcdConfig, BcdOptimizer, Network};
 use candle_core::Device;
 use candle_nn::VarMap;
 use common::rand_m;
 
-fn small_optimizer(scale: f64) -> (BcdNet, BcdOptimizer) {
+fn small_optimizer(scale: f64) -> (Network, BcdOptimizer) {
     let arch = Architecture::mlp(&[5, 8, 3], Activation::Relu).unwrap();
     let varmap = VarMap::new();
-    let model = BcdNet::init(&arch, &varmap, Default::default(), 0, &Device::Cpu).unwrap();
+    let model = Network::init(&arch, &varmap, Default::default(), 0, &Device::Cpu).unwrap();
     let x = rand_m(20, 5, 1, scale).to_tensor();
     let y = rand_m(20, 3, 2, 1.0).to_tensor();
     (
         model,
         BcdOptimizer::new(
-            &Layers::of_architecture(&varmap, &arch).unwrap(),
+            &Network::of_architecture(&varmap, &arch).unwrap(),
             x,
             y,
             BcdConfig::default(),
@@ -43,13 +43,10 @@ fn failed_save_keeps_the_previous_checkpoint() {
     opt.step().unwrap();
     assert!(checkpoint::save(&path, &opt).is_err());
     assert_eq!(before, std::fs::read(&path).unwrap());
-    assert_eq!(
-        checkpoint::load(&path, &Device::Cpu)
-            .unwrap()
-            .state
-            .iteration,
-        1
-    );
+    match checkpoint::load(&path, &Device::Cpu).unwrap() {
+        checkpoint::Checkpoint::FullBatch(c) => assert_eq!(c.state.iteration, 1),
+        other => panic!("expected a full-batch checkpoint, got {other:?}"),
+    }
 }
 
 #[test]
@@ -60,7 +57,7 @@ fn diverging_run_stops_with_reason_and_keeps_checkpoint() {
     // Inputs of 1e25 overflow f32 products: a weight system cannot be factorised.
     let (model, mut opt) = small_optimizer(1e25);
     let opts = TrainOptions {
-        max_sweeps: 3,
+        max_iterations: 3,
         eval_every: 0,
         checkpoint: Some(path.clone()),
         checkpoint_every: 1,
@@ -119,7 +116,10 @@ fn killed_writer_never_leaves_a_broken_checkpoint() {
         child.wait().unwrap();
         let loaded =
             checkpoint::load(&ckpt, &Device::Cpu).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert!(loaded.state.iteration >= 1);
+        match loaded {
+            checkpoint::Checkpoint::FullBatch(c) => assert!(c.state.iteration >= 1),
+            other => panic!("round {round}: expected a full-batch checkpoint, got {other:?}"),
+        }
         std::fs::remove_file(&ckpt).unwrap();
     }
 }

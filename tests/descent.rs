@@ -5,7 +5,7 @@ mod common;
 
 use candle_bcd::data;
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Loss, Splitting, WeightInit,
+    Activation, Architecture, BcdConfig, BcdOptimizer, Loss, Network, Splitting, WeightInit,
 };
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -68,8 +68,8 @@ fn assert_monotone(
     iterations: usize,
 ) -> (f64, f64) {
     let varmap = VarMap::new();
-    BcdNet::init(arch, &varmap, case.init, case.seed, &Device::Cpu).unwrap();
-    let layers = Layers::of_architecture(&varmap, arch).unwrap();
+    Network::init(arch, &varmap, case.init, case.seed, &Device::Cpu).unwrap();
+    let layers = Network::of_architecture(&varmap, arch).unwrap();
     let cfg = case.config();
     let mut opt = BcdOptimizer::new(&layers, x, y, cfg.clone()).unwrap();
     let first = opt.objective().unwrap().total();
@@ -306,8 +306,8 @@ fn constrained_activations_stay_feasible_and_descend() {
         let x = rand_m(64, 10, 300 + i as u64, 1.0).to_tensor();
         let y = rand_m(64, 3, 400 + i as u64, 1.0).to_tensor();
         let varmap = VarMap::new();
-        BcdNet::init(&arch, &varmap, WeightInit::Kaiming, 0, &Device::Cpu).unwrap();
-        let layers = Layers::of_architecture(&varmap, &arch).unwrap();
+        Network::init(&arch, &varmap, WeightInit::Kaiming, 0, &Device::Cpu).unwrap();
+        let layers = Network::of_architecture(&varmap, &arch).unwrap();
         let mut opt = BcdOptimizer::new(&layers, x, y, cfg.clone()).unwrap();
         let mut prev = opt.objective().unwrap().total();
         let first = prev;

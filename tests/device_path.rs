@@ -12,10 +12,10 @@
 
 mod common;
 
-use candle_bcd::kernels::{host_round_trips, with_device_path};
+use candle_bcd::device_path::{host_round_trips, with_device_path};
 use candle_bcd::{
-    data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Loss, Splitting,
-    VConstraint, WeightInit,
+    data, Activation, Architecture, BcdConfig, BcdOptimizer, Loss, Network, Splitting, VConstraint,
+    WeightInit,
 };
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -41,8 +41,8 @@ fn device_under_test() -> Option<Device> {
 /// the data and weights on `x`'s device.
 fn run(arch: &Architecture, cfg: &BcdConfig, x: Tensor, y: Tensor) -> (Vec<f64>, Vec<Vec<f32>>) {
     let varmap = VarMap::new();
-    BcdNet::init(arch, &varmap, WeightInit::Official, 0, x.device()).unwrap();
-    let layers = Layers::of_architecture(&varmap, arch).unwrap();
+    Network::init(arch, &varmap, WeightInit::Official, 0, x.device()).unwrap();
+    let layers = Network::of_architecture(&varmap, arch).unwrap();
     let mut opt = BcdOptimizer::new(&layers, x, y, cfg.clone()).unwrap();
     let objectives = (0..SWEEPS)
         .map(|_| opt.step().unwrap().objective.total())

@@ -5,7 +5,7 @@
 mod common;
 
 use candle_bcd::{
-    data, export, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, WeightInit,
+    data, export, Activation, Architecture, BcdConfig, BcdOptimizer, Network, WeightInit,
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Module, VarBuilder, VarMap};
@@ -46,10 +46,10 @@ fn plain_candle_nn_model_reproduces_bcd_logits() {
     let arch = Architecture::mlp(&widths, Activation::Relu).unwrap();
     let varmap = VarMap::new();
     let cfg = BcdConfig::default();
-    let model = BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
+    let model = Network::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
     let y = data::one_hot(&ds.train_labels, 10).unwrap();
     let mut opt = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        &Network::of_architecture(&varmap, &arch).unwrap(),
         ds.train_images.clone(),
         y,
         cfg,
@@ -74,8 +74,8 @@ fn plain_candle_nn_model_reproduces_bcd_logits() {
         .unwrap();
     assert!(diff <= 1e-5, "max |Δlogit| = {diff}");
 
-    // The export also loads back as a BcdNet with the architecture from its metadata.
-    let back = export::load_model(&path, &Device::Cpu).unwrap();
+    // The export also loads back as a Network with the architecture from its metadata.
+    let back = Network::from_file(&path, &Device::Cpu).unwrap();
     assert_eq!(back.architecture(), &arch);
 }
 
@@ -144,4 +144,71 @@ fn cli_train_export_eval_round_trip() {
             "layers.1.weight"
         ]
     );
+}
+
+/// A user's own candle-nn model (layers `fc1`–`fc3`, tanh, `fc2` residual) trained through the
+/// library: its checkpoint opens with `candle-bcd eval`, which prints the model's own test
+/// accuracy, and `candle-bcd export`, whose file keeps the names, the activation and the
+/// residual layer (`Network::from_file` gives the same logits as the user's model).
+#[test]
+fn cli_opens_the_checkpoint_of_a_users_own_model() {
+    let dev = Device::Cpu;
+    let mnist = common::mnist_dir();
+    let ds = data::take_train(&data::load_idx_dir(&mnist).unwrap(), 500).unwrap();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let fc1 = candle_nn::linear(784, 24, vb.pp("fc1")).unwrap();
+    let fc2 = candle_nn::linear(24, 24, vb.pp("fc2")).unwrap();
+    let fc3 = candle_nn::linear(24, 10, vb.pp("fc3")).unwrap();
+    let model = candle_nn::seq()
+        .add(fc1)
+        .add_fn(|h| h.tanh())
+        .add_fn(move |h| h + fc2.forward(h)?.tanh()?)
+        .add(fc3);
+    let net = Network::from_varmap(&varmap, ["fc1", "fc2", "fc3"])
+        .unwrap()
+        .activation(Activation::Tanh)
+        .unwrap()
+        .residual(["fc2"])
+        .unwrap();
+    net.check_against(&model, &ds.train_images).unwrap();
+    let y = data::one_hot(&ds.train_labels, 10).unwrap();
+    let cfg = BcdConfig::default();
+    let mut opt = BcdOptimizer::new(&net, ds.train_images.clone(), y, cfg).unwrap();
+    opt.step().unwrap();
+    let dir = common::tempdir();
+    let ckpt = dir.join("own.safetensors");
+    candle_bcd::checkpoint::save(&ckpt, &opt).unwrap();
+    let logits = model.forward(&ds.test_images).unwrap();
+    let own = candle_bcd::metrics::accuracy(&logits, &ds.test_labels).unwrap();
+
+    let data = mnist.to_str().unwrap();
+    let eval = common::cli_ok(&["eval", ckpt.to_str().unwrap(), "--data-dir", data], &[]);
+    assert_eq!(
+        eval.lines().last().unwrap(),
+        format!("test accuracy: {own:.4}"),
+        "{eval}"
+    );
+    let out = dir.join("own-export.safetensors");
+    common::cli_ok(
+        &[
+            "export",
+            ckpt.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let back = Network::from_file(&out, &dev).unwrap();
+    assert_eq!(back.names(), ["fc1", "fc2", "fc3"]);
+    assert_eq!(back.architecture(), net.architecture());
+    let diff = (back.forward(&ds.test_images).unwrap() - &logits)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff <= 1e-5, "max |Δlogit| = {diff}");
 }

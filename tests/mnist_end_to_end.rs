@@ -9,9 +9,7 @@
 mod common;
 
 use candle_bcd::data;
-use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Loss, WeightInit,
-};
+use candle_bcd::{Activation, Architecture, BcdConfig, BcdOptimizer, Loss, Network, WeightInit};
 use candle_core::Device;
 use candle_nn::{Module, VarMap};
 
@@ -40,7 +38,9 @@ fn train_arch(arch: Architecture, loss: Loss, sweeps: usize) -> (f64, f64) {
 
 /// Trains `arch` with `cfg` on the first 3,000 MNIST images for `sweeps` sweeps, checking that
 /// Φ never rises; `head_lambda` = `Some(λ)` first fits the head by ridge least squares.
-/// Returns the test accuracy before the first sweep and after the last.
+/// Returns the test accuracy before the first sweep and after the last, and asserts that the
+/// sweeps moved every layer's weights and lowered Φ by at least 1 % (a `step` that did nothing
+/// fails here whatever the accuracies).
 fn train_with(
     dir: &std::path::Path,
     arch: Architecture,
@@ -52,22 +52,24 @@ fn train_with(
     let loss = cfg.loss;
     let ds = data::load_idx_dir(dir).unwrap();
     let varmap = VarMap::new();
-    let model = BcdNet::init(&arch, &varmap, init, 0, &Device::Cpu).unwrap();
+    let model = Network::init(&arch, &varmap, init, 0, &Device::Cpu).unwrap();
     let y = data::one_hot(&ds.train_labels, 10).unwrap();
     if let Some(lambda) = head_lambda {
-        model
-            .fit_head(&varmap, &ds.train_images, &y, lambda)
-            .unwrap();
+        model.fit_head(&ds.train_images, &y, lambda).unwrap();
     }
     let mut opt = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        &Network::of_architecture(&varmap, &arch).unwrap(),
         ds.train_images.clone(),
         y,
         cfg,
     )
     .unwrap();
     let before = model.accuracy(&ds.test_images, &ds.test_labels).unwrap();
-    let mut prev = opt.objective().unwrap().total();
+    let start: Vec<candle_core::Tensor> = (0..arch.num_layers())
+        .map(|l| model.weight(l).copy().unwrap())
+        .collect();
+    let phi_start = opt.objective().unwrap().total();
+    let mut prev = phi_start;
     for _ in 0..sweeps {
         let phi = opt.step().unwrap().objective.total();
         assert!(
@@ -75,6 +77,11 @@ fn train_with(
             "{loss:?}: Φ rose from {prev} to {phi}"
         );
         prev = phi;
+    }
+    assert!(prev < 0.99 * phi_start, "{loss:?}: Φ {phi_start} → {prev}");
+    for (l, w0) in start.iter().enumerate() {
+        let moved = common::M::from_tensor(model.weight(l)).rel_err(&common::M::from_tensor(w0));
+        assert!(moved > 1e-4, "{loss:?}: W_{} moved by {moved}", l + 1);
     }
     // The model reads the optimizer's Vars: a plain Module::forward sees the trained weights.
     let logits = model.forward(&ds.test_images).unwrap();

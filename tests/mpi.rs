@@ -32,7 +32,7 @@ use candle_bcd::comm::{Communicator, Mpi, SingleProcess};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Splitting, WeightInit,
+    Activation, Architecture, BcdConfig, BcdOptimizer, Network, Splitting, WeightInit,
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -111,8 +111,8 @@ fn optimizer(
     comm: Arc<dyn Communicator>,
 ) -> BcdOptimizer {
     let varmap = VarMap::new();
-    BcdNet::init(arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
-    let layers = Layers::of_architecture(&varmap, arch).unwrap();
+    Network::init(arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
+    let layers = Network::of_architecture(&varmap, arch).unwrap();
     BcdOptimizer::new_distributed(&layers, x, y, cfg.clone(), comm).unwrap()
 }
 
@@ -188,7 +188,7 @@ fn rank_worker() {
 }
 
 /// Asserts that every rank holds rank 0's weights, bit for bit.
-fn assert_same_weights(layers: &Layers, comm: &dyn Communicator, when: &str) {
+fn assert_same_weights(layers: &Network, comm: &dyn Communicator, when: &str) {
     let mine: Vec<f32> = common::layer_weights(layers).concat();
     let mut root = mine.clone();
     comm.broadcast_f32(&mut root);
@@ -211,8 +211,8 @@ fn minibatch_rank(comm: Arc<dyn Communicator>) {
     let varmap = VarMap::new();
     // A different seed per rank: the run must start from rank 0's weights anyway.
     let seed = comm.rank() as u64;
-    BcdNet::init(&arch, &varmap, WeightInit::Official, seed, &Device::Cpu).unwrap();
-    let layers = Layers::of_architecture(&varmap, &arch).unwrap();
+    Network::init(&arch, &varmap, WeightInit::Official, seed, &Device::Cpu).unwrap();
+    let layers = Network::of_architecture(&varmap, &arch).unwrap();
     // With inertia: every rank extrapolates its own copy of the weights, which must stay
     // identical.
     let options = MiniBatchOptions {

@@ -1,10 +1,10 @@
 //! A model built the ordinary candle-nn way (`candle_nn::seq()` of `candle_nn::linear` layers
-//! named `fc1`, `fc2`, `fc3`) trains through [`Layers::from_varmap`] exactly as the crate's own
-//! [`BcdNet`] with the same weights: the same iterates for 3 sweeps on the real MNIST slice.
+//! named `fc1`, `fc2`, `fc3`) trains through [`Network::from_varmap`] exactly as the crate's own
+//! [`Network`] with the same weights: the same iterates for 3 sweeps on the real MNIST slice.
 
 mod common;
 
-use candle_bcd::{data, Activation, BcdConfig, BcdNet, BcdOptimizer, Layers};
+use candle_bcd::{data, Activation, BcdConfig, BcdOptimizer, Network};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Module, VarBuilder, VarMap};
 
@@ -43,14 +43,14 @@ fn candle_nn_model_and_bcd_net_give_the_same_iterates() {
         .add(candle_nn::linear(512, 512, vb.pp("fc2")).unwrap())
         .add(candle_nn::Activation::Relu)
         .add(candle_nn::linear(512, 10, vb.pp("fc3")).unwrap());
-    let own_layers = Layers::from_varmap(&own_vars, NAMES)
+    let own_layers = Network::from_varmap(&own_vars, NAMES)
         .unwrap()
         .activation(Activation::Relu)
         .unwrap();
     let arch = own_layers.architecture().clone();
     assert_eq!(arch.widths(), [784, 512, 512, 10]);
 
-    // The same weights, copied into BcdNet's own layout (layers.{l}).
+    // The same weights, copied into Network's own layout (layers.{l}).
     let net_vars = VarMap::new();
     {
         let mut data = net_vars.data().lock().unwrap();
@@ -64,8 +64,8 @@ fn candle_nn_model_and_bcd_net_give_the_same_iterates() {
             }
         }
     }
-    let net = BcdNet::new(&arch, VarBuilder::from_varmap(&net_vars, DType::F32, &dev)).unwrap();
-    let net_layers = Layers::of_architecture(&net_vars, &arch).unwrap();
+    let net = Network::of_architecture(&net_vars, &arch).unwrap();
+    let net_layers = net.clone();
     let x_test = ds.test_images.clone();
     assert!(
         rel_diff(
@@ -124,7 +124,7 @@ fn own_model_checkpoint_keeps_names_and_resumes_exactly() {
     let vb = VarBuilder::from_varmap(&vars, DType::F32, &dev);
     candle_nn::linear(784, 32, vb.pp("fc1")).unwrap();
     candle_nn::linear(32, 10, vb.pp("fc2")).unwrap();
-    let layers = Layers::from_varmap(&vars, ["fc1", "fc2"]).unwrap();
+    let layers = Network::from_varmap(&vars, ["fc1", "fc2"]).unwrap();
     let x = ds.train_images.clone();
     let cfg = BcdConfig::default();
     let mut a = BcdOptimizer::new(&layers, x.clone(), y.clone(), cfg).unwrap();
@@ -133,14 +133,14 @@ fn own_model_checkpoint_keeps_names_and_resumes_exactly() {
     checkpoint::save(&path, &a).unwrap();
     let next = a.step().unwrap();
 
-    let ckpt = checkpoint::load(&path, &dev).unwrap();
-    assert_eq!(ckpt.layer_names, ["fc1", "fc2"]);
-    let fresh = VarMap::new();
-    ckpt.load_weights_into(&fresh).unwrap();
-    let names = ckpt.layer_names.clone();
-    let resumed = Layers::from_varmap(&fresh, &names).unwrap();
+    let checkpoint::Checkpoint::FullBatch(ckpt) = checkpoint::load(&path, &dev).unwrap() else {
+        panic!("a full-batch run's checkpoint loaded as another kind");
+    };
+    assert_eq!(ckpt.model.layer_names, ["fc1", "fc2"]);
+    let resumed = ckpt.model.network(&VarMap::new()).unwrap();
+    assert_eq!(resumed.names(), ["fc1", "fc2"]);
     let state = ckpt.state.clone();
-    let mut b = BcdOptimizer::from_state(&resumed, x, y, ckpt.config.clone(), state).unwrap();
+    let mut b = BcdOptimizer::from_state(&resumed, x, y, ckpt.model.config.clone(), state).unwrap();
     let again = b.step().unwrap();
     assert_eq!(
         next.objective.total().to_bits(),
@@ -157,7 +157,7 @@ fn own_model_checkpoint_keeps_names_and_resumes_exactly() {
     // The same state against 100 rows: refused, naming the block and both shapes.
     let short = ds.train_images.narrow(0, 0, 100).unwrap();
     let short_y = data::one_hot(&ds.train_labels.narrow(0, 0, 100).unwrap(), 10).unwrap();
-    match BcdOptimizer::from_state(&resumed, short, short_y, ckpt.config, ckpt.state) {
+    match BcdOptimizer::from_state(&resumed, short, short_y, ckpt.model.config, ckpt.state) {
         Err(BcdError::StateMismatch(why)) => {
             assert!(why.contains("lifted.u.0") && why.contains("300"), "{why}")
         }

@@ -6,8 +6,7 @@
 mod common;
 
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, ProductCache, Splitting,
-    WeightInit,
+    Activation, Architecture, BcdConfig, BcdOptimizer, Network, ProductCache, Splitting, WeightInit,
 };
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -19,16 +18,16 @@ fn run(
     cfg: &BcdConfig,
     cache: ProductCache,
     sweeps: usize,
-) -> (BcdOptimizer, BcdNet, Vec<f64>) {
+) -> (BcdOptimizer, Network, Vec<f64>) {
     let x = rand_m(40, arch.input_dim(), 1, 1.0).to_tensor();
     let y = rand_m(40, arch.output_dim(), 2, 1.0).to_tensor();
     let varmap = VarMap::new();
-    let net = BcdNet::init(arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
+    let net = Network::init(arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
     // The trainer recognises the training set by tensor id (to reuse Z_1), also after a
     // same-device `to_device` as the CLI does.
     let x_id = x.to_device(&Device::Cpu).unwrap().id();
     let mut opt = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, arch).unwrap(),
+        &Network::of_architecture(&varmap, arch).unwrap(),
         x,
         y,
         cfg.clone(),
@@ -147,9 +146,9 @@ fn blocked_accuracy_matches_one_full_forward_pass() {
     let labels = y.argmax(1).unwrap();
     let cfg = BcdConfig::default();
     let varmap = VarMap::new();
-    let net = BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
+    let net = Network::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu).unwrap();
     let mut opt = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        &Network::of_architecture(&varmap, &arch).unwrap(),
         x.clone(),
         y,
         cfg,
@@ -160,7 +159,7 @@ fn blocked_accuracy_matches_one_full_forward_pass() {
     let blocked = net.accuracy(&x, &labels).unwrap();
     let training = opt.training_accuracy(&labels).unwrap();
     for (name, got) in [
-        ("BcdNet::accuracy", blocked),
+        ("Network::accuracy", blocked),
         ("training_accuracy", training),
     ] {
         assert!(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers};
+use candle_bcd::{Activation, Architecture, BcdConfig, BcdOptimizer, Network};
 use candle_core::Device;
 use candle_nn::VarMap;
 use common::reference::{self, Blocks, Hp};
@@ -43,9 +43,9 @@ fn check_arch(arch: Architecture, res: &[bool], n: usize, cfg: BcdConfig, sweeps
     let x = rand_m(n, widths[0], 11, 1.0);
     let y = rand_m(n, *widths.last().unwrap(), 12, 1.0);
     let varmap = VarMap::new();
-    BcdNet::init(&arch, &varmap, candle_bcd::WeightInit::Kaiming, 3, &device).unwrap();
+    Network::init(&arch, &varmap, candle_bcd::WeightInit::Kaiming, 3, &device).unwrap();
     let mut opt = BcdOptimizer::new(
-        &Layers::of_architecture(&varmap, &arch).unwrap(),
+        &Network::of_architecture(&varmap, &arch).unwrap(),
         x.to_tensor(),
         y.to_tensor(),
         cfg.clone(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use candle_bcd::trainer::TerminationReason;
 use candle_bcd::trainer::{self, EvalSet, Evaluation, IterationRecord, Observer, TrainOptions};
-use candle_bcd::{data, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers};
+use candle_bcd::{data, Activation, Architecture, BcdConfig, BcdOptimizer, Network};
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -22,15 +22,13 @@ impl Observer for Keep {
 }
 
 /// A small MLP on 500 images of the MNIST slice, and its test set.
-fn setup() -> (BcdNet, BcdOptimizer, EvalSet, candle_core::Tensor) {
+fn setup() -> (Network, BcdOptimizer, EvalSet, candle_core::Tensor) {
     let ds = data::load_idx_dir(&common::mnist_dir()).unwrap();
     let ds = data::take_train(&ds, 500).unwrap();
     let arch = Architecture::mlp(&[784, 32, 10], Activation::Relu).unwrap();
-    let varmap = VarMap::new();
-    let net = BcdNet::init(&arch, &varmap, Default::default(), 0, &Device::Cpu).unwrap();
-    let layers = Layers::of_architecture(&varmap, &arch).unwrap();
+    let net = Network::init(&arch, &VarMap::new(), Default::default(), 0, &Device::Cpu).unwrap();
     let y = data::one_hot(&ds.train_labels, 10).unwrap();
-    let opt = BcdOptimizer::new(&layers, ds.train_images.clone(), y, BcdConfig::default()).unwrap();
+    let opt = BcdOptimizer::new(&net, ds.train_images.clone(), y, BcdConfig::default()).unwrap();
     let test = EvalSet {
         x: ds.test_images.clone(),
         labels: ds.test_labels.clone(),
@@ -43,7 +41,7 @@ fn stops_on_the_tolerance_at_the_first_small_decrease() {
     let (net, mut opt, _, _) = setup();
     let tol = 1e-2;
     let opts = TrainOptions {
-        max_sweeps: 500,
+        max_iterations: 500,
         tolerance: Some(tol),
         eval_every: 0,
         ..Default::default()
@@ -73,7 +71,7 @@ fn stops_on_the_tolerance_at_the_first_small_decrease() {
 fn stops_at_the_time_limit_and_evaluates_only_what_is_asked() {
     let (net, mut opt, test, train_labels) = setup();
     let opts = TrainOptions {
-        max_sweeps: 50,
+        max_iterations: 50,
         time_limit: Some(Duration::ZERO),
         eval_every: 0,
         ..Default::default()
@@ -99,7 +97,7 @@ fn stops_at_the_time_limit_and_evaluates_only_what_is_asked() {
         test: None,
     };
     let opts = TrainOptions {
-        max_sweeps: 1,
+        max_iterations: 1,
         ..Default::default()
     };
     trainer::train(&mut opt, &net, eval, &opts, &mut keep).unwrap();
@@ -136,4 +134,57 @@ fn cli_stops_on_its_time_limit_and_tolerance() {
         out.contains("converged") && out.contains("finished 1 iterations"),
         "{out}"
     );
+}
+
+/// A model that computes something other than the optimizer's network (here a GELU where
+/// the network says ReLU) is refused before the first sweep, and nothing is trained.
+#[test]
+fn a_model_unlike_the_network_is_refused() {
+    let (net, mut opt, test, _) = setup();
+    let w0 = net.weight(0).copy().unwrap();
+    let fc = |l: usize| candle_nn::Linear::new(net.weight(l).clone(), Some(net.bias(l).clone()));
+    let gelu = candle_nn::seq()
+        .add(fc(0))
+        .add(candle_nn::Activation::Gelu)
+        .add(fc(1));
+    let eval = Evaluation {
+        train_labels: None,
+        test: Some(&test),
+    };
+    let opts = TrainOptions::default();
+    match trainer::train(&mut opt, &gelu, eval, &opts, &mut Keep::default()) {
+        Err(candle_bcd::BcdError::ModelMismatch { .. }) => {}
+        other => panic!("expected ModelMismatch, got {other:?}"),
+    }
+    assert_eq!(opt.iteration(), 0);
+    assert_eq!(
+        common::M::from_tensor(net.weight(0)).rel_err(&common::M::from_tensor(&w0)),
+        0.0
+    );
+}
+
+/// Weights changed between steps by something else than the optimizer (a head fit here) are
+/// detected: `step` and `objective` refuse with the layer's name and change nothing; an
+/// optimizer built afresh from the network trains on.
+#[test]
+fn weights_changed_outside_a_step_are_detected() {
+    let (net, mut opt, _, train_labels) = setup();
+    opt.step().unwrap();
+    let y = data::one_hot(&train_labels, 10).unwrap();
+    net.fit_head(opt.inputs(), &y, 1.0).unwrap();
+    let head = net.weight(1).copy().unwrap();
+    for result in [opt.step().map(|_| ()), opt.objective().map(|_| ())] {
+        match result {
+            Err(candle_bcd::BcdError::WeightsChanged { layer }) => assert_eq!(layer, "layers.1"),
+            other => panic!("expected WeightsChanged, got {other:?}"),
+        }
+    }
+    assert_eq!(opt.iteration(), 1);
+    assert_eq!(
+        common::M::from_tensor(net.weight(1)).rel_err(&common::M::from_tensor(&head)),
+        0.0
+    );
+    let mut fresh = BcdOptimizer::new(&net, opt.inputs().clone(), y, BcdConfig::default()).unwrap();
+    let before = fresh.objective().unwrap().total();
+    assert!(fresh.step().unwrap().objective.total() <= before);
 }

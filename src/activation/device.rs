@@ -36,7 +36,7 @@ impl Activation {
                 (&s * (1.0 - &s)?)?
             }
             Activation::Tanh => (1.0 - u.tanh()?.sqr()?)?,
-            _ => {
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => {
                 let s = self.negative_slope();
                 // 1 on u ≥ 0, s below.
                 u.ge(0.0)?.to_dtype(u.dtype())?.affine(1.0 - s, s)?
@@ -74,7 +74,9 @@ impl Activation {
                 let t = u.tanh()?;
                 ((&t * -2.0)? * (1.0 - t.sqr()?)?)?
             }
-            _ => u.zeros_like()?,
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => {
+                u.zeros_like()?
+            }
         })
     }
 }

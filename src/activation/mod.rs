@@ -172,7 +172,9 @@ impl Activation {
         match self {
             Activation::Sigmoid => 1.0 / (1.0 + (-u).exp()),
             Activation::Tanh => u.tanh(),
-            _ => self.as_piecewise().apply(u),
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => {
+                self.as_piecewise().apply(u)
+            }
         }
     }
 
@@ -185,7 +187,9 @@ impl Activation {
                 s * (1.0 - s)
             }
             Activation::Tanh => 1.0 - u.tanh().powi(2),
-            _ => self.as_piecewise().derivative(u),
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => {
+                self.as_piecewise().derivative(u)
+            }
         }
     }
 
@@ -201,7 +205,7 @@ impl Activation {
                 let t = u.tanh();
                 -2.0 * t * (1.0 - t * t)
             }
-            _ => 0.0,
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => 0.0,
         }
     }
 
@@ -221,7 +225,11 @@ impl Activation {
                     reason: "must be in [0, 1)",
                 })
             }
-            _ => Ok(()),
+            Activation::LeakyRelu { .. }
+            | Activation::Relu
+            | Activation::Identity
+            | Activation::Sigmoid
+            | Activation::Tanh => Ok(()),
         }
     }
 }
@@ -310,7 +318,7 @@ impl ScalarProx {
                 d1_max: 1.0,
                 d2_max: 0.7699,
             }),
-            _ => None,
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Identity => None,
         };
         Self {
             act,

@@ -31,6 +31,7 @@
 //! A mini-batch run keeps no lifted state between batches: its checkpoints, written at epoch
 //! boundaries, hold the weights and a `minibatch` metadata key (JSON: the mini-batch settings,
 //! the epochs and batches done) in place of the lifted tensors, `iteration` and `num_samples`.
+//! [`load`] returns the two kinds as the two variants of [`Checkpoint`].
 //!
 //! Files are written atomically: to a temporary file in the same directory, synced, then
 //! renamed over the target, so an interrupted save never destroys the previous checkpoint.
@@ -38,16 +39,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use crate::arch::Architecture;
-use crate::blocks::NormalSums;
 use crate::comm;
 use crate::config::{BcdConfig, Splitting};
 use crate::error::{BcdError, Result};
-use crate::layers::Layers;
+use crate::minibatch::NormalSums;
 use crate::minibatch::{MiniBatchBcd, MiniBatchOptions};
+use crate::network::Network;
 use crate::optimizer::BcdOptimizer;
 use crate::state::LiftedState;
 
@@ -86,7 +87,10 @@ impl PartialEq for MiniBatchProgress {
             let values = t.flatten_all().ok()?.to_vec1::<f32>().ok()?;
             Some(values.into_iter().map(f32::to_bits).collect())
         };
-        let same = |a: &Tensor, b: &Tensor| a.dims() == b.dims() && bits(a) == bits(b);
+        // A tensor that cannot be read as `f32` equals nothing.
+        let same = |a: &Tensor, b: &Tensor| {
+            a.dims() == b.dims() && bits(a).is_some_and(|x| bits(b).is_some_and(|y| x == y))
+        };
         self.options == other.options
             && (self.epochs, self.batches) == (other.epochs, other.batches)
             && self.memory == other.memory
@@ -99,26 +103,52 @@ impl PartialEq for MiniBatchProgress {
     }
 }
 
-/// A loaded checkpoint.
+/// A loaded checkpoint: a full-batch run's or a mini-batch run's.
 #[derive(Debug)]
-pub struct Checkpoint {
+#[non_exhaustive]
+pub enum Checkpoint {
+    /// A full-batch run: the network, its hyperparameters and the lifted state.
+    FullBatch(FullBatchCheckpoint),
+    /// A mini-batch run at an epoch boundary: the network, its hyperparameters and where the
+    /// run stands (it keeps no lifted state between batches).
+    MiniBatch(MiniBatchCheckpoint),
+}
+
+/// What every checkpoint holds: the network's description and weights, and the
+/// hyperparameters it was trained with.
+#[derive(Debug)]
+pub struct SavedModel {
     /// The network's architecture.
     pub architecture: Architecture,
     /// The layers' prefixes (`{prefix}.weight`, `{prefix}.bias`), from the input.
     pub layer_names: Vec<String>,
     /// The hyperparameters it was trained with.
     pub config: BcdConfig,
-    /// Number of training samples `N` of the lifted state.
-    pub num_samples: usize,
-    /// Lifted variables and iteration count (empty for a mini-batch run).
-    pub state: LiftedState,
-    /// Where a mini-batch run stands; `None` for a full-batch run.
-    pub minibatch: Option<MiniBatchProgress>,
     /// Weights and biases by candle-nn name.
     pub weights: HashMap<String, Tensor>,
-    /// The number of ranks that wrote it; with more than one, `state` is empty and each rank
-    /// reads its rows with [`load_rank_state`].
+}
+
+/// The checkpoint of a full-batch run.
+#[derive(Debug)]
+pub struct FullBatchCheckpoint {
+    /// The network and hyperparameters.
+    pub model: SavedModel,
+    /// Number of training samples `N` of the lifted state.
+    pub num_samples: usize,
+    /// Lifted variables and iteration count; empty when `ranks > 1` (each rank then reads its
+    /// rows with [`load_rank_state`]).
+    pub state: LiftedState,
+    /// The number of ranks that wrote it.
     pub ranks: usize,
+}
+
+/// The checkpoint of a mini-batch run.
+#[derive(Debug)]
+pub struct MiniBatchCheckpoint {
+    /// The network and hyperparameters.
+    pub model: SavedModel,
+    /// Where the run stands.
+    pub progress: MiniBatchProgress,
 }
 
 /// Writes `tensors` with `metadata` to `path` atomically (temporary file, sync, rename).
@@ -159,7 +189,7 @@ pub fn save(path: &Path, opt: &BcdOptimizer) -> Result<()> {
         }
         lifted.push((LiftedState::v_name(l), v.clone()));
     }
-    let mut tensors = weight_tensors(opt.layers());
+    let mut tensors = opt.layers().named_tensors();
     let mut metadata = base_metadata(opt.layers(), opt.config())?;
     metadata.insert("iteration".into(), state.iteration.to_string());
     metadata.insert("num_samples".into(), opt.num_samples().to_string());
@@ -201,7 +231,7 @@ pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
     let comm = &**bcd.communicator();
     let mut metadata = base_metadata(bcd.layers(), bcd.config())?;
     metadata.insert("minibatch".into(), to_json(&progress)?);
-    let mut tensors = weight_tensors(bcd.layers());
+    let mut tensors = bcd.layers().named_tensors();
     for (l, sums) in bcd.memory().iter().enumerate() {
         if let Some(sums) = sums {
             let (gram, cross) = sums.to_tensors()?;
@@ -226,24 +256,8 @@ pub fn save_minibatch(path: &Path, bcd: &MiniBatchBcd) -> Result<()> {
     comm::agree(comm, written)
 }
 
-/// The weights and biases of `layers` under their own names.
-fn weight_tensors(layers: &Layers) -> Vec<(String, Tensor)> {
-    let params = layers.weight_vars().iter().zip(layers.bias_vars());
-    layers
-        .names()
-        .iter()
-        .zip(params)
-        .flat_map(|(prefix, (w, b))| {
-            [
-                (format!("{prefix}.weight"), w.as_tensor().clone()),
-                (format!("{prefix}.bias"), b.as_tensor().clone()),
-            ]
-        })
-        .collect()
-}
-
 /// The metadata every checkpoint carries.
-fn base_metadata(layers: &Layers, config: &BcdConfig) -> Result<HashMap<String, String>> {
+fn base_metadata(layers: &Network, config: &BcdConfig) -> Result<HashMap<String, String>> {
     Ok(HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
@@ -335,16 +349,9 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     }
     let architecture: Architecture = json(&meta, "architecture", path)?;
     let config: BcdConfig = json(&meta, "config", path)?;
-    let mut minibatch: Option<MiniBatchProgress> = match meta.get("minibatch") {
+    let minibatch: Option<MiniBatchProgress> = match meta.get("minibatch") {
         Some(_) => Some(json(&meta, "minibatch", path)?),
         None => None,
-    };
-    let (iteration, num_samples) = match minibatch {
-        Some(_) => (0, 0),
-        None => (
-            parse(&meta, "iteration", path)?,
-            parse(&meta, "num_samples", path)?,
-        ),
     };
     let layer_names = layer_names(&meta, &architecture, path)?;
     let ranks: usize = match meta.get("ranks") {
@@ -358,39 +365,52 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
             .remove(&name)
             .ok_or_else(|| BcdError::checkpoint(path, format!("tensor `{name}` is missing")))
     };
-    let mut state = LiftedState {
-        iteration,
-        u: Vec::new(),
-        v: Vec::new(),
-    };
     let mut weights = HashMap::new();
-    for (l, prefix) in layer_names.iter().enumerate() {
+    for prefix in &layer_names {
         for name in [format!("{prefix}.weight"), format!("{prefix}.bias")] {
             let t = take(name.clone())?;
             weights.insert(name, t);
         }
-        if minibatch.is_some() || ranks > 1 {
-            continue;
-        }
-        if config.splitting == Splitting::Three {
-            state.u.push(take(LiftedState::u_name(l))?);
-        }
-        state.v.push(take(LiftedState::v_name(l))?);
     }
-    if let Some(progress) = &mut minibatch {
-        progress.memory = memory_sums(&mut tensors, layer_names.len(), path)?;
-        progress.previous = previous_weights(&mut tensors, layer_names.len(), path)?;
-    }
-    Ok(Checkpoint {
+    let num_layers = layer_names.len();
+    let model = SavedModel {
         architecture,
         layer_names,
         config,
-        num_samples,
-        state,
-        minibatch,
         weights,
+    };
+    if let Some(mut progress) = minibatch {
+        progress.memory = memory_sums(&mut tensors, num_layers, path)?;
+        progress.previous = previous_weights(&mut tensors, num_layers, path)?;
+        return Ok(Checkpoint::MiniBatch(MiniBatchCheckpoint {
+            model,
+            progress,
+        }));
+    }
+    let mut state = LiftedState {
+        iteration: parse(&meta, "iteration", path)?,
+        u: Vec::new(),
+        v: Vec::new(),
+    };
+    if ranks == 1 {
+        for l in 0..num_layers {
+            let mut take = |name: String| -> Result<Tensor> {
+                tensors.remove(&name).ok_or_else(|| {
+                    BcdError::checkpoint(path, format!("tensor `{name}` is missing"))
+                })
+            };
+            if model.config.splitting == Splitting::Three {
+                state.u.push(take(LiftedState::u_name(l))?);
+            }
+            state.v.push(take(LiftedState::v_name(l))?);
+        }
+    }
+    Ok(Checkpoint::FullBatch(FullBatchCheckpoint {
+        model,
+        num_samples: parse(&meta, "num_samples", path)?,
+        state,
         ranks,
-    })
+    }))
 }
 
 /// The Gram memory of a mini-batch checkpoint, one entry per layer (empty when it has none).
@@ -476,13 +496,39 @@ pub(crate) fn layer_names(
 }
 
 impl Checkpoint {
-    /// Inserts the weights as `Var`s into `varmap` (replacing entries of the same names),
-    /// checking their shapes against the architecture.
-    pub fn load_weights_into(&self, varmap: &VarMap) -> Result<()> {
-        let mut data = varmap
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
+    /// The network and hyperparameters, whichever the kind.
+    pub fn model(&self) -> &SavedModel {
+        match self {
+            Checkpoint::FullBatch(c) => &c.model,
+            Checkpoint::MiniBatch(c) => &c.model,
+        }
+    }
+
+    /// The network's architecture.
+    pub fn architecture(&self) -> &Architecture {
+        &self.model().architecture
+    }
+
+    /// The hyperparameters it was trained with.
+    pub fn config(&self) -> &BcdConfig {
+        &self.model().config
+    }
+
+    /// The network of this checkpoint with its weights in `varmap` (see
+    /// [`SavedModel::network`]).
+    pub fn network(&self, varmap: &VarMap) -> Result<Network> {
+        self.model().network(varmap)
+    }
+}
+
+impl SavedModel {
+    /// The network of this checkpoint with its weights in `varmap`, under its own layer
+    /// names, activation and residual layers. A `Var` of `varmap` already under such a name
+    /// (a model of the user's that reads it) is set to the checkpoint's value, so that model
+    /// computes with it; missing ones are created. Errors name the tensor whose shape does not
+    /// fit the architecture.
+    pub fn network(&self, varmap: &VarMap) -> Result<Network> {
+        let mut tensors = Vec::new();
         for (l, prefix) in self.layer_names.iter().enumerate() {
             let (n, m) = self.architecture.layer_dims(l);
             for (name, expected) in [
@@ -497,12 +543,15 @@ impl Checkpoint {
                         got: t.dims().to_vec(),
                     });
                 }
-                data.insert(name, Var::from_tensor(t)?);
+                tensors.push((name, t.clone()));
             }
         }
-        Ok(())
+        crate::network::set_or_insert(varmap, tensors)?;
+        Network::from_varmap_as(varmap, &self.layer_names, &self.architecture)
     }
+}
 
+impl FullBatchCheckpoint {
     /// Checks that this checkpoint was made for `arch` and `num_samples` training samples.
     pub fn check_compatible(
         &self,
@@ -510,13 +559,13 @@ impl Checkpoint {
         num_samples: usize,
         path: &Path,
     ) -> Result<()> {
-        if &self.architecture != arch {
+        if &self.model.architecture != arch {
             return Err(BcdError::checkpoint(
                 path,
                 format!(
                     "architecture mismatch: checkpoint has widths {:?} ({:?}), requested {:?} ({:?})",
-                    self.architecture.widths(),
-                    self.architecture.activation(),
+                    self.model.architecture.widths(),
+                    self.model.architecture.activation(),
                     arch.widths(),
                     arch.activation()
                 ),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
-use super::{parse, read_metadata, Checkpoint};
+use super::{parse, read_metadata, FullBatchCheckpoint};
 use crate::comm::{share, Communicator};
 use crate::config::Splitting;
 use crate::error::{BcdError, Result};
@@ -60,7 +60,7 @@ pub(super) fn remove_earlier_rank_files(
 /// (re-sharding). Errors name the file that is missing, of another iteration or of other rows.
 pub fn load_rank_state(
     path: &Path,
-    ckpt: &Checkpoint,
+    ckpt: &FullBatchCheckpoint,
     comm: &dyn Communicator,
     rows: usize,
     device: &Device,
@@ -96,7 +96,7 @@ pub fn load_rank_state(
 /// Rank `k`'s file of `ckpt`, checked against its metadata.
 fn read_rank_file(
     path: &Path,
-    ckpt: &Checkpoint,
+    ckpt: &FullBatchCheckpoint,
     k: usize,
     rows: usize,
     device: &Device,
@@ -130,8 +130,8 @@ fn read_rank_file(
         u: Vec::new(),
         v: Vec::new(),
     };
-    for l in 0..ckpt.architecture.num_layers() {
-        if ckpt.config.splitting == Splitting::Three {
+    for l in 0..ckpt.model.architecture.num_layers() {
+        if ckpt.model.config.splitting == Splitting::Three {
             state.u.push(take(LiftedState::u_name(l))?);
         }
         state.v.push(take(LiftedState::v_name(l))?);

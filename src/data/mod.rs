@@ -5,13 +5,28 @@
 //! ([`one_hot`] makes the `[N, C]` targets of the squared loss).
 
 pub mod cifar;
+mod hub;
 pub mod idx;
 
 use std::ops::Range;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-pub use candle_datasets::vision::Dataset;
+/// A labelled image dataset: flattened images and class ids for a training and a test split.
+/// The same fields as `candle_datasets::vision::Dataset`.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Training images `[N, d_0]` (`f32` in `[0, 1]`).
+    pub train_images: Tensor,
+    /// Training class ids `[N]`.
+    pub train_labels: Tensor,
+    /// Test images `[N_test, d_0]`.
+    pub test_images: Tensor,
+    /// Test class ids `[N_test]`.
+    pub test_labels: Tensor,
+    /// Number of classes.
+    pub labels: usize,
+}
 
 use crate::comm::{self, share, Communicator};
 use crate::error::{BcdError, Result};
@@ -50,31 +65,13 @@ pub const IDX_FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-/// Loads `kind` from `dir` when given, otherwise from the Hugging Face hub (needs network).
+/// Loads `kind` from `dir` when given, otherwise from the Hugging Face hub (needs network and
+/// the `hub` feature).
 pub fn load(kind: DatasetKind, dir: Option<&Path>) -> Result<Dataset> {
     match (dir, kind) {
         (Some(dir), DatasetKind::Cifar10) => cifar::load_dir(dir),
         (Some(dir), _) => load_idx_dir(dir),
-        (None, _) => {
-            let loaded = match kind {
-                DatasetKind::Mnist => candle_datasets::vision::mnist::load(),
-                DatasetKind::FashionMnist => candle_datasets::vision::fashion_mnist::load(),
-                // candle-datasets' hub loader returns [N, 3, W, H]: transpose to the binary
-                // files' [N, 3, H, W] before flattening.
-                DatasetKind::Cifar10 => candle_datasets::vision::cifar::load().and_then(|mut d| {
-                    let flat = |t: &Tensor| t.permute((0, 1, 3, 2))?.contiguous()?.flatten_from(1);
-                    d.train_images = flat(&d.train_images)?;
-                    d.test_images = flat(&d.test_images)?;
-                    Ok(d)
-                }),
-            };
-            loaded.map_err(|e| BcdError::Data {
-                path: format!("hf-hub:{kind:?}").into(),
-                reason: format!(
-                    "download through hf-hub failed ({e}); offline, pass --data-dir with the local files"
-                ),
-            })
-        }
+        (None, _) => hub::download(kind),
     }
 }
 

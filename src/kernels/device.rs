@@ -19,7 +19,6 @@ thread_local! {
 }
 
 /// Runs `f` with the device path forced on this thread (also for CPU tensors).
-#[doc(hidden)]
 pub fn with_device_path<R>(f: impl FnOnce() -> R) -> R {
     let before = FORCED.with(|c| c.replace(true));
     let out = f();
@@ -29,7 +28,6 @@ pub fn with_device_path<R>(f: impl FnOnce() -> R) -> R {
 
 /// How many times on this thread a closure kernel received operands on the device path (each
 /// a host round trip of its operands on a GPU).
-#[doc(hidden)]
 pub fn host_round_trips() -> usize {
     ROUND_TRIPS.with(Cell::get)
 }

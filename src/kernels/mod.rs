@@ -18,12 +18,14 @@
 mod cpu;
 mod device;
 mod elementwise;
+#[cfg(test)]
+mod timings;
 mod work;
 
 pub(crate) use device::{fused, sum_f64};
 pub use device::{host_round_trips, with_device_path};
 
-pub use elementwise::{map, map_row, map_rows, map_step, sum_map, sum_rows};
+pub use elementwise::{map, map_rows, map_step, sum_map, sum_rows};
 pub use work::Work;
 
 use candle_core::{DType, Device, Tensor};

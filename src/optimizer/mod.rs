@@ -23,8 +23,8 @@ use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::{BcdConfig, Splitting, VConstraint};
 use crate::error::{BcdError, Result};
 use crate::kernels;
-use crate::layers::Layers;
-use crate::model::layer_output;
+use crate::network::forward::layer_output;
+use crate::network::Network;
 use crate::objective::{Lifted, ObjectiveParts};
 use crate::state::LiftedState;
 use crate::{three_split, two_split};
@@ -46,11 +46,11 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
-/// Block coordinate descent on lifted variables for a fully connected network: the layers of
-/// any candle-nn model ([`Layers::from_varmap`]), or of the crate's own [`BcdNet`](crate::BcdNet):
+/// Block coordinate descent on lifted variables for a fully connected [`Network`]: the layers
+/// of any candle-nn model ([`Network::from_varmap`]), or the crate's own ([`Network::init`]):
 ///
 /// ```
-/// use candle_bcd::{Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, WeightInit};
+/// use candle_bcd::{Activation, Architecture, BcdConfig, BcdOptimizer, Network, WeightInit};
 /// use candle_core::{Device, Tensor};
 /// use candle_nn::VarMap;
 /// # fn main() -> candle_bcd::Result<()> {
@@ -59,9 +59,8 @@ pub struct StepReport {
 /// let x = Tensor::randn(0f32, 1.0, (32, 4), &device)?;
 /// let y = Tensor::randn(0f32, 1.0, (32, 3), &device)?;
 /// let varmap = VarMap::new();
-/// let model = BcdNet::init(&arch, &varmap, WeightInit::Official, 0, &device)?;
-/// let layers = Layers::of_architecture(&varmap, &arch)?;
-/// let mut opt = BcdOptimizer::new(&layers, x.clone(), y, BcdConfig::default())?;
+/// let model = Network::init(&arch, &varmap, WeightInit::Official, 0, &device)?;
+/// let mut opt = BcdOptimizer::new(&model, x.clone(), y, BcdConfig::default())?;
 /// let before = opt.objective()?.total();
 /// let report = opt.step()?;
 /// assert!(report.objective.total() <= before);
@@ -69,7 +68,7 @@ pub struct StepReport {
 /// # Ok(()) }
 /// ```
 pub struct BcdOptimizer {
-    pub(crate) layers: Layers,
+    pub(crate) layers: Network,
     pub(crate) config: BcdConfig,
     pub(crate) x: Tensor,
     pub(crate) y: Tensor,
@@ -93,10 +92,14 @@ pub struct BcdOptimizer {
     pub(crate) comm: Arc<dyn Communicator>,
     /// Rows over all ranks.
     total_rows: usize,
+    /// Copies of the weights and biases as the optimizer last left them: the lifted state and
+    /// the kept products were formed from these, so a change made outside its steps (a
+    /// `VarMap::load`, a head fit, another optimizer on the same `Var`s) is detected.
+    seen: Vec<(Tensor, Tensor)>,
 }
 
 /// Sets every rank's weights of `layers` to rank 0's.
-pub(crate) fn sync_weights(layers: &Layers, comm: &dyn Communicator) -> Result<()> {
+pub(crate) fn sync_weights(layers: &Network, comm: &dyn Communicator) -> Result<()> {
     if comm.size() == 1 {
         return Ok(());
     }
@@ -129,7 +132,7 @@ impl BcdOptimizer {
     /// Builds the optimizer for `layers` (whose `Var`s it updates in place), inputs `x`
     /// (`[N, d_0]`) and targets `y` (`[N, d_L]`), and initialises the lifted variables by a
     /// forward pass: `U_i = Ṽ_{i−1}W̃_iᵀ`, `V_i = σ(U_i)`, `V_L = U_L`.
-    pub fn new(layers: &Layers, x: Tensor, y: Tensor, config: BcdConfig) -> Result<Self> {
+    pub fn new(layers: &Network, x: Tensor, y: Tensor, config: BcdConfig) -> Result<Self> {
         Self::new_distributed(layers, x, y, config, Arc::new(SingleProcess))
     }
 
@@ -139,7 +142,7 @@ impl BcdOptimizer {
     /// (broadcast), sums over rows are taken over all ranks, and every sweep leaves the same
     /// weights on every rank.
     pub fn new_distributed(
-        layers: &Layers,
+        layers: &Network,
         x: Tensor,
         y: Tensor,
         config: BcdConfig,
@@ -151,7 +154,7 @@ impl BcdOptimizer {
     /// [`Self::new_distributed`], broadcasting rank 0's weights first only when `sync` (a
     /// caller whose ranks already hold the same weights skips it).
     pub(crate) fn from_forward_pass(
-        layers: &Layers,
+        layers: &Network,
         x: Tensor,
         y: Tensor,
         config: BcdConfig,
@@ -177,13 +180,14 @@ impl BcdOptimizer {
             opt.record_formed(l, u)?;
             input = v;
         }
+        opt.remember_weights()?;
         Ok(opt)
     }
 
     /// Rebuilds an optimizer from a saved [`LiftedState`] (the weights are those `layers`
     /// hold). Continuing from here gives the same iterates as an uninterrupted run.
     pub fn from_state(
-        layers: &Layers,
+        layers: &Network,
         x: Tensor,
         y: Tensor,
         config: BcdConfig,
@@ -195,7 +199,7 @@ impl BcdOptimizer {
     /// [`Self::from_state`] for one rank of a data-parallel run (see
     /// [`Self::new_distributed`]): `state` holds this rank's rows of the lifted variables.
     pub fn from_state_distributed(
-        layers: &Layers,
+        layers: &Network,
         x: Tensor,
         y: Tensor,
         config: BcdConfig,
@@ -250,12 +254,13 @@ impl BcdOptimizer {
             opt.pre_sq.push(0.0);
             opt.record_formed(l, z)?;
         }
+        opt.remember_weights()?;
         Ok(opt)
     }
 
     /// Validation and the parts shared by both constructors.
     fn build(
-        layers: &Layers,
+        layers: &Network,
         x: Tensor,
         y: Tensor,
         config: BcdConfig,
@@ -290,11 +295,12 @@ impl BcdOptimizer {
             cache: ProductCache::Keep,
             comm,
             total_rows: total_rows as usize,
+            seen: Vec::new(),
         })
     }
 
     /// The checks of this rank's rows: shapes, finite values, the weights' device.
-    fn check_data(layers: &Layers, x: &Tensor, y: &Tensor) -> Result<()> {
+    fn check_data(layers: &Network, x: &Tensor, y: &Tensor) -> Result<()> {
         let arch = layers.architecture();
         let (n, d0) = x.dims2().map_err(|_| BcdError::ShapeMismatch {
             name: "inputs".into(),
@@ -442,14 +448,45 @@ impl BcdOptimizer {
         Ok(dx)
     }
 
+    /// Records the weights as the optimizer leaves them (see `seen`).
+    fn remember_weights(&mut self) -> Result<()> {
+        self.seen = (0..self.layers.len())
+            .map(|l| Ok((self.layers.weight(l).copy()?, self.layers.bias(l).copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// [`BcdError::WeightsChanged`] naming the first layer whose weight or bias differs from
+    /// what the optimizer last left there.
+    fn check_weights_unchanged(&self) -> Result<()> {
+        let differs = |a: &Tensor, b: &Tensor| -> Result<bool> {
+            Ok(a.ne(b)?.flatten_all()?.max(0)?.to_scalar::<u8>()? != 0)
+        };
+        for (l, (w, b)) in self.seen.iter().enumerate() {
+            if differs(self.layers.weight(l), w)? || differs(self.layers.bias(l), b)? {
+                return Err(BcdError::WeightsChanged {
+                    layer: self.layers.names()[l].clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// One full backward Gauss–Seidel sweep over all blocks (of the configured splitting).
+    ///
+    /// The lifted state and the kept products were formed from the weights the optimizer last
+    /// left in the network's `Var`s: if they were changed since (a `VarMap::load`, a head fit,
+    /// another optimizer on the same `Var`s), it returns [`BcdError::WeightsChanged`] and
+    /// changes nothing; build a new optimizer from the network then.
     pub fn step(&mut self) -> Result<StepReport> {
         let start = Instant::now();
+        comm::agree(&*self.comm, self.check_weights_unchanged())?;
         let change = match self.config.splitting {
             Splitting::Three => self.sweep_three()?,
             Splitting::Two => self.sweep_two()?,
         };
         self.state.iteration += 1;
+        self.remember_weights()?;
         let [lifted] = comm::sum(&*self.comm, [change.lifted]);
 
         let objective = self.objective()?;
@@ -467,8 +504,10 @@ impl BcdOptimizer {
         })
     }
 
-    /// `Φ` at the current blocks, by parts (`Φ₂` in the two-splitting).
+    /// `Φ` at the current blocks, by parts (`Φ₂` in the two-splitting). Errors like
+    /// [`Self::step`] when the weights were changed outside the optimizer's steps.
     pub fn objective(&self) -> Result<ObjectiveParts> {
+        comm::agree(&*self.comm, self.check_weights_unchanged())?;
         let (weights, _) = self.layer_tensors();
         let lifted = Lifted {
             y: &self.y,
@@ -544,12 +583,12 @@ impl BcdOptimizer {
 
     /// The network's outputs (a plain forward pass with the current weights, not the lifted
     /// `V_L`) on the training inputs. The first layer's product `X̃W̃_1ᵀ` is the kept `Z_1`, so
-    /// this costs one product fewer than [`BcdNet::logits`](crate::BcdNet::logits) on the same
+    /// this costs one product fewer than [`Network::logits`](crate::Network::logits) on the same
     /// inputs, with the same result.
     pub fn training_logits(&self) -> Result<Tensor> {
         let (weights, biases) = self.layer_tensors();
         let h = layer_output(self.layers.architecture(), 0, &self.product(0)?, &self.x)?;
-        crate::model::forward_from(self.layers.architecture(), &weights, &biases, 1, h)
+        crate::network::forward::forward_from(self.layers.architecture(), &weights, &biases, 1, h)
     }
 
     /// Accuracy of the network (plain forward pass) on the training inputs against `labels`
@@ -557,7 +596,7 @@ impl BcdOptimizer {
     /// kept `Z_1` as [`Self::training_logits`] does.
     pub fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {
         let (weights, biases) = self.layer_tensors();
-        let correct = crate::model::blocked_correct(
+        let correct = crate::network::forward::blocked_correct(
             self.layers.architecture(),
             &weights,
             &biases,
@@ -579,7 +618,7 @@ impl BcdOptimizer {
     }
 
     /// The layers being trained (their `Var`s are updated in place by [`Self::step`]).
-    pub fn layers(&self) -> &Layers {
+    pub fn layers(&self) -> &Network {
         &self.layers
     }
 

@@ -10,6 +10,7 @@
 use candle_core::Tensor;
 
 use crate::activation::{with_sigma, Activation, ScalarProx};
+#[cfg(test)]
 use crate::blocks::{weights_for, AugmentedGram, PenaltyWeights};
 use crate::config::BcdConfig;
 use crate::error::Result;
@@ -29,7 +30,9 @@ pub fn output_preactivation(v_l: &Tensor, z_l: &Tensor, cfg: &BcdConfig) -> Resu
 
 /// `W̃_i ← argmin λ/2‖W‖² + ρ/2‖U_i − Ṽ_{i−1}W̃ᵀ‖² + α/2‖W̃ − W̃_i^old‖²`, i.e. the SPD system
 /// `(ρṼᵀṼ + D) W̃ᵀ = ρṼᵀU_i + αW̃^oldᵀ` with `D = diag(α+λ, …, α+λ, α)` (no ridge on the bias),
-/// solved by Cholesky in `f64`. Returns `(W, b)`.
+/// solved by Cholesky in `f64`. Returns `(W, b)`. (The optimizer's own weight block builds the
+/// same system from sums over the ranks; see `BcdOptimizer::exact_weights`.)
+#[cfg(test)]
 pub fn weights(
     gram: &AugmentedGram,
     v_prev: &Tensor,

@@ -11,4 +11,4 @@
 
 pub(crate) mod objective;
 mod sweep;
-pub mod updates;
+pub(crate) mod updates;

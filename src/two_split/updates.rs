@@ -40,7 +40,9 @@ pub struct ActivationStep {
     pub value: Tensor,
     /// The next layer's product at the new value, `Ṽ_iW̃_{i+1}ᵀ`.
     pub z: Tensor,
-    /// The `α` that was accepted (`∞` when the old value was kept).
+    /// The `α` that was accepted (`∞` when the old value was kept); read by the exactness
+    /// tests, which check the step against it.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub alpha: f64,
 }
 
@@ -53,7 +55,9 @@ pub struct WeightStep {
     pub bias: Tensor,
     /// The layer's product at the new weights, `Ṽ_{i−1}W̃_iᵀ`.
     pub z: Tensor,
-    /// The `α` that was accepted (`∞` when the old value was kept).
+    /// The `α` that was accepted (`∞` when the old value was kept); read by the exactness
+    /// tests, which check the step against it.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub alpha: f64,
 }
 

@@ -3,7 +3,7 @@
 //! Cholesky, no Woodbury, no cached products), for ReLU hidden layers and squared loss, with
 //! optional residual layers `V_i = V_{i−1} + relu(U_i)` (`res[l]`).
 
-use super::M;
+use super::dense::M;
 
 /// Hyperparameters.
 #[derive(Clone, Copy)]

@@ -1,12 +1,12 @@
 //! `candle-bcd`: train fully connected networks on Candle by block coordinate descent.
 
 mod alloc;
-mod minibatch;
 mod model_commands;
 mod plot;
 mod preset;
 mod progress;
 mod ranks;
+mod settings;
 mod train;
 
 use anyhow::{bail, Result};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use candle_bcd::data::DatasetKind;
-use candle_bcd::{data, export};
+use candle_bcd::{data, export, Network};
 use clap::Args;
 
 use crate::{open_device, DeviceArg};
@@ -37,7 +37,7 @@ pub struct EvalArgs {
 
 /// Runs `candle-bcd export`.
 pub fn run_export(args: ExportArgs) -> Result<()> {
-    let model = export::load_model(&args.checkpoint, &candle_core::Device::Cpu)?;
+    let model = Network::from_file(&args.checkpoint, &candle_core::Device::Cpu)?;
     export::save(&args.out, &model)
         .with_context(|| format!("exporting to {}", args.out.display()))?;
     let widths = model.architecture().widths();
@@ -52,7 +52,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
 /// Runs `candle-bcd eval`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let device = open_device(args.device)?;
-    let model = export::load_model(&args.model, &device)?;
+    let model = Network::from_file(&args.model, &device)?;
     let ds = data::load(args.dataset, args.data_dir.as_deref())?;
     let x = ds.test_images.to_device(&device)?;
     let acc = model.accuracy(&x, &ds.test_labels)?;
@@ -72,7 +72,7 @@ pub struct PredictArgs {
 
 /// Runs `candle-bcd predict`: one predicted class per line, in file order.
 pub fn run_predict(args: PredictArgs) -> Result<()> {
-    let model = export::load_model(&args.model, &candle_core::Device::Cpu)?;
+    let model = Network::from_file(&args.model, &candle_core::Device::Cpu)?;
     let images = data::idx::read(&args.images, 3)?;
     let (n, pixels) = (images.dims[0], images.dims[1] * images.dims[2]);
     let expected = model.architecture().input_dim();

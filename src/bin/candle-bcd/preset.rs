@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::train::Settings;
+use crate::settings::Settings;
 
 /// Reads and parses a preset file.
 pub fn load(path: &Path) -> Result<Settings> {

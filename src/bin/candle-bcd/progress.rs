@@ -10,10 +10,16 @@ use candle_bcd::{BcdError, ObjectiveParts, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-/// One line of the metrics file.
+/// One line of the metrics file: one per sweep, or one per batch of a mini-batch run (with its
+/// epoch and the batches done; `iteration` counts batches there, and the objective is the
+/// batch's `Φ_b` after its sweeps).
 #[derive(Serialize)]
 struct MetricsLine {
     iteration: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batches: Option<usize>,
     objective: f64,
     loss: f64,
     regularizer: f64,
@@ -23,6 +29,8 @@ struct MetricsLine {
     train_accuracy: Option<f64>,
     test_accuracy: Option<f64>,
     seconds: f64,
+    /// Seconds of training since the run started (evaluation excluded).
+    training_seconds: f64,
     eval_seconds: f64,
 }
 
@@ -115,46 +123,68 @@ impl Progress {
 impl Observer for Progress {
     fn observe_init(
         &mut self,
-        objective: &ObjectiveParts,
+        objective: Option<&ObjectiveParts>,
         start: usize,
-        iterations: usize,
+        steps: usize,
     ) -> Result<()> {
-        self.bar = bar(iterations);
-        self.line(format!(
-            "start at iteration {start}: objective {:.6e}",
-            objective.total()
-        ));
+        self.bar = bar(steps);
+        if let Some(objective) = objective {
+            self.line(format!(
+                "start at iteration {start}: objective {:.6e}",
+                objective.total()
+            ));
+        }
         Ok(())
     }
 
     fn observe_iter(&mut self, r: &IterationRecord) -> Result<()> {
         self.records.push(r.clone());
         let o = &r.step.objective;
-        let msg = format!(
-            "iter {:>4}  objective {:.6e}  step² {:.3e}  train {}  test {}  {:.2}s (+{:.2}s eval)",
-            r.step.iteration,
-            o.total(),
-            r.step.step_sq_norm,
-            fmt_acc(r.train_accuracy),
-            fmt_acc(r.test_accuracy),
-            r.step.seconds,
-            r.eval_seconds
-        );
-        match &self.bar {
-            Some(bar) => {
+        // A mini-batch run reports the batches it evaluated after; a full-batch run every sweep.
+        let msg = match r.batch {
+            None => Some(format!(
+                "iter {:>4}  objective {:.6e}  step² {:.3e}  train {}  test {}  {:.2}s (+{:.2}s eval)",
+                r.step.iteration,
+                o.total(),
+                r.step.step_sq_norm,
+                fmt_acc(r.train_accuracy),
+                fmt_acc(r.test_accuracy),
+                r.step.seconds,
+                r.eval_seconds
+            )),
+            Some(b) => r.test_accuracy.map(|test| {
+                let train = r
+                    .train_accuracy
+                    .map_or(String::new(), |a| format!("  train {a:.4}"));
+                format!(
+                    "epoch {:>3}  batches {:>6}  batch objective {:.4e}{train}  test {test:.4}  {:.1}s",
+                    b.epoch,
+                    b.batches,
+                    o.total(),
+                    r.training_seconds
+                )
+            }),
+        };
+        match (&self.bar, msg) {
+            (Some(bar), msg) => {
                 bar.inc(1);
                 bar.set_message(format!(
                     "Φ {:.4e} test {}",
                     o.total(),
                     fmt_acc(r.test_accuracy)
                 ));
-                bar.println(msg);
+                if let Some(msg) = msg {
+                    bar.println(msg);
+                }
             }
-            None => println!("{msg}"),
+            (None, Some(msg)) => println!("{msg}"),
+            (None, None) => {}
         }
         if let Some(file) = &mut self.metrics {
             file.write(&MetricsLine {
                 iteration: r.step.iteration,
+                epoch: r.batch.map(|b| b.epoch),
+                batches: r.batch.map(|b| b.batches),
                 objective: o.total(),
                 loss: o.loss,
                 regularizer: o.regularizer,
@@ -164,6 +194,7 @@ impl Observer for Progress {
                 train_accuracy: r.train_accuracy,
                 test_accuracy: r.test_accuracy,
                 seconds: r.step.seconds,
+                training_seconds: r.training_seconds,
                 eval_seconds: r.eval_seconds,
             })?;
         }
@@ -183,17 +214,21 @@ impl Observer for Progress {
             bar.finish_and_clear();
         }
         match &summary.reason {
-            TerminationReason::Diverged(why) => eprintln!("diverged: {why}"),
-            TerminationReason::Converged { relative_decrease } => println!(
-                "converged: the last sweep lowered the objective by {relative_decrease:.3e} of it"
-            ),
-            TerminationReason::TimeLimit => println!("stopped at the time limit"),
             TerminationReason::MaxIterationsReached => {}
+            reason if reason.is_failure() => eprintln!("{reason}"),
+            reason => println!("{reason}"),
         }
-        println!(
-            "finished {} iterations in {:.1}s",
-            summary.iterations, summary.seconds
-        );
+        let minibatch = self.records.last().is_some_and(|r| r.batch.is_some());
+        match minibatch {
+            true => println!(
+                "finished {} epochs ({} batches) in {:.1}s",
+                summary.iterations, summary.steps, summary.seconds
+            ),
+            false => println!(
+                "finished {} iterations in {:.1}s",
+                summary.iterations, summary.seconds
+            ),
+        }
         Ok(())
     }
 }

@@ -4,169 +4,17 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use candle_bcd::data::{self, DatasetKind};
-use candle_bcd::trainer::{self, EvalSet, Evaluation, TrainOptions};
-use candle_bcd::{
-    checkpoint, Activation, Architecture, BcdConfig, BcdNet, BcdOptimizer, Layers, Loss,
-    ProductCache, Splitting, VConstraint, WeightInit,
-};
-use candle_core::DType;
-use candle_nn::{VarBuilder, VarMap};
-use clap::{Args, ValueEnum};
+use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
+use candle_bcd::trainer::{self, EvalSet, Evaluation, MiniBatchRun, TrainOptions};
+use candle_bcd::{checkpoint, BcdConfig, BcdOptimizer, Network, ProductCache, VConstraint};
+use candle_nn::VarMap;
+use clap::Args;
 
 use crate::preset;
 use crate::progress::Progress;
 use crate::ranks::Ranks;
+use crate::settings::{HeadInitArg, Settings};
 use crate::{open_device, set_threads, DeviceArg};
-
-/// Network family.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ArchArg {
-    /// Fully connected layers with --hidden widths.
-    Mlp,
-    /// Stem to --hidden width, --residual-layers residual layers, linear head.
-    Resnet,
-}
-
-/// How the linear head starts.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HeadInitArg {
-    /// Like the other layers (--init).
-    Random,
-    /// Ridge least squares of the one-hot targets on the initial hidden features (--head-lambda).
-    Ridge,
-}
-
-/// Declares [`Settings`] once: each field is a `train` flag and a preset key of the same name
-/// (every one optional), and [`Settings::or`] fills the fields not given from another source.
-macro_rules! settings {
-    ($($(#[$attr:meta])* $field:ident: $ty:ty,)*) => {
-        /// The settings of `train` that a preset may also give.
-        #[derive(Args, Debug, Default, serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct Settings {
-            $($(#[$attr])* pub $field: Option<$ty>,)*
-        }
-
-        impl Settings {
-            /// `self`, with every field it does not set taken from `base`.
-            pub fn or(self, base: Settings) -> Settings {
-                Settings { $($field: self.$field.or(base.$field),)* }
-            }
-        }
-    };
-}
-
-settings! {
-    /// Directory with the dataset files (MNIST-like: train-images-idx3-ubyte[.gz], ...); without
-    /// it the dataset is downloaded from the Hugging Face hub.
-    #[arg(long, env = "BCD_DATA_DIR")]
-    data_dir: PathBuf,
-    /// Dataset to train on: mnist, fashion-mnist or cifar10 [default: mnist].
-    #[arg(long)]
-    #[serde(default, deserialize_with = "parsed")]
-    dataset: DatasetKind,
-    /// Hidden widths, comma separated [default: 1500,1500,1500, or the checkpoint's].
-    #[arg(long, value_delimiter = ',')]
-    hidden: Vec<usize>,
-    /// Network family [default: mlp, or the checkpoint's].
-    #[arg(long, value_enum)]
-    arch: ArchArg,
-    /// Residual layers of --arch resnet [default: 2].
-    #[arg(long)]
-    residual_layers: usize,
-    /// Hidden activation: relu, leaky-relu, identity, sigmoid or tanh [default: relu].
-    #[arg(long)]
-    #[serde(default, deserialize_with = "parsed")]
-    activation: Activation,
-    /// Negative slope of --activation leaky-relu [default: 0.01].
-    #[arg(long)]
-    leaky_slope: f64,
-    /// Loss on the network output: squared or cross-entropy [default: squared].
-    #[arg(long)]
-    #[serde(default, deserialize_with = "parsed")]
-    loss: Loss,
-    /// Lifted formulation: three (U and V lifted, every block exact) or two (V lifted,
-    /// prox-linear hidden blocks) [default: three].
-    #[arg(long)]
-    #[serde(default, deserialize_with = "parsed")]
-    splitting: Splitting,
-    /// Most BCD sweeps to run [default: 50].
-    #[arg(long)]
-    iterations: usize,
-    /// Stop once a sweep lowers the objective by less than this fraction of its value.
-    #[arg(long)]
-    tolerance: f64,
-    /// Stop after the first sweep that ends past this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    time_limit: f64,
-    /// Activation penalty weight γ [default: 1].
-    #[arg(long, allow_negative_numbers = true)]
-    gamma: f64,
-    /// Pre-activation penalty weight ρ [default: 1].
-    #[arg(long, allow_negative_numbers = true)]
-    rho: f64,
-    /// Proximal weight α [default: 5].
-    #[arg(long, allow_negative_numbers = true)]
-    alpha: f64,
-    /// Ridge weight λ on the weights [default: 0].
-    #[arg(long, allow_negative_numbers = true)]
-    lambda: f64,
-    /// Seed of the weight initialisation [default: 0].
-    #[arg(long)]
-    seed: u64,
-    /// Weight initialisation: official (W ~ 0.01·N(0,1), b = 0.1), kaiming or glorot
-    /// [default: official].
-    #[arg(long)]
-    #[serde(default, deserialize_with = "parsed")]
-    init: WeightInit,
-    /// Head initialisation on a fresh start [default: random]; `ridge` fits the head in closed
-    /// form to the initial network's features before the lifted state is set.
-    #[arg(long, value_enum)]
-    head_init: HeadInitArg,
-    /// Ridge weight of --head-init ridge [default: 1].
-    #[arg(long, allow_negative_numbers = true)]
-    head_lambda: f64,
-    /// Use only the first N training samples.
-    #[arg(long)]
-    train_limit: usize,
-    /// Evaluate train/test accuracy every K iterations, 0 = only after the last [default: 1];
-    /// with --batch-size: test accuracy every K batches, 0 = at the end of each epoch
-    /// [default: 0].
-    #[arg(long)]
-    eval_every: usize,
-    /// Mini-batch BCD: exact sweeps on batches of this many rows, each batch's lifted state set
-    /// by a forward pass (memory independent of the number of rows) [default: full batch].
-    #[arg(long)]
-    batch_size: usize,
-    /// Epochs of mini-batch BCD (with --batch-size) [default: 1].
-    #[arg(long)]
-    epochs: usize,
-    /// Exact sweeps on each batch (with --batch-size) [default: 1].
-    #[arg(long)]
-    inner_sweeps: usize,
-    /// Decay β in [0, 1) of the weight blocks' memory of earlier batches (with --batch-size):
-    /// their normal equations add β-decayed sums of earlier batches [default: 0, none].
-    #[arg(long)]
-    gram_decay: f64,
-    /// Inertia μ in [0, 1) (with --batch-size): each batch starts from the weights extrapolated
-    /// by μ times the last batch's move [default: 0, none].
-    #[arg(long)]
-    inertia: f64,
-}
-
-/// Reads a preset value through the library's `FromStr`, so presets and flags share spelling.
-fn parsed<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    let name: Option<String> = serde::Deserialize::deserialize(d)?;
-    name.map(|s| s.parse().map_err(serde::de::Error::custom))
-        .transpose()
-}
 
 /// Options of `candle-bcd train`.
 #[derive(Args, Debug)]
@@ -211,68 +59,6 @@ pub struct TrainArgs {
     pub low_memory: bool,
 }
 
-impl Settings {
-    fn activation(&self) -> Activation {
-        match self.activation.unwrap_or_default() {
-            Activation::LeakyRelu { slope } => Activation::LeakyRelu {
-                slope: self.leaky_slope.unwrap_or(slope),
-            },
-            other => other,
-        }
-    }
-
-    /// `base` with every hyperparameter given here replacing its value.
-    fn config(&self, base: BcdConfig, v_constraint: Option<VConstraint>) -> BcdConfig {
-        BcdConfig {
-            gamma: self.gamma.unwrap_or(base.gamma),
-            rho: self.rho.unwrap_or(base.rho),
-            alpha: self.alpha.unwrap_or(base.alpha),
-            lambda: self.lambda.unwrap_or(base.lambda),
-            v_constraint: v_constraint.unwrap_or(base.v_constraint),
-            splitting: self.splitting.unwrap_or(base.splitting),
-            loss: self.loss.unwrap_or(base.loss),
-        }
-    }
-
-    /// The architecture from the flags; when resuming without --hidden/--arch, the checkpoint's.
-    fn architecture(
-        &self,
-        input: usize,
-        output: usize,
-        checkpoint: Option<&Architecture>,
-    ) -> Result<Architecture> {
-        if let (Some(arch), None, None) = (checkpoint, &self.hidden, self.arch) {
-            return Ok(arch.clone());
-        }
-        let hidden = self
-            .hidden
-            .clone()
-            .unwrap_or_else(|| vec![1500, 1500, 1500]);
-        match self.arch.unwrap_or(ArchArg::Mlp) {
-            ArchArg::Mlp => {
-                let widths: Vec<usize> = std::iter::once(input)
-                    .chain(hidden)
-                    .chain(std::iter::once(output))
-                    .collect();
-                Ok(Architecture::mlp(&widths, self.activation())?)
-            }
-            ArchArg::Resnet => {
-                let [width] = hidden[..] else {
-                    anyhow::bail!("--arch resnet takes one --hidden width, got {hidden:?}");
-                };
-                let k = self.residual_layers.unwrap_or(2);
-                Ok(Architecture::resnet(
-                    input,
-                    width,
-                    k,
-                    output,
-                    self.activation(),
-                )?)
-            }
-        }
-    }
-}
-
 impl TrainArgs {
     /// The constraint on the hidden activations, when a flag sets one.
     fn v_constraint(&self) -> Option<VConstraint> {
@@ -286,10 +72,8 @@ impl TrainArgs {
 
 /// The network a run trains, fresh or from a checkpoint, and its hyperparameters.
 pub struct ModelSetup {
-    /// The network (its weights are the `Var`s of `layers`).
-    pub model: BcdNet,
-    /// The layers the optimizer updates.
-    pub layers: Layers,
+    /// The network, whose `Var`s the optimizer updates.
+    pub network: Network,
     /// The hyperparameters: the checkpoint's or the defaults, with the flags' values over them.
     pub config: BcdConfig,
 }
@@ -309,45 +93,81 @@ impl ModelSetup {
         let set = &args.settings;
         let d0 = x.dim(1)?;
         let varmap = VarMap::new();
-        let arch = set.architecture(d0, classes, ckpt.map(|c| &c.architecture))?;
-        let (model, config) =
-            match ckpt {
-                Some(ckpt) => {
-                    if ckpt.architecture != arch {
-                        anyhow::bail!(
+        let arch = set.architecture(d0, classes, ckpt.map(|c| c.architecture()))?;
+        match ckpt {
+            Some(ckpt) => {
+                if ckpt.architecture() != &arch {
+                    anyhow::bail!(
                         "{}: architecture mismatch: the checkpoint has widths {:?}, requested {:?}",
-                        args.resume.as_ref().map_or(String::new(), |p| p.display().to_string()),
-                        ckpt.architecture.widths(),
+                        args.resume
+                            .as_ref()
+                            .map_or(String::new(), |p| p.display().to_string()),
+                        ckpt.architecture().widths(),
                         arch.widths()
                     );
-                    }
-                    ckpt.load_weights_into(&varmap)?;
-                    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-                    let config = set.config(ckpt.config.clone(), args.v_constraint());
-                    (BcdNet::new(&arch, vb)?, config)
                 }
-                None => {
-                    let config = set.config(BcdConfig::default(), args.v_constraint());
-                    config.validate()?;
-                    let init = set.init.unwrap_or_default();
-                    let model = BcdNet::init(&arch, &varmap, init, set.seed.unwrap_or(0), device)?;
-                    if set.head_init == Some(HeadInitArg::Ridge) {
-                        let lambda = set.head_lambda.unwrap_or(1.0);
-                        model.fit_head_distributed(&varmap, x, y, lambda, &*ranks.comm())?;
-                    }
-                    (model, config)
+                let config = set.config(ckpt.config().clone(), args.v_constraint());
+                let network = ckpt.network(&varmap)?;
+                Ok(Self { network, config })
+            }
+            None => {
+                let config = set.config(BcdConfig::default(), args.v_constraint());
+                config.validate()?;
+                let init = set.init.unwrap_or_default();
+                let network = Network::init(&arch, &varmap, init, set.seed.unwrap_or(0), device)?;
+                if set.head_init == Some(HeadInitArg::Ridge) {
+                    let lambda = set.head_lambda.unwrap_or(1.0);
+                    network.fit_head_distributed(x, y, lambda, &*ranks.comm())?;
                 }
-            };
-        let layers = Layers::of_architecture(&varmap, &arch)?;
-        Ok(Self {
-            model,
-            layers,
-            config,
-        })
+                Ok(Self { network, config })
+            }
+        }
     }
 }
 
-/// Runs `candle-bcd train`.
+/// The flags that only one mode honours, and whether each is given (by a flag or the preset).
+fn mode_flags(set: &Settings, args: &TrainArgs) -> [(&'static str, bool, bool); 7] {
+    // (flag, given, honoured by mini-batch runs); full-batch runs honour the others.
+    [
+        ("--iterations", set.iterations.is_some(), false),
+        ("--tolerance", set.tolerance.is_some(), false),
+        ("--low-memory", args.low_memory, false),
+        ("--epochs", set.epochs.is_some(), true),
+        ("--inner-sweeps", set.inner_sweeps.is_some(), true),
+        ("--gram-decay", set.gram_decay.is_some(), true),
+        ("--inertia", set.inertia.is_some(), true),
+    ]
+}
+
+/// Refuses a flag (or preset key) the run's mode cannot honour.
+fn check_mode_flags(set: &Settings, args: &TrainArgs, minibatch: bool) -> Result<()> {
+    for (flag, given, for_minibatch) in mode_flags(set, args) {
+        if given && for_minibatch != minibatch {
+            let (mode, instead) = match minibatch {
+                true => ("a mini-batch run (--batch-size)", "it counts --epochs"),
+                false => ("a full-batch run", "give --batch-size for mini-batch BCD"),
+            };
+            anyhow::bail!("{flag} does not apply to {mode}; {instead}");
+        }
+    }
+    Ok(())
+}
+
+/// The mini-batch settings: the flags', over a resumed run's, over the defaults. A resumed run
+/// keeps its seed, which fixes the order of its batches.
+fn minibatch_options(set: &Settings, saved: Option<&MiniBatchOptions>) -> MiniBatchOptions {
+    let base = saved.cloned().unwrap_or_default();
+    MiniBatchOptions {
+        batch_size: set.batch_size.unwrap_or(base.batch_size),
+        inner_sweeps: set.inner_sweeps.unwrap_or(base.inner_sweeps),
+        seed: saved.map_or(set.seed.unwrap_or(0), |o| o.seed),
+        gram_decay: set.gram_decay.unwrap_or(base.gram_decay),
+        inertia: set.inertia.unwrap_or(base.inertia),
+    }
+}
+
+/// Runs `candle-bcd train`: full-batch or mini-batch BCD through the library's one training
+/// loop.
 pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
     if let Some(path) = &args.preset {
         args.settings = std::mem::take(&mut args.settings).or(preset::load(path)?);
@@ -355,6 +175,25 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
     let set = &args.settings;
     set_threads(args.threads)?;
     let device = open_device(args.device)?;
+    let ckpt = match &args.resume {
+        Some(path) => Some(checkpoint::load(path, &device)?),
+        None => None,
+    };
+    let minibatch =
+        set.batch_size.is_some() || matches!(ckpt, Some(checkpoint::Checkpoint::MiniBatch(_)));
+    check_mode_flags(set, &args, minibatch)?;
+    // Output directories exist before any training starts.
+    let outputs = [&args.metrics, &args.checkpoint];
+    for file in outputs.into_iter().flatten() {
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the directory of {}", file.display()))?;
+        }
+    }
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the plot directory {}", dir.display()))?;
+    }
     let dataset = set.dataset.unwrap_or(DatasetKind::Mnist);
     let comm = ranks.comm();
     let ds = match ranks.size() {
@@ -374,97 +213,137 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
     let n = n[0] as usize;
     let x = ds.train_images.to_device(&device)?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?.to_device(&device)?;
-    let ckpt = match &args.resume {
-        Some(path) => Some(checkpoint::load(path, &device)?),
-        None => None,
-    };
-    let minibatch =
-        set.batch_size.is_some() || ckpt.as_ref().is_some_and(|c| c.minibatch.is_some());
     if let (Some(path), Some(c)) = (&args.resume, &ckpt) {
-        if c.minibatch.is_some() != minibatch {
-            anyhow::bail!(
-                "{}: written by a full-batch run; resume it without --batch-size",
-                path.display()
-            );
-        }
-        if !minibatch {
-            c.check_compatible(
-                &set.architecture(d0, ds.labels, Some(&c.architecture))?,
+        match c {
+            checkpoint::Checkpoint::FullBatch(c) if !minibatch => c.check_compatible(
+                &set.architecture(d0, ds.labels, Some(&c.model.architecture))?,
                 n,
                 path,
-            )?;
+            )?,
+            checkpoint::Checkpoint::FullBatch(_) => anyhow::bail!(
+                "{}: written by a full-batch run; resume it without --batch-size",
+                path.display()
+            ),
+            _ => {}
         }
     }
     let setup = ModelSetup::new(&args, ds.labels, &x, &y, ckpt.as_ref(), &device, ranks)?;
-    if minibatch {
-        let progress = ckpt.and_then(|c| c.minibatch);
-        return crate::minibatch::run(&args, setup, &ds, x, y, progress, ranks);
-    }
-    let model = setup.model;
-    let opt = match (ckpt, &args.resume) {
-        (Some(ckpt), Some(path)) => {
-            let state = checkpoint::load_rank_state(path, &ckpt, &*comm, rows, &device)?;
-            BcdOptimizer::from_state_distributed(&setup.layers, x, y, setup.config, state, comm)
-                .with_context(|| format!("resuming from {}", path.display()))?
-        }
-        _ => BcdOptimizer::new_distributed(&setup.layers, x, y, setup.config, comm)?,
-    };
-    crate::alloc::reuse_freed_memory(!args.low_memory);
-    let mut opt = opt.with_product_cache(match args.low_memory {
-        true => ProductCache::KeepFirst,
-        false => ProductCache::Keep,
-    });
+    let model = setup.network.clone();
     let test_set = EvalSet {
         x: ds.test_images.to_device(&device)?,
         labels: ds.test_labels.clone(),
     };
-    let defaults = TrainOptions::default();
-    let opts = TrainOptions {
-        max_sweeps: set.iterations.unwrap_or(defaults.max_sweeps),
-        tolerance: set.tolerance,
-        time_limit: set.time_limit.map(std::time::Duration::from_secs_f64),
-        eval_every: set.eval_every.unwrap_or(defaults.eval_every),
-        checkpoint: args.checkpoint.clone(),
-        checkpoint_every: args.checkpoint_every,
-    };
-    let reported = match ranks.is_root() {
-        true => [&args.metrics, &args.checkpoint],
-        false => [&None, &args.checkpoint],
-    };
-    for file in reported.into_iter().flatten() {
-        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating the directory of {}", file.display()))?;
-        }
-    }
     let eval = Evaluation {
         train_labels: Some(&ds.train_labels),
         test: Some(&test_set),
     };
+    let defaults = TrainOptions::default();
+    let opts = TrainOptions {
+        max_iterations: match minibatch {
+            true => set.epochs.unwrap_or(1),
+            false => set.iterations.unwrap_or(defaults.max_iterations),
+        },
+        tolerance: set.tolerance,
+        time_limit: set.time_limit.map(std::time::Duration::from_secs_f64),
+        eval_every: set
+            .eval_every
+            .unwrap_or(if minibatch { 0 } else { defaults.eval_every }),
+        checkpoint: args.checkpoint.clone(),
+        checkpoint_every: args.checkpoint_every,
+    };
+    // The two methods, one of them built.
+    let (mut full, mut mini) = (None, None);
+    match minibatch {
+        true => {
+            // Mini-batch runs are for memory-bound data: freed buffers go back to the OS at once.
+            crate::alloc::reuse_freed_memory(false);
+            let progress = match ckpt {
+                Some(checkpoint::Checkpoint::MiniBatch(c)) => Some(c.progress),
+                _ => None,
+            };
+            let options = minibatch_options(set, progress.as_ref().map(|p| &p.options));
+            let mut bcd = MiniBatchBcd::new(&setup.network, setup.config, options)?
+                .with_communicator(comm.clone())?;
+            if let Some(p) = progress {
+                bcd = bcd.resume_at(p.epochs, p.batches);
+                if !p.memory.is_empty() {
+                    bcd = bcd.with_memory(p.memory)?;
+                }
+                if !p.previous.is_empty() {
+                    bcd = bcd.with_previous_weights(p.previous)?;
+                }
+            }
+            if ranks.is_root() {
+                let o = bcd.options();
+                println!(
+                    "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, inertia {}, from epoch {}",
+                    o.batch_size, o.inner_sweeps, o.gram_decay, o.inertia, bcd.epochs_done()
+                );
+            }
+            mini = Some(bcd);
+        }
+        false => {
+            let opt = match (ckpt, &args.resume) {
+                (Some(checkpoint::Checkpoint::FullBatch(ckpt)), Some(path)) => {
+                    let state = checkpoint::load_rank_state(path, &ckpt, &*comm, rows, &device)?;
+                    BcdOptimizer::from_state_distributed(
+                        &setup.network,
+                        x.clone(),
+                        y.clone(),
+                        setup.config,
+                        state,
+                        comm.clone(),
+                    )
+                    .with_context(|| format!("resuming from {}", path.display()))?
+                }
+                _ => BcdOptimizer::new_distributed(
+                    &setup.network,
+                    x.clone(),
+                    y.clone(),
+                    setup.config,
+                    comm.clone(),
+                )?,
+            };
+            crate::alloc::reuse_freed_memory(!args.low_memory);
+            full = Some(opt.with_product_cache(match args.low_memory {
+                true => ProductCache::KeepFirst,
+                false => ProductCache::Keep,
+            }));
+        }
+    }
+    let mut run;
+    let method: &mut dyn trainer::Method = match (&mut full, &mut mini) {
+        (Some(opt), _) => opt,
+        (None, Some(bcd)) => {
+            run = MiniBatchRun::new(bcd, &x, &y)?;
+            &mut run
+        }
+        (None, None) => unreachable!("one method is built above"),
+    };
     // Only rank 0 reports: progress, metrics, plots and the result.
     if !ranks.is_root() {
-        let summary = trainer::train(&mut opt, &model, eval, &opts, &mut trainer::NoObserver)?;
-        if let trainer::TerminationReason::Diverged(why) = &summary.reason {
-            anyhow::bail!("training stopped: {why}");
+        let summary = trainer::train(method, &model, eval, &opts, &mut trainer::NoObserver)?;
+        if summary.reason.is_failure() {
+            anyhow::bail!("training stopped: {}", summary.reason);
         }
         return Ok(());
     }
     let mut progress = Progress::new(args.metrics.as_deref(), args.resume.is_some())?;
-    let (summed, start) = (ranks.bytes_summed(), opt.iteration());
-    let summary = trainer::train(&mut opt, &model, eval, &opts, &mut progress)?;
-    if ranks.size() > 1 && summary.iterations > start {
-        let per_sweep = (ranks.bytes_summed() - summed) / (summary.iterations - start) as u64;
+    let summed = ranks.bytes_summed();
+    let summary = trainer::train(method, &model, eval, &opts, &mut progress)?;
+    if ranks.size() > 1 && summary.steps > 0 {
+        let per_step = (ranks.bytes_summed() - summed) / summary.steps as u64;
         println!(
-            "{} ranks: {:.3} MB summed over ranks per sweep (with its evaluation)",
+            "{} ranks: {:.3} MB summed over ranks per step (with its evaluation)",
             ranks.size(),
-            per_sweep as f64 / 1e6
+            per_step as f64 / 1e6
         );
     }
     if let Some(dir) = &args.plot {
         crate::plot::write(dir, &progress.records)?;
     }
-    if let trainer::TerminationReason::Diverged(why) = &summary.reason {
-        anyhow::bail!("training stopped: {why}");
+    if summary.reason.is_failure() {
+        anyhow::bail!("training stopped: {}", summary.reason);
     }
     match summary.test_accuracy {
         Some(acc) => println!("test accuracy: {acc:.4}"),

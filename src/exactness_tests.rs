@@ -1,16 +1,21 @@
 //! Each closed-form block update is the exact minimiser of its subproblem: it agrees with an
-//! independent f64 computation (naive products and Gaussian elimination in tests/common) and
-//! the subproblem's gradient vanishes at the returned point (first-order optimality).
+//! independent f64 computation (naive products and Gaussian elimination, the reference code in
+//! `tests/common` that the integration tests share) and the subproblem's gradient vanishes at
+//! the returned point (first-order optimality).
 
-mod common;
+use crate::blocks::{self, AugmentedGram};
+use crate::comm::SingleProcess;
+use crate::three_split::updates;
+use crate::two_split::updates as two_split;
+use crate::{Activation, BcdConfig};
+use dense::{rand_m, M};
+use reference::Hp;
 
-use candle_bcd::blocks::{self, AugmentedGram};
-use candle_bcd::comm::SingleProcess;
-use candle_bcd::three_split::updates;
-use candle_bcd::two_split::updates as two_split;
-use candle_bcd::{Activation, BcdConfig};
-use common::reference::{self, Hp};
-use common::{rand_m, M};
+#[path = "../tests/common/dense.rs"]
+mod dense;
+#[path = "../tests/common/reference.rs"]
+#[allow(dead_code)] // the sweep-level reference serves the integration tests
+mod reference;
 
 fn cfg() -> BcdConfig {
     BcdConfig {
@@ -62,7 +67,7 @@ fn output_activation_is_exact() {
 #[test]
 fn cross_entropy_output_activation_is_exact() {
     let c = BcdConfig {
-        loss: candle_bcd::Loss::CrossEntropy,
+        loss: crate::Loss::CrossEntropy,
         ..cfg()
     };
     // One-hot targets, and large pre-activations that make the softmax saturate.

@@ -7,18 +7,23 @@
 //! Each round first measures the 2048³ product rate (the benchmark's limit, best of three) and
 //! prints every product's rate as a fraction of it, so shapes can be compared on this noisy host.
 //!
+//! An ignored test, since it measures rather than checks:
+//!
 //! ```sh
-//! cargo run --release --example kernel_timings -- 20000
+//! BCD_KERNEL_ROWS=20000 cargo test --release --lib kernel_timings -- --ignored --nocapture
 //! ```
 
-use candle_bcd::blocks::AugmentedGram;
-use candle_bcd::kernels::{self, Addend, Op, Work};
-use candle_bcd::solve::RowSolve;
-use candle_bcd::three_split::updates;
-use candle_bcd::{Activation, BcdConfig};
+use std::time::Instant;
+
 use candle_core::{Device, Tensor};
 use faer::{Accum, MatMut, MatRef, Par};
-use std::time::Instant;
+
+use super::{Addend, Op, Work};
+use crate::blocks::AugmentedGram;
+use crate::kernels;
+use crate::solve::RowSolve;
+use crate::three_split::updates;
+use crate::{Activation, BcdConfig};
 
 /// The 2048³ `f32` product rate through the crate's kernels, best of three (GFLOP/s).
 fn square_rate(a: &Tensor) -> anyhow::Result<f64> {
@@ -48,10 +53,12 @@ fn timed<R>(limit: f64, name: &str, flops: f64, f: impl FnOnce() -> R) -> R {
     r
 }
 
-fn main() -> anyhow::Result<()> {
-    let n: usize = match std::env::args().nth(1) {
-        Some(s) => s.parse()?,
-        None => 20_000,
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn kernel_timings() -> anyhow::Result<()> {
+    let n: usize = match std::env::var("BCD_KERNEL_ROWS") {
+        Ok(s) => s.parse()?,
+        Err(_) => 20_000,
     };
     let d = 1500;
     let dev = Device::Cpu;

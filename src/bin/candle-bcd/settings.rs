@@ -1,0 +1,221 @@
+//! The settings of `train` that a preset may also give: each is a flag and a preset key of the
+//! same name, and what they build (the architecture, the hyperparameters).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use candle_bcd::data::DatasetKind;
+use candle_bcd::{Activation, Architecture, BcdConfig, Loss, Splitting, VConstraint, WeightInit};
+use clap::{Args, ValueEnum};
+
+/// Network family.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchArg {
+    /// Fully connected layers with --hidden widths.
+    Mlp,
+    /// Stem to --hidden width, --residual-layers residual layers, linear head.
+    Resnet,
+}
+
+/// How the linear head starts.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadInitArg {
+    /// Like the other layers (--init).
+    Random,
+    /// Ridge least squares of the one-hot targets on the initial hidden features (--head-lambda).
+    Ridge,
+}
+
+/// Declares [`Settings`] once: each field is a `train` flag and a preset key of the same name
+/// (every one optional), and [`Settings::or`] fills the fields not given from another source.
+macro_rules! settings {
+    ($($(#[$attr:meta])* $field:ident: $ty:ty,)*) => {
+        /// The settings of `train` that a preset may also give.
+        #[derive(Args, Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $($(#[$attr])* pub $field: Option<$ty>,)*
+        }
+
+        impl Settings {
+            /// `self`, with every field it does not set taken from `base`.
+            pub fn or(self, base: Settings) -> Settings {
+                Settings { $($field: self.$field.or(base.$field),)* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Directory with the dataset files (MNIST-like: train-images-idx3-ubyte[.gz], ...); without
+    /// it the dataset is downloaded from the Hugging Face hub.
+    #[arg(long, env = "BCD_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Dataset to train on: mnist, fashion-mnist or cifar10 [default: mnist].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    dataset: DatasetKind,
+    /// Hidden widths, comma separated [default: 1500,1500,1500, or the checkpoint's].
+    #[arg(long, value_delimiter = ',')]
+    hidden: Vec<usize>,
+    /// Network family [default: mlp, or the checkpoint's].
+    #[arg(long, value_enum)]
+    arch: ArchArg,
+    /// Residual layers of --arch resnet [default: 2].
+    #[arg(long)]
+    residual_layers: usize,
+    /// Hidden activation: relu, leaky-relu, identity, sigmoid or tanh [default: relu].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    activation: Activation,
+    /// Negative slope of --activation leaky-relu [default: 0.01].
+    #[arg(long)]
+    leaky_slope: f64,
+    /// Loss on the network output: squared or cross-entropy [default: squared].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    loss: Loss,
+    /// Lifted formulation: three (U and V lifted, every block exact) or two (V lifted,
+    /// prox-linear hidden blocks) [default: three].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    splitting: Splitting,
+    /// Most BCD sweeps to run [default: 50].
+    #[arg(long)]
+    iterations: usize,
+    /// Stop once a sweep lowers the objective by less than this fraction of its value.
+    #[arg(long)]
+    tolerance: f64,
+    /// Stop after the first sweep that ends past this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    time_limit: f64,
+    /// Activation penalty weight γ [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    gamma: f64,
+    /// Pre-activation penalty weight ρ [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    rho: f64,
+    /// Proximal weight α [default: 5].
+    #[arg(long, allow_negative_numbers = true)]
+    alpha: f64,
+    /// Ridge weight λ on the weights [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    lambda: f64,
+    /// Seed of the weight initialisation [default: 0].
+    #[arg(long)]
+    seed: u64,
+    /// Weight initialisation: official (W ~ 0.01·N(0,1), b = 0.1), kaiming or glorot
+    /// [default: official].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    init: WeightInit,
+    /// Head initialisation on a fresh start [default: random]; `ridge` fits the head in closed
+    /// form to the initial network's features before the lifted state is set.
+    #[arg(long, value_enum)]
+    head_init: HeadInitArg,
+    /// Ridge weight of --head-init ridge [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    head_lambda: f64,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    train_limit: usize,
+    /// Evaluate train/test accuracy every K iterations, 0 = only after the last [default: 1];
+    /// with --batch-size: test accuracy every K batches, 0 = at the end of each epoch
+    /// [default: 0].
+    #[arg(long)]
+    eval_every: usize,
+    /// Mini-batch BCD: exact sweeps on batches of this many rows, each batch's lifted state set
+    /// by a forward pass (memory independent of the number of rows) [default: full batch].
+    #[arg(long)]
+    batch_size: usize,
+    /// Epochs of mini-batch BCD (with --batch-size) [default: 1].
+    #[arg(long)]
+    epochs: usize,
+    /// Exact sweeps on each batch (with --batch-size) [default: 1].
+    #[arg(long)]
+    inner_sweeps: usize,
+    /// Decay β in [0, 1) of the weight blocks' memory of earlier batches (with --batch-size):
+    /// their normal equations add β-decayed sums of earlier batches [default: 0, none].
+    #[arg(long)]
+    gram_decay: f64,
+    /// Inertia μ in [0, 1) (with --batch-size): each batch starts from the weights extrapolated
+    /// by μ times the last batch's move [default: 0, none].
+    #[arg(long)]
+    inertia: f64,
+}
+
+/// Reads a preset value through the library's `FromStr`, so presets and flags share spelling.
+fn parsed<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let name: Option<String> = serde::Deserialize::deserialize(d)?;
+    name.map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+impl Settings {
+    pub fn activation(&self) -> Activation {
+        match self.activation.unwrap_or_default() {
+            Activation::LeakyRelu { slope } => Activation::LeakyRelu {
+                slope: self.leaky_slope.unwrap_or(slope),
+            },
+            other => other,
+        }
+    }
+
+    /// `base` with every hyperparameter given here replacing its value.
+    pub fn config(&self, base: BcdConfig, v_constraint: Option<VConstraint>) -> BcdConfig {
+        BcdConfig {
+            gamma: self.gamma.unwrap_or(base.gamma),
+            rho: self.rho.unwrap_or(base.rho),
+            alpha: self.alpha.unwrap_or(base.alpha),
+            lambda: self.lambda.unwrap_or(base.lambda),
+            v_constraint: v_constraint.unwrap_or(base.v_constraint),
+            splitting: self.splitting.unwrap_or(base.splitting),
+            loss: self.loss.unwrap_or(base.loss),
+        }
+    }
+
+    /// The architecture from the flags; when resuming without --hidden/--arch, the checkpoint's.
+    pub fn architecture(
+        &self,
+        input: usize,
+        output: usize,
+        checkpoint: Option<&Architecture>,
+    ) -> Result<Architecture> {
+        if let (Some(arch), None, None) = (checkpoint, &self.hidden, self.arch) {
+            return Ok(arch.clone());
+        }
+        let hidden = self
+            .hidden
+            .clone()
+            .unwrap_or_else(|| vec![1500, 1500, 1500]);
+        match self.arch.unwrap_or(ArchArg::Mlp) {
+            ArchArg::Mlp => {
+                let widths: Vec<usize> = std::iter::once(input)
+                    .chain(hidden)
+                    .chain(std::iter::once(output))
+                    .collect();
+                Ok(Architecture::mlp(&widths, self.activation())?)
+            }
+            ArchArg::Resnet => {
+                let [width] = hidden[..] else {
+                    anyhow::bail!("--arch resnet takes one --hidden width, got {hidden:?}");
+                };
+                let k = self.residual_layers.unwrap_or(2);
+                Ok(Architecture::resnet(
+                    input,
+                    width,
+                    k,
+                    output,
+                    self.activation(),
+                )?)
+            }
+        }
+    }
+}
