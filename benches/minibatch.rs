@@ -65,25 +65,21 @@ fn main() -> Result<()> {
 
     // 1. Mini-batch BCD.
     alloc::reuse_freed_memory(true);
-    let options = MiniBatchOptions {
-        batch_size: env("BCD_MB_BATCH", 1024),
-        inner_sweeps: env("BCD_MB_SWEEPS", 1),
-        seed: 0,
-        gram_decay: env("BCD_MB_DECAY", 0.0),
-        inertia: env("BCD_MB_INERTIA", 0.0),
-    };
+    let options = MiniBatchOptions::default()
+        .batch_size(env("BCD_MB_BATCH", 1024))
+        .inner_sweeps(env("BCD_MB_SWEEPS", 1))
+        .gram_decay(env("BCD_MB_DECAY", 0.0))
+        .inertia(env("BCD_MB_INERTIA", 0.0));
     let gamma: f64 = env("BCD_MB_GAMMA", 1.0);
     let init: WeightInit = env::<String>("BCD_MB_INIT", "official".into()).parse()?;
     // λ of a ridge fit of the head to the initial features (its time counts as training); 0: none.
     let head_lambda: f64 = env("BCD_MB_HEAD_LAMBDA", 0.0);
-    let config = BcdConfig {
-        alpha: env("BCD_MB_ALPHA", 0.1),
-        gamma,
-        rho: env("BCD_MB_RHO", gamma),
-        lambda: env("BCD_MB_LAMBDA", 0.0),
-        loss: env::<String>("BCD_MB_LOSS", "squared".into()).parse::<Loss>()?,
-        ..Default::default()
-    };
+    let mut config = BcdConfig::default();
+    config.alpha = env("BCD_MB_ALPHA", 0.1);
+    config.gamma = gamma;
+    config.rho = env("BCD_MB_RHO", gamma);
+    config.lambda = env("BCD_MB_LAMBDA", 0.0);
+    config.loss = env::<String>("BCD_MB_LOSS", "squared".into()).parse::<Loss>()?;
     println!(
         "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, λ = {}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
         config.alpha, config.rho, config.lambda, config.loss

@@ -31,12 +31,10 @@ fn main() -> Result<()> {
     };
     let gamma: f64 = arg(4, "1").parse()?;
     let init: WeightInit = arg(6, "official").parse()?;
-    let config = BcdConfig {
-        gamma,
-        rho: gamma,
-        alpha: arg(5, "5").parse()?,
-        ..BcdConfig::default()
-    };
+    let mut config = BcdConfig::default();
+    config.gamma = gamma;
+    config.rho = gamma;
+    config.alpha = arg(5, "5").parse()?;
 
     let ds = data::take_train(&data::load_idx_dir(dir.as_ref())?, samples)?;
     let y = data::one_hot(&ds.train_labels, ds.labels)?;

@@ -54,10 +54,8 @@ fn main() -> Result<()> {
         x: ds.test_images.clone(),
         labels: ds.test_labels.clone(),
     };
-    let opts = TrainOptions {
-        max_iterations: sweeps,
-        ..Default::default()
-    };
+    let mut opts = TrainOptions::default();
+    opts.max_iterations = sweeps;
     let eval = Evaluation {
         train_labels: None,
         test: Some(&test),

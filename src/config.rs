@@ -28,6 +28,35 @@ use serde::{Deserialize, Serialize};
 use crate::error::{BcdError, Result};
 use crate::loss::Loss;
 
+/// Declares a builder-style setter for each listed field of an options struct: `name(value)`
+/// returns the struct with that field set, so `#[non_exhaustive]` options can still be written
+/// in one expression (`BcdConfig::default().alpha(1.0)`).
+macro_rules! setters {
+    ($ty:ty { $($field:ident: $t:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("`self` with `", stringify!($field), "` set to `value`.")]
+                #[must_use]
+                pub fn $field(mut self, value: $t) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use setters;
+
+setters!(BcdConfig {
+    gamma: f64,
+    rho: f64,
+    alpha: f64,
+    lambda: f64,
+    loss: Loss,
+    splitting: Splitting,
+    v_constraint: VConstraint,
+});
+
 /// Which lifted formulation the sweep minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -166,11 +195,15 @@ impl WeightInit {
 ///
 /// ```
 /// use candle_bcd::BcdConfig;
-/// let config = BcdConfig { alpha: 1.0, ..Default::default() };
+/// let config = BcdConfig::default().alpha(1.0);
 /// assert!(config.validate().is_ok());
-/// assert!(BcdConfig { gamma: 0.0, ..config }.validate().is_err());
+/// assert!(config.gamma(0.0).validate().is_err());
 /// ```
+///
+/// The type may gain fields: build it from [`BcdConfig::default`] and its setters (or by
+/// assigning fields), not as a struct literal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BcdConfig {
     /// Weight `γ` of the activation penalties.
     pub gamma: f64,

@@ -18,13 +18,11 @@ mod dense;
 mod reference;
 
 fn cfg() -> BcdConfig {
-    BcdConfig {
-        gamma: 1.5,
-        rho: 0.7,
-        alpha: 2.0,
-        lambda: 0.3,
-        ..Default::default()
-    }
+    BcdConfig::default()
+        .gamma(1.5)
+        .rho(0.7)
+        .alpha(2.0)
+        .lambda(0.3)
 }
 
 fn hp(c: &BcdConfig) -> Hp {
@@ -66,10 +64,7 @@ fn output_activation_is_exact() {
 
 #[test]
 fn cross_entropy_output_activation_is_exact() {
-    let c = BcdConfig {
-        loss: crate::Loss::CrossEntropy,
-        ..cfg()
-    };
+    let c = cfg().loss(crate::Loss::CrossEntropy);
     // One-hot targets, and large pre-activations that make the softmax saturate.
     let y = M::from_fn(20, 5, |i, j| if j == i % 5 { 1.0 } else { 0.0 });
     let (u, v0) = (rand_m(20, 5, 2, 8.0), rand_m(20, 5, 3, 1.0));

@@ -73,8 +73,9 @@ use crate::network::Network;
 use crate::objective::ObjectiveParts;
 use crate::optimizer::{sync_weights, BcdOptimizer};
 
-/// Settings of the mini-batch mode.
+/// Settings of the mini-batch mode: [`MiniBatchOptions::default`] and its setters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MiniBatchOptions {
     /// Rows per batch `B` (the last batch of an epoch may be smaller). Default 1024.
     pub batch_size: usize,
@@ -103,6 +104,14 @@ impl Default for MiniBatchOptions {
         }
     }
 }
+
+crate::config::setters!(MiniBatchOptions {
+    batch_size: usize,
+    inner_sweeps: usize,
+    seed: u64,
+    gram_decay: f64,
+    inertia: f64,
+});
 
 /// What the sweeps on one batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -135,7 +144,7 @@ pub struct BatchReport {
 /// let varmap = VarMap::new();
 /// Network::init(&arch, &varmap, WeightInit::Official, 0, &Device::Cpu)?;
 /// let layers = Network::of_architecture(&varmap, &arch)?;
-/// let options = MiniBatchOptions { batch_size: 16, ..Default::default() };
+/// let options = MiniBatchOptions::default().batch_size(16);
 /// let mut bcd = MiniBatchBcd::new(&layers, BcdConfig::default(), options)?;
 /// let x = Tensor::randn(0f32, 1.0, (40, 4), &Device::Cpu)?;
 /// let y = Tensor::randn(0f32, 1.0, (40, 3), &Device::Cpu)?;

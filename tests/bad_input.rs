@@ -120,48 +120,12 @@ fn truncated_real_gzip_file_is_named() {
 #[test]
 fn invalid_hyperparameters_are_named() {
     let cases = [
-        (
-            "gamma",
-            BcdConfig {
-                gamma: 0.0,
-                ..Default::default()
-            },
-        ),
-        (
-            "gamma",
-            BcdConfig {
-                gamma: -1.0,
-                ..Default::default()
-            },
-        ),
-        (
-            "rho",
-            BcdConfig {
-                rho: f64::NAN,
-                ..Default::default()
-            },
-        ),
-        (
-            "alpha",
-            BcdConfig {
-                alpha: -0.5,
-                ..Default::default()
-            },
-        ),
-        (
-            "alpha",
-            BcdConfig {
-                alpha: f64::INFINITY,
-                ..Default::default()
-            },
-        ),
-        (
-            "lambda",
-            BcdConfig {
-                lambda: -1e-3,
-                ..Default::default()
-            },
-        ),
+        ("gamma", BcdConfig::default().gamma(0.0)),
+        ("gamma", BcdConfig::default().gamma(-1.0)),
+        ("rho", BcdConfig::default().rho(f64::NAN)),
+        ("alpha", BcdConfig::default().alpha(-0.5)),
+        ("alpha", BcdConfig::default().alpha(f64::INFINITY)),
+        ("lambda", BcdConfig::default().lambda(-1e-3)),
     ];
     let arch = Architecture::mlp(&[3, 4, 2], Activation::Relu).unwrap();
     for (name, cfg) in cases {
@@ -255,10 +219,8 @@ fn singular_weight_system_is_reported_not_panicked() {
     let arch = Architecture::mlp(&[3, 2], Activation::Relu).unwrap();
     let varmap = VarMap::new();
     Network::init(&arch, &varmap, Default::default(), 0, &Device::Cpu).unwrap();
-    let cfg = BcdConfig {
-        alpha: 0.0,
-        ..Default::default()
-    };
+    let mut cfg = BcdConfig::default();
+    cfg.alpha = 0.0;
     let x = Tensor::zeros((6, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
     let mut opt = BcdOptimizer::new(
         &Network::of_architecture(&varmap, &arch).unwrap(),

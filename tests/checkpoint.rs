@@ -41,19 +41,16 @@ fn assert_same_checkpoints(a: &Path, b: &Path) {
 
 #[test]
 fn resume_in_a_fresh_optimizer_is_bit_identical() {
-    resume_round_trip(BcdConfig {
-        lambda: 0.01,
-        ..Default::default()
-    });
+    resume_round_trip(BcdConfig::default().lambda(0.01));
 }
 
 #[test]
 fn two_splitting_resnet_resumes_bit_identically() {
-    resume_round_trip(BcdConfig {
-        splitting: candle_bcd::Splitting::Two,
-        loss: candle_bcd::Loss::CrossEntropy,
-        ..Default::default()
-    });
+    resume_round_trip(
+        BcdConfig::default()
+            .splitting(candle_bcd::Splitting::Two)
+            .loss(candle_bcd::Loss::CrossEntropy),
+    );
 }
 
 fn resume_round_trip(cfg: BcdConfig) {

@@ -56,13 +56,11 @@ fn diverging_run_stops_with_reason_and_keeps_checkpoint() {
     std::fs::write(&path, b"last good checkpoint").unwrap();
     // Inputs of 1e25 overflow f32 products: a weight system cannot be factorised.
     let (model, mut opt) = small_optimizer(1e25);
-    let opts = TrainOptions {
-        max_iterations: 3,
-        eval_every: 0,
-        checkpoint: Some(path.clone()),
-        checkpoint_every: 1,
-        ..Default::default()
-    };
+    let mut opts = TrainOptions::default();
+    opts.max_iterations = 3;
+    opts.eval_every = 0;
+    opts.checkpoint = Some(path.clone());
+    opts.checkpoint_every = 1;
     let eval = trainer::Evaluation::default();
     let summary = trainer::train(&mut opt, &model, eval, &opts, &mut NoObserver).unwrap();
     match &summary.reason {

@@ -47,15 +47,13 @@ impl Default for Cfg {
 
 impl Cfg {
     fn config(&self) -> BcdConfig {
-        BcdConfig {
-            gamma: self.gamma,
-            rho: self.rho,
-            alpha: self.alpha,
-            lambda: self.lambda,
-            loss: self.loss,
-            splitting: self.splitting,
-            ..Default::default()
-        }
+        BcdConfig::default()
+            .gamma(self.gamma)
+            .rho(self.rho)
+            .alpha(self.alpha)
+            .lambda(self.lambda)
+            .loss(self.loss)
+            .splitting(self.splitting)
     }
 }
 
@@ -298,11 +296,9 @@ fn constrained_activations_stay_feasible_and_descend() {
         ),
     ];
     for (i, (arch, c, splitting)) in cases.into_iter().enumerate() {
-        let cfg = BcdConfig {
-            v_constraint: c,
-            splitting,
-            ..Default::default()
-        };
+        let mut cfg = BcdConfig::default();
+        cfg.v_constraint = c;
+        cfg.splitting = splitting;
         let x = rand_m(64, 10, 300 + i as u64, 1.0).to_tensor();
         let y = rand_m(64, 3, 400 + i as u64, 1.0).to_tensor();
         let varmap = VarMap::new();

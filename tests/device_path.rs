@@ -62,17 +62,11 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
     let mlp = |act| Architecture::mlp(&[784, 48, 32, 10], act).unwrap();
     let resnet = |act| Architecture::resnet(784, 40, 2, 10, act).unwrap();
     let leaky = Activation::LeakyRelu { slope: 0.1 };
-    let cfg = |splitting, loss| BcdConfig {
-        splitting,
-        loss,
-        ..Default::default()
-    };
+    let cfg = |splitting, loss| BcdConfig::default().splitting(splitting).loss(loss);
     let (three, two) = (Splitting::Three, Splitting::Two);
     let (sq, ce) = (Loss::Squared, Loss::CrossEntropy);
-    let boxed = BcdConfig {
-        v_constraint: VConstraint::Box { lo: 0.0, hi: 1.0 },
-        ..Default::default()
-    };
+    let mut boxed = BcdConfig::default();
+    boxed.v_constraint = VConstraint::Box { lo: 0.0, hi: 1.0 };
     let cases = [
         (
             "three relu squared mlp",

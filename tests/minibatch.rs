@@ -50,19 +50,11 @@ fn batch_objective_never_increases_in_any_formulation() {
     let mlp = |act| Architecture::mlp(&[784, 32, 24, 10], act).unwrap();
     let resnet = |act| Architecture::resnet(784, 24, 2, 10, act).unwrap();
     let three = BcdConfig::default();
-    let two = BcdConfig {
-        splitting: Splitting::Two,
-        ..Default::default()
-    };
-    let ce = |c: &BcdConfig| BcdConfig {
-        loss: Loss::CrossEntropy,
-        ..c.clone()
-    };
+    let mut two = BcdConfig::default();
+    two.splitting = Splitting::Two;
+    let ce = |c: &BcdConfig| c.clone().loss(Loss::CrossEntropy);
     // Ridge on the weights, as the mini-batch preset uses it.
-    let ridge = |c: &BcdConfig| BcdConfig {
-        lambda: 0.01,
-        ..c.clone()
-    };
+    let ridge = |c: &BcdConfig| c.clone().lambda(0.01);
     let cases = [
         (mlp(Activation::Relu), three.clone()),
         (mlp(Activation::Tanh), ce(&three)),
@@ -76,14 +68,12 @@ fn batch_objective_never_increases_in_any_formulation() {
         (resnet(Activation::Relu), ridge(&two)),
     ];
     for (i, (arch, cfg)) in cases.into_iter().enumerate() {
-        let options = MiniBatchOptions {
-            batch_size: 200,
-            inner_sweeps: 3,
-            seed: i as u64,
-            gram_decay: 0.0,
-            // Every other case extrapolates: its batches start from moved weights.
-            inertia: if i % 2 == 1 { 0.8 } else { 0.0 },
-        };
+        // Every other case extrapolates: its batches start from moved weights.
+        let options = MiniBatchOptions::default()
+            .batch_size(200)
+            .inner_sweeps(3)
+            .seed(i as u64)
+            .inertia(if i % 2 == 1 { 0.8 } else { 0.0 });
         let mut bcd =
             MiniBatchBcd::new(&layers(&arch, WeightInit::Kaiming), cfg.clone(), options).unwrap();
         let mut seen = 0;
@@ -114,13 +104,12 @@ fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
     let arch = Architecture::mlp(&[784, 24, 10], Activation::Relu).unwrap();
     // With Gram memory and inertia, so that the checkpoint must carry the decayed normal sums
     // and the previous weights too.
-    let options = MiniBatchOptions {
-        batch_size: 128,
-        inner_sweeps: 2,
-        seed: 7,
-        gram_decay: 0.5,
-        inertia: 0.7,
-    };
+    let options = MiniBatchOptions::default()
+        .batch_size(128)
+        .inner_sweeps(2)
+        .seed(7)
+        .gram_decay(0.5)
+        .inertia(0.7);
     let cfg = BcdConfig::default();
 
     // Two epochs in one go.
@@ -177,34 +166,10 @@ fn invalid_settings_are_named() {
     let arch = Architecture::mlp(&[4, 3, 2], Activation::Relu).unwrap();
     let l = layers(&arch, WeightInit::Official);
     for (options, name) in [
-        (
-            MiniBatchOptions {
-                batch_size: 0,
-                ..Default::default()
-            },
-            "batch_size",
-        ),
-        (
-            MiniBatchOptions {
-                inner_sweeps: 0,
-                ..Default::default()
-            },
-            "inner_sweeps",
-        ),
-        (
-            MiniBatchOptions {
-                gram_decay: 1.0,
-                ..Default::default()
-            },
-            "gram_decay",
-        ),
-        (
-            MiniBatchOptions {
-                inertia: -0.1,
-                ..Default::default()
-            },
-            "inertia",
-        ),
+        (MiniBatchOptions::default().batch_size(0), "batch_size"),
+        (MiniBatchOptions::default().inner_sweeps(0), "inner_sweeps"),
+        (MiniBatchOptions::default().gram_decay(1.0), "gram_decay"),
+        (MiniBatchOptions::default().inertia(-0.1), "inertia"),
     ] {
         match MiniBatchBcd::new(&l, BcdConfig::default(), options) {
             Err(BcdError::InvalidHyperparameter { name: n, .. }) => assert_eq!(n, name),
@@ -341,10 +306,8 @@ fn gram_memory_enters_the_weight_blocks_scaled_by_its_decay() {
     };
     let run = |decay: f64, double_memory: bool| -> Vec<u32> {
         let l = layers(&arch, WeightInit::Official);
-        let options = MiniBatchOptions {
-            gram_decay: decay,
-            ..Default::default()
-        };
+        let mut options = MiniBatchOptions::default();
+        options.gram_decay = decay;
         let mut bcd = MiniBatchBcd::new(&l, BcdConfig::default(), options).unwrap();
         let (xa, ya) = rows(0);
         bcd.step_batch(xa, ya).unwrap();
@@ -390,10 +353,8 @@ fn inertia_starts_each_batch_from_the_extrapolated_weights() {
             .collect()
     };
     let inertial = layers(&arch, WeightInit::Kaiming);
-    let options = MiniBatchOptions {
-        inertia: mu,
-        ..Default::default()
-    };
+    let mut options = MiniBatchOptions::default();
+    options.inertia = mu;
     let mut a = MiniBatchBcd::new(&inertial, BcdConfig::default(), options).unwrap();
     for b in 0..3 {
         let (xb, yb) = batch(b);
@@ -456,23 +417,19 @@ fn inertia_lets_one_epoch_learn_on_full_mnist() {
     let ds = data::load_idx_dir(&dir).unwrap();
     let y = data::one_hot(&ds.train_labels, 10).unwrap();
     let arch = Architecture::mlp(&[784, 100, 100, 10], Activation::Relu).unwrap();
-    let config = BcdConfig {
-        loss: Loss::CrossEntropy,
-        gamma: 0.1,
-        rho: 0.1,
-        alpha: 1.0,
-        ..Default::default()
-    };
+    let mut config = BcdConfig::default();
+    config.loss = Loss::CrossEntropy;
+    config.gamma = 0.1;
+    config.rho = 0.1;
+    config.alpha = 1.0;
     let accuracy_after_one_epoch = |inertia: f64| -> f64 {
         let varmap = VarMap::new();
         let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 0, &Device::Cpu).unwrap();
         net.fit_head(&ds.train_images, &y, 1.0).unwrap();
         let layers = Network::of_architecture(&varmap, &arch).unwrap();
-        let options = MiniBatchOptions {
-            batch_size: 1024,
-            inertia,
-            ..Default::default()
-        };
+        let mut options = MiniBatchOptions::default();
+        options.batch_size = 1024;
+        options.inertia = inertia;
         let mut bcd = MiniBatchBcd::new(&layers, config.clone(), options).unwrap();
         bcd.epoch(&ds.train_images, &y, |r| {
             let (before, after) = (r.before.total(), r.after.total());

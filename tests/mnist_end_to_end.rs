@@ -22,10 +22,8 @@ fn train_small(loss: Loss, sweeps: usize) -> (f64, f64) {
 }
 
 fn train_arch(arch: Architecture, loss: Loss, sweeps: usize) -> (f64, f64) {
-    let cfg = BcdConfig {
-        loss,
-        ..Default::default()
-    };
+    let mut cfg = BcdConfig::default();
+    cfg.loss = loss;
     train_with(
         &common::mnist_dir(),
         arch,
@@ -121,11 +119,9 @@ fn small_resnet_learns_mnist() {
 #[test]
 fn small_resnet_from_a_ridge_head_keeps_its_accuracy() {
     let arch = Architecture::resnet(784, 256, 2, 10, Activation::Relu).unwrap();
-    let cfg = BcdConfig {
-        gamma: 10.0,
-        rho: 10.0,
-        ..Default::default()
-    };
+    let mut cfg = BcdConfig::default();
+    cfg.gamma = 10.0;
+    cfg.rho = 10.0;
     let (before, after) = train_with(
         &common::mnist_dir(),
         arch,

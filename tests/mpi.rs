@@ -87,13 +87,7 @@ fn case(name: &str) -> (Architecture, BcdConfig) {
     let mlp = Architecture::mlp(&[784, 48, 32, 10], Activation::Relu).unwrap();
     match name {
         "three" => (mlp, BcdConfig::default()),
-        "two" => (
-            mlp,
-            BcdConfig {
-                splitting: Splitting::Two,
-                ..Default::default()
-            },
-        ),
+        "two" => (mlp, BcdConfig::default().splitting(Splitting::Two)),
         "resnet" => (
             Architecture::resnet(784, 40, 2, 10, Activation::Relu).unwrap(),
             BcdConfig::default(),
@@ -215,12 +209,10 @@ fn minibatch_rank(comm: Arc<dyn Communicator>) {
     let layers = Network::of_architecture(&varmap, &arch).unwrap();
     // With inertia: every rank extrapolates its own copy of the weights, which must stay
     // identical.
-    let options = MiniBatchOptions {
-        batch_size: 150,
-        inner_sweeps: 2,
-        inertia: 0.8,
-        ..Default::default()
-    };
+    let mut options = MiniBatchOptions::default();
+    options.batch_size = 150;
+    options.inner_sweeps = 2;
+    options.inertia = 0.8;
     let mut bcd = MiniBatchBcd::new(&layers, cfg, options)
         .unwrap()
         .with_communicator(comm.clone())

@@ -74,17 +74,11 @@ fn every_cache_mode_matches_keep_and_the_direct_objective() {
         ),
         (
             Architecture::resnet(8, 10, 2, 3, Activation::Tanh).unwrap(),
-            BcdConfig {
-                alpha: 1.0,
-                ..BcdConfig::default()
-            },
+            BcdConfig::default().alpha(1.0),
         ),
         (
             Architecture::mlp(&[8, 16, 3], Activation::Relu).unwrap(),
-            BcdConfig {
-                splitting: Splitting::Two,
-                ..BcdConfig::default()
-            },
+            BcdConfig::default().splitting(Splitting::Two),
         ),
     ];
     for (arch, cfg) in cases {

@@ -107,13 +107,11 @@ fn one_sweep_matches_reference_deep_narrow_head() {
 #[test]
 fn one_sweep_matches_reference_wide_head_after_some_sweeps() {
     // d_{i+1} >= d_i everywhere: dense inverse path; also from a non-initial state, with ridge.
-    let cfg = BcdConfig {
-        gamma: 2.0,
-        rho: 0.5,
-        alpha: 1.0,
-        lambda: 0.1,
-        ..Default::default()
-    };
+    let mut cfg = BcdConfig::default();
+    cfg.gamma = 2.0;
+    cfg.rho = 0.5;
+    cfg.alpha = 1.0;
+    cfg.lambda = 0.1;
     check(&[5, 4, 7, 8], 30, cfg, 3);
 }
 
@@ -127,11 +125,7 @@ fn one_sweep_matches_reference_resnet() {
         arch,
         &res,
         40,
-        BcdConfig {
-            lambda: 0.05,
-            alpha: 1.0,
-            ..Default::default()
-        },
+        BcdConfig::default().lambda(0.05).alpha(1.0),
         2,
     );
 }

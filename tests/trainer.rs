@@ -40,12 +40,10 @@ fn setup() -> (Network, BcdOptimizer, EvalSet, candle_core::Tensor) {
 fn stops_on_the_tolerance_at_the_first_small_decrease() {
     let (net, mut opt, _, _) = setup();
     let tol = 1e-2;
-    let opts = TrainOptions {
-        max_iterations: 500,
-        tolerance: Some(tol),
-        eval_every: 0,
-        ..Default::default()
-    };
+    let mut opts = TrainOptions::default();
+    opts.max_iterations = 500;
+    opts.tolerance = Some(tol);
+    opts.eval_every = 0;
     let mut keep = Keep::default();
     let start = opt.objective().unwrap().total();
     let summary = trainer::train(&mut opt, &net, Evaluation::default(), &opts, &mut keep).unwrap();
@@ -70,12 +68,10 @@ fn stops_on_the_tolerance_at_the_first_small_decrease() {
 #[test]
 fn stops_at_the_time_limit_and_evaluates_only_what_is_asked() {
     let (net, mut opt, test, train_labels) = setup();
-    let opts = TrainOptions {
-        max_iterations: 50,
-        time_limit: Some(Duration::ZERO),
-        eval_every: 0,
-        ..Default::default()
-    };
+    let mut opts = TrainOptions::default();
+    opts.max_iterations = 50;
+    opts.time_limit = Some(Duration::ZERO);
+    opts.eval_every = 0;
     let mut keep = Keep::default();
     let eval = Evaluation {
         train_labels: None,
@@ -96,10 +92,8 @@ fn stops_at_the_time_limit_and_evaluates_only_what_is_asked() {
         train_labels: Some(&train_labels),
         test: None,
     };
-    let opts = TrainOptions {
-        max_iterations: 1,
-        ..Default::default()
-    };
+    let mut opts = TrainOptions::default();
+    opts.max_iterations = 1;
     trainer::train(&mut opt, &net, eval, &opts, &mut keep).unwrap();
     let train_acc = keep.0[0].train_accuracy.unwrap();
     let direct = net.accuracy(opt.inputs(), &train_labels).unwrap();

@@ -37,17 +37,14 @@ pub struct EvalSet {
 ///
 /// ```
 /// use candle_bcd::trainer::TrainOptions;
-/// let opts = TrainOptions {
-///     max_iterations: 20,
-///     tolerance: Some(1e-4),
-///     ..Default::default()
-/// };
+/// let opts = TrainOptions::default().max_iterations(20).tolerance(Some(1e-4));
 /// assert_eq!(opts.eval_every, 1);
 /// ```
 ///
 /// An iteration is a sweep (full batch) or an epoch (mini-batch); a step is a sweep or a
 /// batch.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TrainOptions {
     /// Most iterations to run (in addition to those already done). Default 50.
     pub max_iterations: usize,
@@ -81,6 +78,15 @@ impl Default for TrainOptions {
         }
     }
 }
+
+crate::config::setters!(TrainOptions {
+    max_iterations: usize,
+    tolerance: Option<f64>,
+    time_limit: Option<Duration>,
+    eval_every: usize,
+    checkpoint: Option<PathBuf>,
+    checkpoint_every: usize,
+});
 
 /// What the trainer measures accuracy on, besides training.
 #[derive(Debug, Clone, Copy, Default)]

@@ -170,15 +170,15 @@ impl Settings {
 
     /// `base` with every hyperparameter given here replacing its value.
     pub fn config(&self, base: BcdConfig, v_constraint: Option<VConstraint>) -> BcdConfig {
-        BcdConfig {
-            gamma: self.gamma.unwrap_or(base.gamma),
-            rho: self.rho.unwrap_or(base.rho),
-            alpha: self.alpha.unwrap_or(base.alpha),
-            lambda: self.lambda.unwrap_or(base.lambda),
-            v_constraint: v_constraint.unwrap_or(base.v_constraint),
-            splitting: self.splitting.unwrap_or(base.splitting),
-            loss: self.loss.unwrap_or(base.loss),
-        }
+        let v_constraint = v_constraint.unwrap_or(base.v_constraint);
+        BcdConfig::default()
+            .gamma(self.gamma.unwrap_or(base.gamma))
+            .rho(self.rho.unwrap_or(base.rho))
+            .alpha(self.alpha.unwrap_or(base.alpha))
+            .lambda(self.lambda.unwrap_or(base.lambda))
+            .v_constraint(v_constraint)
+            .splitting(self.splitting.unwrap_or(base.splitting))
+            .loss(self.loss.unwrap_or(base.loss))
     }
 
     /// The architecture from the flags; when resuming without --hidden/--arch, the checkpoint's.

@@ -157,13 +157,12 @@ fn check_mode_flags(set: &Settings, args: &TrainArgs, minibatch: bool) -> Result
 /// keeps its seed, which fixes the order of its batches.
 fn minibatch_options(set: &Settings, saved: Option<&MiniBatchOptions>) -> MiniBatchOptions {
     let base = saved.cloned().unwrap_or_default();
-    MiniBatchOptions {
-        batch_size: set.batch_size.unwrap_or(base.batch_size),
-        inner_sweeps: set.inner_sweeps.unwrap_or(base.inner_sweeps),
-        seed: saved.map_or(set.seed.unwrap_or(0), |o| o.seed),
-        gram_decay: set.gram_decay.unwrap_or(base.gram_decay),
-        inertia: set.inertia.unwrap_or(base.inertia),
-    }
+    MiniBatchOptions::default()
+        .batch_size(set.batch_size.unwrap_or(base.batch_size))
+        .inner_sweeps(set.inner_sweeps.unwrap_or(base.inner_sweeps))
+        .seed(saved.map_or(set.seed.unwrap_or(0), |o| o.seed))
+        .gram_decay(set.gram_decay.unwrap_or(base.gram_decay))
+        .inertia(set.inertia.unwrap_or(base.inertia))
 }
 
 /// Runs `candle-bcd train`: full-batch or mini-batch BCD through the library's one training
@@ -238,19 +237,19 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
         test: Some(&test_set),
     };
     let defaults = TrainOptions::default();
-    let opts = TrainOptions {
-        max_iterations: match minibatch {
+    let opts = TrainOptions::default()
+        .max_iterations(match minibatch {
             true => set.epochs.unwrap_or(1),
             false => set.iterations.unwrap_or(defaults.max_iterations),
-        },
-        tolerance: set.tolerance,
-        time_limit: set.time_limit.map(std::time::Duration::from_secs_f64),
-        eval_every: set
-            .eval_every
-            .unwrap_or(if minibatch { 0 } else { defaults.eval_every }),
-        checkpoint: args.checkpoint.clone(),
-        checkpoint_every: args.checkpoint_every,
-    };
+        })
+        .tolerance(set.tolerance)
+        .time_limit(set.time_limit.map(std::time::Duration::from_secs_f64))
+        .eval_every(
+            set.eval_every
+                .unwrap_or(if minibatch { 0 } else { defaults.eval_every }),
+        )
+        .checkpoint(args.checkpoint.clone())
+        .checkpoint_every(args.checkpoint_every);
     // The two methods, one of them built.
     let (mut full, mut mini) = (None, None);
     match minibatch {
