@@ -1,7 +1,7 @@
 //! The baseline a BCD run must beat: the network at initialisation with its hidden layers
 //! frozen and only the linear head fitted, in closed form.
 //!
-//! The head solves the same `W̃` subproblem as a BCD weight block (`blocks::weights_for`) with
+//! The head solves the same `W̃` subproblem as a BCD weight block (`Network::fit_head`) with
 //! target `Y` (one-hot), coupling 1 and no proximal term: ridge least squares
 //! `min_W̃ ½‖Y − H̃W̃ᵀ‖² + λ/2‖W‖²` on the frozen features `H` (the last hidden layer's forward
 //! output). If BCD's test accuracy is no better than this, its hidden blocks have not learned
