@@ -254,6 +254,7 @@ fn cli_rejects_bad_input_with_nonzero_exit_and_keeps_files() {
         ),
         (vec!["--resume", k], "keep.safetensors"),
         (vec!["--device", "cuda"], "cuda"),
+        (vec!["--residual-init", "zero"], "--residual-init"),
     ];
     for (extra, needle) in cases {
         let mut args = vec![

@@ -53,6 +53,34 @@ impl Network {
         Self::of_architecture(varmap, arch)
     }
 
+    /// Multiplies the weights of every residual layer by `factor` (biases unchanged), as an
+    /// initialisation step. With `K` residual layers `V_i = V_{i−1} + σ(U_i)`, an
+    /// initialisation that preserves each layer's variance lets the activations' variance grow
+    /// about `(1 + 1)` times per residual layer, `2^K` in all; branches scaled by
+    /// `1/√K` keep the growth near `(1 + 1/K)^K ≤ e`, and `0` starts every branch at its bias.
+    /// `docs/algorithm.md` ("Depth") gives the measured effect. Errors on a negative or
+    /// non-finite factor.
+    pub fn scale_residual_branches(&self, factor: f64) -> Result<()> {
+        if !(factor.is_finite() && factor >= 0.0) {
+            return Err(BcdError::InvalidHyperparameter {
+                name: "residual_scale",
+                value: factor,
+                reason: "must be finite and >= 0",
+            });
+        }
+        for l in (0..self.len()).filter(|&l| self.arch.is_residual(l)) {
+            self.weights[l].set(&(self.weight(l) * factor)?)?;
+        }
+        Ok(())
+    }
+
+    /// Number of residual layers `K`.
+    pub fn residual_layers(&self) -> usize {
+        (0..self.len())
+            .filter(|&l| self.arch.is_residual(l))
+            .count()
+    }
+
     /// Sets the linear head to the ridge least-squares fit of targets `y` (`[N, d_L]`, e.g.
     /// one-hot) on the network's current [`features`](Self::features) of `x` (see the module
     /// documentation). The hidden layers are unchanged. Used as a head initialisation before an
@@ -206,6 +234,29 @@ mod tests {
         let head = kernels::linear(&f, net.weight(3), net.bias(3)).unwrap();
         let diff = kernels::max_abs_diff(&head, &net.logits(&x).unwrap());
         assert!(diff < 1e-6, "{diff}");
+    }
+
+    /// Only the residual layers' weights are scaled, by exactly the factor; a negative factor
+    /// is refused.
+    #[test]
+    fn scaling_touches_the_residual_branches_only() {
+        let dev = Device::Cpu;
+        let arch = Architecture::resnet(5, 6, 3, 2, Activation::Relu).unwrap();
+        let net = Network::init(&arch, &VarMap::new(), WeightInit::Kaiming, 4, &dev).unwrap();
+        assert_eq!(net.residual_layers(), 3);
+        let before: Vec<Vec<f32>> = (0..net.len())
+            .map(|l| net.weight(l).flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
+        net.scale_residual_branches(0.25).unwrap();
+        for (l, old) in before.iter().enumerate() {
+            let new: Vec<f32> = net.weight(l).flatten_all().unwrap().to_vec1().unwrap();
+            let factor = if arch.is_residual(l) { 0.25 } else { 1.0 };
+            for (a, b) in new.iter().zip(old) {
+                assert_eq!(*a, b * factor, "layer {l}");
+            }
+        }
+        assert!(net.scale_residual_branches(-1.0).is_err());
+        assert!(net.scale_residual_branches(f64::NAN).is_err());
     }
 
     /// Re-initialising a `VarMap` that a model already reads changes that model's weights

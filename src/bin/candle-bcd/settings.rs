@@ -28,6 +28,29 @@ pub enum HeadInitArg {
     Ridge,
 }
 
+/// How the residual branches start.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResidualInitArg {
+    /// As --init gives them.
+    Plain,
+    /// Weights scaled by 1/√K (K residual layers).
+    Depth,
+    /// Weights zero: each branch starts at its bias.
+    Zero,
+}
+
+impl ResidualInitArg {
+    /// The factor for a network of `k` residual layers.
+    pub fn factor(self, k: usize) -> f64 {
+        match self {
+            ResidualInitArg::Plain => 1.0,
+            ResidualInitArg::Depth => 1.0 / (k.max(1) as f64).sqrt(),
+            ResidualInitArg::Zero => 0.0,
+        }
+    }
+}
+
 /// Declares [`Settings`] once: each field is a `train` flag and a preset key of the same name
 /// (every one optional), and [`Settings::or`] fills the fields not given from another source.
 macro_rules! settings {
@@ -115,6 +138,11 @@ settings! {
     /// form to the initial network's features before the lifted state is set.
     #[arg(long, value_enum)]
     head_init: HeadInitArg,
+    /// Residual branches on a fresh start: plain (as --init gives them), depth (scaled by
+    /// 1/√K for K residual layers, so deep ResNets start at a moderate scale) or zero
+    /// [default: plain].
+    #[arg(long, value_enum)]
+    residual_init: ResidualInitArg,
     /// Ridge weight of --head-init ridge [default: 1].
     #[arg(long, allow_negative_numbers = true)]
     head_lambda: f64,

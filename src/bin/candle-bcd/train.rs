@@ -115,6 +115,13 @@ impl ModelSetup {
                 config.validate()?;
                 let init = set.init.unwrap_or_default();
                 let network = Network::init(&arch, &varmap, init, set.seed.unwrap_or(0), device)?;
+                if let Some(residual) = set.residual_init {
+                    let k = network.residual_layers();
+                    if k == 0 {
+                        anyhow::bail!("--residual-init applies to networks with residual layers (--arch resnet)");
+                    }
+                    network.scale_residual_branches(residual.factor(k))?;
+                }
                 if set.head_init == Some(HeadInitArg::Ridge) {
                     let lambda = set.head_lambda.unwrap_or(1.0);
                     network.fit_head_distributed(x, y, lambda, &*ranks.comm())?;
