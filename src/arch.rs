@@ -85,7 +85,16 @@ impl Architecture {
     }
 
     /// Marks layers as residual; each must be hidden and keep its width.
-    pub(crate) fn with_residual(mut self, residual: Vec<bool>) -> Result<Self> {
+    pub(crate) fn with_residual(self, residual: Vec<bool>) -> Result<Self> {
+        self.with_residual_named(residual, |l| l.to_string())
+    }
+
+    /// [`Self::with_residual`], its errors calling layer index `l` by `name(l)`.
+    pub(crate) fn with_residual_named(
+        mut self,
+        residual: Vec<bool>,
+        name: impl Fn(usize) -> String,
+    ) -> Result<Self> {
         if residual.is_empty() {
             return Ok(self);
         }
@@ -100,7 +109,8 @@ impl Architecture {
             let (n, m) = self.layer_dims(l);
             if r && (l + 1 == self.num_layers() || n != m) {
                 return Err(BcdError::InvalidArchitecture(format!(
-                    "layer {l} ({n} → {m}) cannot be residual: residual layers are hidden and keep their width"
+                    "layer {} ({n} → {m}) cannot be residual: residual layers are hidden and keep their width",
+                    name(l)
                 )));
             }
         }

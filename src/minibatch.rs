@@ -402,13 +402,7 @@ impl MiniBatchBcd {
         y: &Tensor,
         mut on_batch: impl FnMut(&BatchReport) -> Result<()>,
     ) -> Result<()> {
-        if y.dim(0)? != x.dim(0)? {
-            return Err(BcdError::ShapeMismatch {
-                name: "targets".into(),
-                expected: vec![x.dim(0)?, self.layers.architecture().output_dim()],
-                got: y.dims().to_vec(),
-            });
-        }
+        self.check_targets(x, y)?;
         let mut pending = std::collections::VecDeque::new();
         loop {
             let (report, epoch_end) = self.next_batch(x, y, &mut pending)?;
@@ -417,6 +411,19 @@ impl MiniBatchBcd {
                 return Ok(());
             }
         }
+    }
+
+    /// Checks that targets `y` have a row for every row of inputs `x`.
+    pub(crate) fn check_targets(&self, x: &Tensor, y: &Tensor) -> Result<()> {
+        let n = x.dim(0)?;
+        if y.dim(0)? != n {
+            return Err(BcdError::ShapeMismatch {
+                name: "targets".into(),
+                expected: vec![n, self.layers.architecture().output_dim()],
+                got: y.dims().to_vec(),
+            });
+        }
+        Ok(())
     }
 
     /// Runs the next batch of the current epoch (`pending` holds the epoch's batches not yet

@@ -220,22 +220,8 @@ impl Network {
             flags[l] = true;
         }
         let arch = Architecture::mlp(self.arch.widths(), self.arch.activation())?;
-        self.arch = arch.with_residual(flags).map_err(|e| match e {
-            BcdError::InvalidArchitecture(why) => {
-                BcdError::InvalidArchitecture(self.name_layers(&why))
-            }
-            e => e,
-        })?;
+        self.arch = arch.with_residual_named(flags, |l| self.names[l].clone())?;
         Ok(self)
-    }
-
-    /// `why` with "layer {l}" replaced by the layer's name.
-    fn name_layers(&self, why: &str) -> String {
-        let mut out = why.to_owned();
-        for (l, name) in self.names.iter().enumerate().rev() {
-            out = out.replace(&format!("layer {l} "), &format!("layer {name} "));
-        }
-        out
     }
 
     /// The network these layers form: widths, activation, residual layers.

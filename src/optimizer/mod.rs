@@ -489,7 +489,8 @@ impl BcdOptimizer {
         self.remember_weights()?;
         let [lifted] = comm::sum(&*self.comm, [change.lifted]);
 
-        let objective = self.objective()?;
+        // The weights are those just remembered: no need to compare them again.
+        let objective = self.current_objective()?;
         if let Some(part) = objective.non_finite_part() {
             return Err(BcdError::NonFinite {
                 iteration: self.state.iteration,
@@ -508,7 +509,12 @@ impl BcdOptimizer {
     /// [`Self::step`] when the weights were changed outside the optimizer's steps.
     pub fn objective(&self) -> Result<ObjectiveParts> {
         comm::agree(&*self.comm, self.check_weights_unchanged())?;
-        let (weights, _) = self.layer_tensors();
+        self.current_objective()
+    }
+
+    /// `Φ` at the current blocks, the weights known to be the optimizer's own.
+    fn current_objective(&self) -> Result<ObjectiveParts> {
+        let (weights, _) = self.layers.tensors();
         let lifted = Lifted {
             y: &self.y,
             x: &self.x,
@@ -586,7 +592,7 @@ impl BcdOptimizer {
     /// this costs one product fewer than [`Network::logits`](crate::Network::logits) on the same
     /// inputs, with the same result.
     pub fn training_logits(&self) -> Result<Tensor> {
-        let (weights, biases) = self.layer_tensors();
+        let (weights, biases) = self.layers.tensors();
         let h = layer_output(self.layers.architecture(), 0, &self.product(0)?, &self.x)?;
         crate::network::forward::forward_from(self.layers.architecture(), &weights, &biases, 1, h)
     }
@@ -595,7 +601,7 @@ impl BcdOptimizer {
     /// (this rank's rows; the accuracy is over all ranks' rows), in blocks of rows, reusing the
     /// kept `Z_1` as [`Self::training_logits`] does.
     pub fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {
-        let (weights, biases) = self.layer_tensors();
+        let (weights, biases) = self.layers.tensors();
         let correct = crate::network::forward::blocked_correct(
             self.layers.architecture(),
             &weights,
@@ -606,15 +612,6 @@ impl BcdOptimizer {
         )?;
         let [correct] = comm::sum(&*self.comm, [correct]);
         Ok(correct / self.total_rows as f64)
-    }
-
-    /// The current `W_l` and `b_l` as tensors.
-    fn layer_tensors(&self) -> (Vec<Tensor>, Vec<Tensor>) {
-        let tensors = |vars: &[Var]| vars.iter().map(|v| v.as_tensor().clone()).collect();
-        (
-            tensors(self.layers.weight_vars()),
-            tensors(self.layers.bias_vars()),
-        )
     }
 
     /// The layers being trained (their `Var`s are updated in place by [`Self::step`]).

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::checkpoint;
 use crate::comm::Communicator;
-use crate::error::{BcdError, Result};
+use crate::error::Result;
 use crate::minibatch::MiniBatchBcd;
 use crate::network::Network;
 use crate::objective::ObjectiveParts;
@@ -129,14 +129,7 @@ impl<'a> MiniBatchRun<'a> {
     /// Mini-batch BCD `bcd` on this rank's inputs `x` (`[N, d_0]`) and targets `y`
     /// (`[N, d_L]`), from the epoch it stands at.
     pub fn new(bcd: &'a mut MiniBatchBcd, x: &'a Tensor, y: &'a Tensor) -> Result<Self> {
-        let n = x.dim(0)?;
-        if y.dim(0)? != n {
-            return Err(BcdError::ShapeMismatch {
-                name: "targets".into(),
-                expected: vec![n, bcd.layers().architecture().output_dim()],
-                got: y.dims().to_vec(),
-            });
-        }
+        bcd.check_targets(x, y)?;
         Ok(Self {
             bcd,
             x,

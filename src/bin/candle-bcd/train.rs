@@ -6,7 +6,9 @@ use anyhow::{Context, Result};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::trainer::{self, EvalSet, Evaluation, MiniBatchRun, TrainOptions};
-use candle_bcd::{checkpoint, BcdConfig, BcdOptimizer, Network, ProductCache, VConstraint};
+use candle_bcd::{
+    checkpoint, BcdConfig, BcdOptimizer, LiftedState, Network, ProductCache, Tensor, VConstraint,
+};
 use candle_nn::VarMap;
 use clap::Args;
 
@@ -172,6 +174,63 @@ fn minibatch_options(set: &Settings, saved: Option<&MiniBatchOptions>) -> MiniBa
         .inertia(set.inertia.unwrap_or(base.inertia))
 }
 
+/// Mini-batch BCD on `setup`'s network, resumed from `progress` when given.
+fn minibatch_bcd(
+    set: &Settings,
+    setup: ModelSetup,
+    progress: Option<checkpoint::MiniBatchProgress>,
+    ranks: &Ranks,
+    n: usize,
+) -> Result<MiniBatchBcd> {
+    // Mini-batch runs are for memory-bound data: freed buffers go back to the OS at once.
+    crate::alloc::reuse_freed_memory(false);
+    let options = minibatch_options(set, progress.as_ref().map(|p| &p.options));
+    let mut bcd = MiniBatchBcd::new(&setup.network, setup.config, options)?
+        .with_communicator(ranks.comm())?;
+    if let Some(p) = progress {
+        bcd = bcd.resume_at(p.epochs, p.batches);
+        if !p.memory.is_empty() {
+            bcd = bcd.with_memory(p.memory)?;
+        }
+        if !p.previous.is_empty() {
+            bcd = bcd.with_previous_weights(p.previous)?;
+        }
+    }
+    if ranks.is_root() {
+        let o = bcd.options();
+        println!(
+            "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, inertia {}, from epoch {}",
+            o.batch_size, o.inner_sweeps, o.gram_decay, o.inertia, bcd.epochs_done()
+        );
+    }
+    Ok(bcd)
+}
+
+/// The full-batch optimizer on `setup`'s network: from a forward pass, or from the lifted
+/// `state` of the checkpoint at the given path.
+fn full_batch_optimizer(
+    setup: ModelSetup,
+    x: &Tensor,
+    y: &Tensor,
+    state: Option<(LiftedState, &PathBuf)>,
+    low_memory: bool,
+    ranks: &Ranks,
+) -> Result<BcdOptimizer> {
+    let (net, config, comm) = (&setup.network, setup.config, ranks.comm());
+    let opt = match state {
+        Some((state, path)) => {
+            BcdOptimizer::from_state_distributed(net, x.clone(), y.clone(), config, state, comm)
+                .with_context(|| format!("resuming from {}", path.display()))?
+        }
+        None => BcdOptimizer::new_distributed(net, x.clone(), y.clone(), config, comm)?,
+    };
+    crate::alloc::reuse_freed_memory(!low_memory);
+    Ok(opt.with_product_cache(match low_memory {
+        true => ProductCache::KeepFirst,
+        false => ProductCache::Keep,
+    }))
+}
+
 /// Runs `candle-bcd train`: full-batch or mini-batch BCD through the library's one training
 /// loop.
 pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
@@ -257,74 +316,29 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
         )
         .checkpoint(args.checkpoint.clone())
         .checkpoint_every(args.checkpoint_every);
-    // The two methods, one of them built.
-    let (mut full, mut mini) = (None, None);
-    match minibatch {
+    // One of the two methods, built and borrowed for the run.
+    let (mut opt, mut bcd, mut run);
+    let method: &mut dyn trainer::Method = match minibatch {
         true => {
-            // Mini-batch runs are for memory-bound data: freed buffers go back to the OS at once.
-            crate::alloc::reuse_freed_memory(false);
             let progress = match ckpt {
                 Some(checkpoint::Checkpoint::MiniBatch(c)) => Some(c.progress),
                 _ => None,
             };
-            let options = minibatch_options(set, progress.as_ref().map(|p| &p.options));
-            let mut bcd = MiniBatchBcd::new(&setup.network, setup.config, options)?
-                .with_communicator(comm.clone())?;
-            if let Some(p) = progress {
-                bcd = bcd.resume_at(p.epochs, p.batches);
-                if !p.memory.is_empty() {
-                    bcd = bcd.with_memory(p.memory)?;
-                }
-                if !p.previous.is_empty() {
-                    bcd = bcd.with_previous_weights(p.previous)?;
-                }
-            }
-            if ranks.is_root() {
-                let o = bcd.options();
-                println!(
-                    "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, inertia {}, from epoch {}",
-                    o.batch_size, o.inner_sweeps, o.gram_decay, o.inertia, bcd.epochs_done()
-                );
-            }
-            mini = Some(bcd);
-        }
-        false => {
-            let opt = match (ckpt, &args.resume) {
-                (Some(checkpoint::Checkpoint::FullBatch(ckpt)), Some(path)) => {
-                    let state = checkpoint::load_rank_state(path, &ckpt, &*comm, rows, &device)?;
-                    BcdOptimizer::from_state_distributed(
-                        &setup.network,
-                        x.clone(),
-                        y.clone(),
-                        setup.config,
-                        state,
-                        comm.clone(),
-                    )
-                    .with_context(|| format!("resuming from {}", path.display()))?
-                }
-                _ => BcdOptimizer::new_distributed(
-                    &setup.network,
-                    x.clone(),
-                    y.clone(),
-                    setup.config,
-                    comm.clone(),
-                )?,
-            };
-            crate::alloc::reuse_freed_memory(!args.low_memory);
-            full = Some(opt.with_product_cache(match args.low_memory {
-                true => ProductCache::KeepFirst,
-                false => ProductCache::Keep,
-            }));
-        }
-    }
-    let mut run;
-    let method: &mut dyn trainer::Method = match (&mut full, &mut mini) {
-        (Some(opt), _) => opt,
-        (None, Some(bcd)) => {
-            run = MiniBatchRun::new(bcd, &x, &y)?;
+            bcd = minibatch_bcd(set, setup, progress, ranks, n)?;
+            run = MiniBatchRun::new(&mut bcd, &x, &y)?;
             &mut run
         }
-        (None, None) => unreachable!("one method is built above"),
+        false => {
+            let state = match (ckpt, &args.resume) {
+                (Some(checkpoint::Checkpoint::FullBatch(ckpt)), Some(path)) => Some((
+                    checkpoint::load_rank_state(path, &ckpt, &*comm, rows, &device)?,
+                    path,
+                )),
+                _ => None,
+            };
+            opt = full_batch_optimizer(setup, &x, &y, state, args.low_memory, ranks)?;
+            &mut opt
+        }
     };
     // Only rank 0 reports: progress, metrics, plots and the result.
     if !ranks.is_root() {
