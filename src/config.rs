@@ -18,6 +18,8 @@
 //! | `loss` | `Squared` | loss on the lifted output | see [`Loss`] |
 //! | `v_constraint` | `None` | constraint on hidden `V_i` | see [`VConstraint`] |
 //! | `splitting` | `Three` | lifted formulation | see [`Splitting`] (two-splitting needs `α > 0`) |
+//! | `cg_iterations` | 10 | most conjugate-gradient iterations of an activation block under an image layer | any (0 leaves the block unchanged) |
+//! | `cg_tolerance` | 1e-3 | relative residual that ends those iterations early | `≥ 0`, finite |
 //!
 //! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`). The weight
 //! initialisation ([`WeightInit`] and its seed) is not an optimizer setting: it belongs where
@@ -55,6 +57,8 @@ setters!(BcdConfig {
     loss: Loss,
     splitting: Splitting,
     v_constraint: VConstraint,
+    cg_iterations: usize,
+    cg_tolerance: f64,
 });
 
 /// Which lifted formulation the sweep minimises.
@@ -222,6 +226,20 @@ pub struct BcdConfig {
     /// Constraint on the hidden activations `V_i`.
     #[serde(default)]
     pub v_constraint: VConstraint,
+    /// Most conjugate-gradient iterations of an activation block under an image layer.
+    #[serde(default = "default_cg_iterations")]
+    pub cg_iterations: usize,
+    /// Relative residual at which those conjugate-gradient solves stop early.
+    #[serde(default = "default_cg_tolerance")]
+    pub cg_tolerance: f64,
+}
+
+fn default_cg_iterations() -> usize {
+    10
+}
+
+fn default_cg_tolerance() -> f64 {
+    1e-3
 }
 
 impl Default for BcdConfig {
@@ -234,6 +252,8 @@ impl Default for BcdConfig {
             loss: Loss::Squared,
             splitting: Splitting::Three,
             v_constraint: VConstraint::None,
+            cg_iterations: default_cg_iterations(),
+            cg_tolerance: default_cg_tolerance(),
         }
     }
 }
@@ -267,6 +287,7 @@ impl BcdConfig {
         check("rho", self.rho, true)?;
         check("alpha", self.alpha, false)?;
         check("lambda", self.lambda, false)?;
+        check("cg_tolerance", self.cg_tolerance, false)?;
         if let VConstraint::Box { lo, hi } = self.v_constraint {
             if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
                 return Err(BcdError::InvalidHyperparameter {

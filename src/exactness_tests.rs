@@ -12,10 +12,10 @@ use dense::{rand_m, M};
 use reference::Hp;
 
 #[path = "../tests/common/dense.rs"]
-mod dense;
+pub(crate) mod dense;
 #[path = "../tests/common/reference.rs"]
 #[allow(dead_code)] // the sweep-level reference serves the integration tests
-mod reference;
+pub(crate) mod reference;
 
 fn cfg() -> BcdConfig {
     BcdConfig::default()

@@ -530,10 +530,10 @@ impl SavedModel {
     pub fn network(&self, varmap: &VarMap) -> Result<Network> {
         let mut tensors = Vec::new();
         for (l, prefix) in self.layer_names.iter().enumerate() {
-            let (n, m) = self.architecture.layer_dims(l);
+            let shape = self.architecture.weight_shape(l);
             for (name, expected) in [
-                (format!("{prefix}.weight"), vec![m, n]),
-                (format!("{prefix}.bias"), vec![m]),
+                (format!("{prefix}.weight"), shape.clone()),
+                (format!("{prefix}.bias"), vec![shape[0]]),
             ] {
                 let t = &self.weights[&name];
                 if t.dims() != expected.as_slice() {

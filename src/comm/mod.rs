@@ -77,6 +77,17 @@ pub(crate) fn sum<const K: usize>(comm: &dyn Communicator, mut parts: [f64; K]) 
     parts
 }
 
+/// The largest of every rank's `local` (each rank's value summed into its own slot).
+pub(crate) fn max(comm: &dyn Communicator, local: f64) -> f64 {
+    if comm.size() == 1 {
+        return local;
+    }
+    let mut all = vec![0f64; comm.size()];
+    all[comm.rank()] = local;
+    comm.sum_f64(&mut all);
+    all.into_iter().fold(f64::NEG_INFINITY, f64::max)
+}
+
 /// Makes every rank learn whether any rank's `local` failed: a failed rank keeps its own error,
 /// the others get [`BcdError::Distributed`] naming the first failed rank. Call it where ranks
 /// check their own data before a collective, so that one bad share ends every rank instead of

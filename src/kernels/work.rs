@@ -50,6 +50,17 @@ impl Work {
         Ok(Work::Device(elementwise::map_row(inputs, row, f)?))
     }
 
+    /// A finished `N × d` matrix as a buffer to update in place (copied to host memory on
+    /// the CPU).
+    pub fn from_tensor(t: Tensor) -> Result<Self> {
+        if fused(&t) {
+            let (rows, cols) = t.dims2()?;
+            let data = t.flatten_all()?.to_vec1::<f32>()?;
+            return Ok(Work::Host { data, rows, cols });
+        }
+        Ok(Work::Device(t))
+    }
+
     /// The affine map of a layer, `x Wᵀ + 1bᵀ`.
     pub fn affine(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Self> {
         if [x, w, b].iter().all(|t| fused(t)) {

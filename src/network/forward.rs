@@ -52,7 +52,7 @@ pub(crate) fn forward_range(
     mut h: Tensor,
 ) -> Result<Tensor> {
     for l in layers {
-        let u = kernels::linear(&h, &weights[l], &biases[l])?;
+        let u = crate::conv::affine(arch, l, &h, &weights[l], &biases[l])?;
         h = layer_output(arch, l, &u, &h)?;
     }
     Ok(h)

@@ -13,6 +13,7 @@ use crate::arch::Architecture;
 use crate::blocks::{AugmentedGram, NormalSums};
 use crate::comm::{Communicator, SingleProcess};
 use crate::config::WeightInit;
+use crate::conv;
 use crate::error::{BcdError, Result};
 
 /// Rows per block of the head fit's normal sums.
@@ -33,16 +34,19 @@ impl Network {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut tensors = Vec::new();
         for l in 0..arch.num_layers() {
-            let (n, m) = arch.layer_dims(l);
-            let (std, bias) = init.std_and_bias(n, m);
+            let shape = arch.weight_shape(l);
+            let (fan_in, fan_out) = arch.fans(l);
+            let (std, bias) = init.std_and_bias(fan_in, fan_out);
             let normal = Normal::new(0.0, std).map_err(|e| {
                 BcdError::InvalidArchitecture(format!("weight init of layer {l}: {e}"))
             })?;
-            let w: Vec<f32> = (0..m * n).map(|_| normal.sample(&mut rng) as f32).collect();
+            let count: usize = shape.iter().product();
+            let w: Vec<f32> = (0..count).map(|_| normal.sample(&mut rng) as f32).collect();
+            let m = shape[0];
             let prefix = Architecture::layer_prefix(l);
             tensors.push((
                 format!("{prefix}.weight"),
-                Tensor::from_vec(w, (m, n), device)?,
+                Tensor::from_vec(w, shape, device)?,
             ));
             tensors.push((
                 format!("{prefix}.bias"),
@@ -114,7 +118,8 @@ impl Network {
         for start in (0..n).step_by(HEAD_FIT_ROWS) {
             let rows = HEAD_FIT_ROWS.min(n - start);
             let h = self.features(&x.narrow(0, start, rows)?)?;
-            let part = NormalSums::new(AugmentedGram::new(&h)?, &h, &y.narrow(0, start, rows)?)?;
+            let (h, t) = conv::weight_problem(&self.arch, head, &h, &y.narrow(0, start, rows)?)?;
+            let part = NormalSums::new(AugmentedGram::new(&h)?, &h, &t)?;
             match &mut sums {
                 Some(s) => s.decay_add(1.0, &part),
                 None => sums = Some(part),
@@ -124,13 +129,13 @@ impl Network {
             Some(s) => s,
             // No rows on this rank: the sums of none.
             None => {
-                let h = self.features(x)?;
-                NormalSums::new(AugmentedGram::new(&h)?, &h, y)?
+                let (h, t) = conv::weight_problem(&self.arch, head, &self.features(x)?, y)?;
+                NormalSums::new(AugmentedGram::new(&h)?, &h, &t)?
             }
         };
         let (w, b) =
             crate::blocks::ridge_solve(sums, lambda, "head initialisation", comm, x.device())?;
-        self.weights[head].set(&w)?;
+        self.weights[head].set(&w.reshape(self.arch.weight_shape(head))?)?;
         self.biases[head].set(&b)?;
         Ok(())
     }

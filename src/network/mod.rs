@@ -74,51 +74,20 @@ impl Network {
             .into_iter()
             .map(|p| p.as_ref().to_owned())
             .collect();
-        if names.is_empty() {
-            return Err(BcdError::InvalidArchitecture(
-                "no layers given: name at least one linear layer".into(),
-            ));
-        }
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
-        let (mut weights, mut biases, mut widths) = (Vec::new(), Vec::new(), Vec::new());
-        for name in &names {
-            let w = data
-                .get(&format!("{name}.weight"))
-                .cloned()
-                .ok_or_else(|| BcdError::MissingTensor(format!("{name}.weight")))?;
+        let (weights, biases) = fetch_layers(varmap, &names)?;
+        let mut widths = Vec::new();
+        for ((name, w), b) in names.iter().zip(&weights).zip(&biases) {
             let &[out, inp] = w.dims() else {
                 return Err(unsupported(
                     name,
                     format!(
-                        "its weight has shape {:?}; only linear layers (2-D weights [out, in]) \
-                         train",
+                        "its weight has shape {:?}; Network::from_varmap reads linear layers \
+                         (2-D weights [out, in]); describe a convolutional network with \
+                         Architecture::cnn and use Network::from_varmap_as",
                         w.dims()
                     ),
                 ));
             };
-            let b = data.get(&format!("{name}.bias")).cloned().ok_or_else(|| {
-                unsupported(
-                    name,
-                    format!("it has no {name}.bias; layers without a bias do not train"),
-                )
-            })?;
-            for (what, var) in [("weight", &w), ("bias", &b)] {
-                if var.dtype() != DType::F32 {
-                    return Err(unsupported(
-                        name,
-                        format!("{name}.{what} is {:?}; BCD trains f32 weights", var.dtype()),
-                    ));
-                }
-                if !var.device().same_device(w.device()) {
-                    return Err(BcdError::Device {
-                        device: format!("{:?}", var.device().location()),
-                        reason: format!("{name}.{what} is not on {name}.weight's device"),
-                    });
-                }
-            }
             match widths.last() {
                 Some(&prev) if inp != prev => {
                     return Err(BcdError::ShapeMismatch {
@@ -130,18 +99,9 @@ impl Network {
                 Some(_) => {}
                 None => widths.push(inp),
             }
-            if b.dims() != [out] {
-                return Err(BcdError::ShapeMismatch {
-                    name: format!("{name}.bias"),
-                    expected: vec![out],
-                    got: b.dims().to_vec(),
-                });
-            }
+            check_shape(&format!("{name}.bias"), b, &[out])?;
             widths.push(out);
-            weights.push(w);
-            biases.push(b);
         }
-        drop(data);
         let arch = Architecture::mlp(&widths, Activation::Relu)
             .map_err(|e| BcdError::InvalidArchitecture(format!("layers {names:?}: {e}")))?;
         Ok(Self {
@@ -152,13 +112,33 @@ impl Network {
         })
     }
 
-    /// The layers `names` of `varmap` forming `arch` (its activation and residual layers
-    /// included). Errors if `varmap` does not hold them with `arch`'s shapes.
-    pub(crate) fn from_varmap_as(
-        varmap: &VarMap,
-        names: &[String],
-        arch: &Architecture,
-    ) -> Result<Self> {
+    /// The layers `names` of `varmap` forming `arch` (its activation, residual and image layers
+    /// included): the way to train a convolutional model of one's own, whose weights cannot
+    /// tell its input size, strides, paddings or pooling. `names[l]` is layer index `l`
+    /// (pooling stages have no name). Errors name the tensor whose shape is not
+    /// [`Architecture::weight_shape`] (or `[out]` for a bias), and a layer whose weights are
+    /// missing, not `f32` or without a bias.
+    ///
+    /// ```
+    /// use candle_bcd::{Activation, Architecture, Conv2d, Image, Network, Stage};
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
+    /// # fn main() -> candle_bcd::Result<()> {
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let same = Conv2dConfig { padding: 1, ..Default::default() };
+    /// candle_nn::conv2d(1, 8, 3, same, vb.pp("conv1"))?;
+    /// candle_nn::linear(8 * 14 * 14, 10, vb.pp("fc"))?;
+    /// let arch = Architecture::cnn(
+    ///     Image::new(1, 28, 28),
+    ///     &[Stage::Conv2d(Conv2d::same(8, 3)), Stage::AvgPool(2), Stage::Linear(10)],
+    ///     Activation::Relu,
+    /// )?;
+    /// let net = Network::from_varmap_as(&varmap, &["conv1".into(), "fc".into()], &arch)?;
+    /// assert_eq!(net.weight(0).dims(), [8, 1, 3, 3]);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_varmap_as(varmap: &VarMap, names: &[String], arch: &Architecture) -> Result<Self> {
         if names.len() != arch.num_layers() {
             return Err(BcdError::InvalidArchitecture(format!(
                 "{} layer names for an architecture of {} layers",
@@ -166,21 +146,17 @@ impl Network {
                 arch.num_layers()
             )));
         }
-        let net = Self::from_varmap(varmap, names)?;
+        let (weights, biases) = fetch_layers(varmap, names)?;
         for (l, name) in names.iter().enumerate() {
-            let (n, m) = arch.layer_dims(l);
-            let got = net.weights[l].dims();
-            if got != [m, n] {
-                return Err(BcdError::ShapeMismatch {
-                    name: format!("{name}.weight"),
-                    expected: vec![m, n],
-                    got: got.to_vec(),
-                });
-            }
+            let shape = arch.weight_shape(l);
+            check_shape(&format!("{name}.weight"), &weights[l], &shape)?;
+            check_shape(&format!("{name}.bias"), &biases[l], &shape[..1])?;
         }
         Ok(Self {
+            names: names.to_vec(),
+            weights,
+            biases,
             arch: arch.clone(),
-            ..net
         })
     }
 
@@ -195,8 +171,7 @@ impl Network {
 
     /// Sets the hidden activation `σ` (applied after every layer but the last).
     pub fn activation(mut self, activation: Activation) -> Result<Self> {
-        let residual = self.residual_flags();
-        self.arch = Architecture::mlp(self.arch.widths(), activation)?.with_residual(residual)?;
+        self.arch = self.arch.clone().with_activation(activation)?;
         Ok(self)
     }
 
@@ -219,7 +194,7 @@ impl Network {
             })?;
             flags[l] = true;
         }
-        let arch = Architecture::mlp(self.arch.widths(), self.arch.activation())?;
+        let arch = self.arch.clone();
         self.arch = arch.with_residual_named(flags, |l| self.names[l].clone())?;
         Ok(self)
     }
@@ -308,19 +283,68 @@ impl Network {
         let correct = forward::blocked_correct(&self.arch, &w, &b, x, None, labels)?;
         Ok(correct / x.dim(0)?.max(1) as f64)
     }
-
-    /// The residual flag of every layer.
-    fn residual_flags(&self) -> Vec<bool> {
-        (0..self.names.len())
-            .map(|l| self.arch.is_residual(l))
-            .collect()
-    }
 }
 
 impl Module for Network {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         self.logits(xs).map_err(candle_core::Error::wrap)
     }
+}
+
+/// The weight and bias `Var`s under each of `names`: present, `f32`, on one device. Errors
+/// name the layer at fault.
+fn fetch_layers(varmap: &VarMap, names: &[String]) -> Result<(Vec<Var>, Vec<Var>)> {
+    if names.is_empty() {
+        return Err(BcdError::InvalidArchitecture(
+            "no layers given: name at least one layer".into(),
+        ));
+    }
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap mutex poisoned".into()))?;
+    let (mut weights, mut biases) = (Vec::new(), Vec::new());
+    for name in names {
+        let w = data
+            .get(&format!("{name}.weight"))
+            .cloned()
+            .ok_or_else(|| BcdError::MissingTensor(format!("{name}.weight")))?;
+        let b = data.get(&format!("{name}.bias")).cloned().ok_or_else(|| {
+            unsupported(
+                name,
+                format!("it has no {name}.bias; layers without a bias do not train"),
+            )
+        })?;
+        for (what, var) in [("weight", &w), ("bias", &b)] {
+            if var.dtype() != DType::F32 {
+                return Err(unsupported(
+                    name,
+                    format!("{name}.{what} is {:?}; BCD trains f32 weights", var.dtype()),
+                ));
+            }
+            if !var.device().same_device(w.device()) {
+                return Err(BcdError::Device {
+                    device: format!("{:?}", var.device().location()),
+                    reason: format!("{name}.{what} is not on {name}.weight's device"),
+                });
+            }
+        }
+        weights.push(w);
+        biases.push(b);
+    }
+    Ok((weights, biases))
+}
+
+/// [`BcdError::ShapeMismatch`] naming `name` unless `t` has shape `expected`.
+fn check_shape(name: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
+    if t.dims() == expected {
+        return Ok(());
+    }
+    Err(BcdError::ShapeMismatch {
+        name: name.to_owned(),
+        expected: expected.to_vec(),
+        got: t.dims().to_vec(),
+    })
 }
 
 /// A [`BcdError::UnsupportedLayer`] for layer `name`.

@@ -87,7 +87,10 @@ impl BcdOptimizer {
 
     /// `Z_l` computed anew into a [`Work`] buffer (for an update that consumes it).
     pub(crate) fn product_buffer(&self, l: usize) -> Result<Work> {
-        Work::affine(self.input(l), self.layers.weight(l), self.layers.bias(l))
+        match self.layers.architecture().spatial(l) {
+            None => Work::affine(self.input(l), self.layers.weight(l), self.layers.bias(l)),
+            Some(_) => Work::from_tensor(self.affine(l, self.input(l))?),
+        }
     }
 
     /// Keeps a freshly computed `Z_l` if products are kept (otherwise drops it).

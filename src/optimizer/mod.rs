@@ -21,6 +21,7 @@ use crate::arch::Architecture;
 use crate::blocks::{self, AugmentedGram, NormalSums, PenaltyWeights};
 use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::{BcdConfig, Splitting, VConstraint};
+use crate::conv::{self, CgReport};
 use crate::error::{BcdError, Result};
 use crate::kernels;
 use crate::network::forward::layer_output;
@@ -92,6 +93,8 @@ pub struct BcdOptimizer {
     pub(crate) comm: Arc<dyn Communicator>,
     /// Rows over all ranks.
     total_rows: usize,
+    /// The conjugate-gradient solves of the last sweep's activation blocks under image layers.
+    pub(crate) cg_reports: Vec<CgReport>,
     /// Copies of the weights and biases as the optimizer last left them: the lifted state and
     /// the kept products were formed from these, so a change made outside its steps (a
     /// `VarMap::load`, a head fit, another optimizer on the same `Var`s) is detected.
@@ -268,13 +271,15 @@ impl BcdOptimizer {
         sync: bool,
     ) -> Result<Self> {
         config.validate()?;
+        Self::check_formulation(layers.architecture(), &config)?;
         let x = x.to_dtype(DType::F32)?;
         let y = y.to_dtype(DType::F32)?.to_device(x.device())?;
         comm::agree(&*comm, Self::check_data(layers, &x, &y))?;
         if sync {
             sync_weights(layers, &*comm)?;
         }
-        let x_gram = AugmentedGram::new(&x)?.summed(&*comm);
+        let x_gram =
+            AugmentedGram::new(&conv::design(layers.architecture(), 0, &x)?)?.summed(&*comm);
         let [total_rows] = comm::sum(&*comm, [x.dim(0)? as f64]);
         Ok(Self {
             layers: layers.clone(),
@@ -295,8 +300,31 @@ impl BcdOptimizer {
             cache: ProductCache::Keep,
             comm,
             total_rows: total_rows as usize,
+            cg_reports: Vec::new(),
             seen: Vec::new(),
         })
+    }
+
+    /// What image layers cannot do yet: the two-splitting's prox-linear blocks and the
+    /// constrained activation blocks assume linear layers.
+    fn check_formulation(arch: &Architecture, config: &BcdConfig) -> Result<()> {
+        if !arch.is_convolutional() {
+            return Ok(());
+        }
+        let unsupported = if config.splitting == Splitting::Two {
+            Some("the two-splitting")
+        } else if config.v_constraint != VConstraint::None {
+            Some("a constraint on the hidden activations")
+        } else {
+            None
+        };
+        match unsupported {
+            Some(what) => Err(BcdError::InvalidArchitecture(format!(
+                "{what} is not available for networks with image layers; use the \
+                 three-splitting without v_constraint"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The checks of this rank's rows: shapes, finite values, the weights' device.
@@ -358,7 +386,8 @@ impl BcdOptimizer {
 
     /// `Ṽ W̃_lᵀ` for layer `l`'s current weights.
     pub(crate) fn affine(&self, l: usize, input: &Tensor) -> Result<Tensor> {
-        kernels::linear(input, self.layers.weight(l), self.layers.bias(l))
+        let arch = self.layers.architecture();
+        conv::affine(arch, l, input, self.layers.weight(l), self.layers.bias(l))
     }
 
     /// Input of layer `l`: `X` or `V_l` (0-based).
@@ -378,19 +407,24 @@ impl BcdOptimizer {
         target: &Tensor,
         coupling: f64,
     ) -> Result<f64> {
+        // An image layer's problem is posed on its input's patches (`crate::conv`).
+        let (design, target) =
+            conv::weight_problem(self.layers.architecture(), l, self.input(l), target)?;
         // The input Gram never changes: a copy of the cached one ((d_0+1)² floats).
         let gram = match l {
             0 => self.x_gram.clone(),
-            _ => AugmentedGram::new(self.input(l))?.summed(&*self.comm),
+            _ => AugmentedGram::new(&design)?.summed(&*self.comm),
         };
         let pw = PenaltyWeights {
             coupling,
             alpha: self.config.alpha,
             lambda: self.config.lambda,
         };
-        let (w_old, b_old) = (self.layers.weight(l), self.layers.bias(l));
+        let (w_shape, b_old) = (self.layers.weight(l).shape().clone(), self.layers.bias(l));
+        // A convolution's kernel `[out, C, k, k]` as the matrix `[out, C·k²]` (no copy).
+        let w_old = &self.layers.weight(l).reshape((w_shape.dims()[0], ()))?;
         let block = format!("W_{}", l + 1);
-        let mut sums = NormalSums::new(gram, self.input(l), target)?;
+        let mut sums = NormalSums::new(gram, &design, &target)?;
         sums.sum_cross(&*self.comm);
         let prior = self.weight_prior.get(l).and_then(Option::as_ref);
         // Solved on rank 0 and broadcast: every rank holds the same weights.
@@ -405,7 +439,7 @@ impl BcdOptimizer {
             };
             Ok(vec![w, b])
         })?;
-        let (w, b) = (solved[0].clone(), solved[1].clone());
+        let (w, b) = (solved[0].reshape(w_shape)?, solved[1].clone());
         if !self.weight_prior.is_empty() {
             self.last_sums[l] = Some(sums);
         }
@@ -481,6 +515,7 @@ impl BcdOptimizer {
     pub fn step(&mut self) -> Result<StepReport> {
         let start = Instant::now();
         comm::agree(&*self.comm, self.check_weights_unchanged())?;
+        self.cg_reports.clear();
         let change = match self.config.splitting {
             Splitting::Three => self.sweep_three()?,
             Splitting::Two => self.sweep_two()?,
@@ -550,6 +585,12 @@ impl BcdOptimizer {
             ],
         );
         Ok(parts)
+    }
+
+    /// The conjugate-gradient solves of the last sweep (one per activation block under an image
+    /// layer, from the output back; empty for a fully connected network).
+    pub fn cg_reports(&self) -> &[CgReport] {
+        &self.cg_reports
     }
 
     /// The lifted variables and iteration count.

@@ -7,6 +7,7 @@ use super::{objective, updates};
 use crate::blocks;
 use crate::comm;
 use crate::config::VConstraint;
+use crate::conv::{self, CgReport};
 use crate::error::Result;
 use crate::kernels;
 use crate::optimizer::{BcdOptimizer, SweepChange};
@@ -46,7 +47,26 @@ impl BcdOptimizer {
                     .is_residual(l + 1)
                     .then_some(&self.state.v[l + 1]),
             };
-            let mut v = updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?;
+            let mut v = match self.layers.architecture().spatial(l + 1) {
+                None => updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?,
+                Some(next) => {
+                    let next = *next;
+                    let (v, iterations, relative_residual) = conv::hidden_activation(
+                        nb,
+                        &next,
+                        &self.state.v[l],
+                        act,
+                        &cfg,
+                        &*self.comm,
+                    )?;
+                    self.cg_reports.push(CgReport {
+                        layer: l,
+                        iterations,
+                        relative_residual,
+                    });
+                    v
+                }
+            };
             let c = cfg.v_constraint;
             if c != VConstraint::None {
                 // Project, and keep the (feasible) old V if that is better: see VConstraint.

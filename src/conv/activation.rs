@@ -1,0 +1,53 @@
+//! The hidden activation block `V_i` under an image layer `i+1` (a convolution, or pooling
+//! before a linear layer): with `A` that layer's linear map (`crate::conv::ops`),
+//!
+//! ```text
+//! V_i ← argmin_V γ/2‖V − S_i − σ(U_i)‖² + ρ/2‖U_{i+1} − A(V) − b_{i+1}‖²
+//!                [+ γ/2‖V_{i+1} − V − σ(U_{i+1})‖² if layer i+1 is residual]
+//!  ⇔  (sI + ρAᵀA) V = γ(S_i + σ(U_i)) [+ γ(V_{i+1} − σ(U_{i+1}))] + ρAᵀ(U_{i+1} − b_{i+1}),
+//! ```
+//!
+//! `s = γ` (or `2γ` when layer `i+1` is residual). `AᵀA` is no longer a small dense matrix
+//! acting on rows, so the system is solved by conjugate gradients through `A` and `Aᵀ`
+//! (`crate::conv::cg`), warm-started at the current `V_i`: every iterate lowers the block's
+//! strongly convex quadratic, so the block never raises `Φ`.
+
+use candle_core::Tensor;
+
+use super::cg::{self, CgStop};
+use super::geometry::Spatial;
+use super::ops;
+use crate::activation::Activation;
+use crate::comm::Communicator;
+use crate::config::BcdConfig;
+use crate::error::Result;
+use crate::three_split::updates::HiddenNeighbours;
+
+/// The minimiser above from `v_old`, with the CG iterations and the largest relative residual.
+pub(crate) fn hidden_activation(
+    nb: HiddenNeighbours,
+    next: &Spatial,
+    v_old: &Tensor,
+    act: Activation,
+    cfg: &BcdConfig,
+    comm: &dyn Communicator,
+) -> Result<(Tensor, usize, f64)> {
+    let (g, r) = (cfg.gamma, cfg.rho);
+    let mut rhs = act.output_tensor(nb.u_i, nb.skip)?.affine(g, 0.0)?;
+    let mut shift = g;
+    if let Some(v_next) = nb.v_next_residual {
+        rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(g, 0.0)?)?;
+        shift = 2.0 * g;
+    }
+    let coupled = ops::adjoint(next, &ops::sub_bias(next, nb.u_next, nb.b_next)?, nb.w_next)?;
+    let rhs = (rhs + coupled.affine(r, 0.0)?)?;
+    let apply = |v: &Tensor| -> Result<Tensor> {
+        let av = ops::forward(next, v, nb.w_next, None)?;
+        Ok((v.affine(shift, 0.0)? + ops::adjoint(next, &av, nb.w_next)?.affine(r, 0.0)?)?)
+    };
+    let stop = CgStop {
+        max_iterations: cfg.cg_iterations,
+        tolerance: cfg.cg_tolerance,
+    };
+    cg::solve_rows(apply, &rhs, v_old, stop, comm)
+}

@@ -1,0 +1,283 @@
+//! Convolutional networks by exact lifted BCD: `Φ` never rises (per sweep and per batch) for a
+//! CNN and a conv ResNet under both losses and a non-smooth and a smooth activation; the device
+//! path computes what the CPU path does; a candle-nn CNN of one's own trains in place; and bad
+//! descriptions are refused with the layer named.
+
+mod common;
+
+use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
+use candle_bcd::{
+    Activation, Architecture, BcdConfig, BcdError, BcdOptimizer, Conv2d, Image, Loss, Network,
+    Stage, WeightInit,
+};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
+use common::rand_m;
+
+const IMAGE: Image = Image {
+    channels: 1,
+    height: 8,
+    width: 8,
+};
+
+fn cnn(act: Activation) -> Architecture {
+    Architecture::cnn(
+        IMAGE,
+        &[
+            Stage::Conv2d(Conv2d::same(4, 3)),
+            Stage::AvgPool(2),
+            Stage::Conv2d(Conv2d {
+                out_channels: 6,
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+            }),
+            Stage::Linear(3),
+        ],
+        act,
+    )
+    .unwrap()
+}
+
+fn conv_resnet(act: Activation) -> Architecture {
+    Architecture::conv_resnet(IMAGE, 4, 2, 2, 3, act).unwrap()
+}
+
+/// `n` random images and one-hot targets of 3 classes.
+fn data(n: usize, seed: u64) -> (Tensor, Tensor) {
+    let x = rand_m(n, IMAGE.len(), seed, 1.0).to_tensor();
+    let y = common::M::from_fn(n, 3, |i, j| f64::from(u8::from(j == (i * 7 + 1) % 3))).to_tensor();
+    (x, y)
+}
+
+fn config(loss: Loss) -> BcdConfig {
+    BcdConfig::default().loss(loss).alpha(1.0).lambda(0.01)
+}
+
+fn cases() -> Vec<(String, Architecture, Loss)> {
+    let mut cases = Vec::new();
+    for act in [Activation::Relu, Activation::Tanh] {
+        for loss in [Loss::Squared, Loss::CrossEntropy] {
+            cases.push((format!("cnn {act:?} {loss:?}"), cnn(act), loss));
+            cases.push((format!("resnet {act:?} {loss:?}"), conv_resnet(act), loss));
+        }
+    }
+    cases
+}
+
+/// Rise allowed by `f32` round-off in a sweep: relative `1e-6`, as the trainer's own check.
+fn assert_no_rise(what: &str, before: f64, after: f64) {
+    assert!(
+        after <= before * (1.0 + 1e-6),
+        "{what}: Φ rose from {before} to {after}"
+    );
+}
+
+#[test]
+fn phi_never_rises_per_sweep() {
+    for (name, arch, loss) in cases() {
+        let varmap = VarMap::new();
+        let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 1, &Device::Cpu).unwrap();
+        let (x, y) = data(24, 2);
+        let mut opt = BcdOptimizer::new(&net, x, y, config(loss)).unwrap();
+        let first = opt.objective().unwrap().total();
+        let mut prev = first;
+        for k in 0..4 {
+            let report = opt.step().unwrap();
+            assert_no_rise(
+                &format!("{name}, sweep {k}"),
+                prev,
+                report.objective.total(),
+            );
+            prev = report.objective.total();
+            // One CG solve per activation block under an image layer.
+            assert_eq!(opt.cg_reports().len(), arch.num_layers() - 1, "{name}");
+        }
+        assert!(prev < 0.9 * first, "{name}: Φ {first} → {prev} barely fell");
+    }
+}
+
+#[test]
+fn phi_b_never_rises_per_batch() {
+    for (name, arch, loss) in cases() {
+        let varmap = VarMap::new();
+        let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 3, &Device::Cpu).unwrap();
+        let (x, y) = data(40, 4);
+        let options = MiniBatchOptions::default().batch_size(16).seed(5);
+        let mut mb = MiniBatchBcd::new(&net, config(loss), options).unwrap();
+        for batch in 0..3 {
+            let rows = x.narrow(0, batch * 12, 12).unwrap();
+            let targets = y.narrow(0, batch * 12, 12).unwrap();
+            let r = mb.step_batch(rows, targets).unwrap();
+            assert_no_rise(
+                &format!("{name}, batch {batch}"),
+                r.before.total(),
+                r.after.total(),
+            );
+        }
+    }
+}
+
+/// Every block by Candle tensor operations (the CUDA/Metal path) gives the CPU path's iterates.
+#[test]
+fn forced_device_path_equals_the_cpu_path() {
+    let arch = conv_resnet(Activation::Relu);
+    let run = || {
+        let varmap = VarMap::new();
+        let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 7, &Device::Cpu).unwrap();
+        let (x, y) = data(20, 8);
+        let mut opt = BcdOptimizer::new(&net, x, y, config(Loss::CrossEntropy)).unwrap();
+        for _ in 0..2 {
+            opt.step().unwrap();
+        }
+        common::layer_weights(&net)
+    };
+    let cpu = run();
+    let device = candle_bcd::device_path::with_device_path(run);
+    let diff = common::max_rel_diff(&cpu, &device);
+    assert!(diff < 1e-3, "device path differs by {diff:.3e}");
+}
+
+/// A user's candle-nn CNN: conv → ReLU → avg-pool → conv → ReLU → flatten → linear.
+struct UserCnn {
+    conv1: candle_nn::Conv2d,
+    conv2: candle_nn::Conv2d,
+    fc: candle_nn::Linear,
+}
+
+impl Module for UserCnn {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let n = x.dim(0)?;
+        let h = x.reshape((n, 1, 8, 8))?.apply(&self.conv1)?.relu()?;
+        let h = h.avg_pool2d(2)?.apply(&self.conv2)?.relu()?;
+        h.flatten_from(1)?.apply(&self.fc)
+    }
+}
+
+#[test]
+fn a_users_candle_nn_cnn_trains_in_place() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let same = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let strided = Conv2dConfig {
+        padding: 1,
+        stride: 2,
+        ..Default::default()
+    };
+    let model = UserCnn {
+        conv1: candle_nn::conv2d(1, 4, 3, same, vb.pp("conv1")).unwrap(),
+        conv2: candle_nn::conv2d(4, 6, 3, strided, vb.pp("conv2")).unwrap(),
+        fc: candle_nn::linear(6 * 2 * 2, 3, vb.pp("fc")).unwrap(),
+    };
+    let names = ["conv1", "conv2", "fc"].map(String::from);
+    let net = Network::from_varmap_as(&varmap, &names, &cnn(Activation::Relu)).unwrap();
+    let (x, y) = data(30, 9);
+    net.check_against(&model, &x).unwrap();
+    let before = model.forward(&x).unwrap();
+    let mut opt = BcdOptimizer::new(&net, x.clone(), y, config(Loss::Squared)).unwrap();
+    opt.step().unwrap();
+    // The user's own forward pass computes with the trained weights.
+    let after = model.forward(&x).unwrap();
+    let ours = net.logits(&x).unwrap();
+    let moved = (&after - &before)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap();
+    let agree = (&after - &ours).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(moved.to_scalar::<f32>().unwrap() > 1e-3);
+    assert!(agree.to_scalar::<f32>().unwrap() < 1e-4);
+
+    // Described with the wrong stride, the description no longer matches the model.
+    let wrong = Architecture::cnn(
+        IMAGE,
+        &[
+            Stage::Conv2d(Conv2d::same(4, 3)),
+            Stage::AvgPool(2),
+            Stage::Conv2d(Conv2d::same(6, 3)),
+            Stage::AvgPool(2),
+            Stage::Linear(3),
+        ],
+        Activation::Relu,
+    )
+    .unwrap();
+    let net = Network::from_varmap_as(&varmap, &names, &wrong).unwrap();
+    let e = net.check_against(&model, &x).unwrap_err();
+    assert!(matches!(e, BcdError::ModelMismatch { .. }), "{e}");
+}
+
+#[test]
+fn bad_descriptions_are_refused_naming_the_layer() {
+    let conv = |out, kernel, stride, padding| {
+        Stage::Conv2d(Conv2d {
+            out_channels: out,
+            kernel,
+            stride,
+            padding,
+        })
+    };
+    let refuse = |stages: &[Stage], what: &str| {
+        let e = Architecture::cnn(IMAGE, stages, Activation::Relu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(what), "{e}");
+    };
+    // A kernel larger than its (padded) input.
+    refuse(
+        &[conv(2, 9, 1, 0), Stage::Linear(3)],
+        "larger than the padded image",
+    );
+    // A pooling that does not divide the image.
+    refuse(&[Stage::AvgPool(3), Stage::Linear(3)], "does not divide");
+    // A stride of zero.
+    refuse(&[conv(2, 3, 0, 1), Stage::Linear(3)], "stride");
+    // A convolution after a linear layer; a network ending in a pooling.
+    refuse(
+        &[Stage::Linear(4), conv(2, 3, 1, 1)],
+        "cannot follow a linear layer",
+    );
+    refuse(&[conv(2, 3, 1, 1), Stage::AvgPool(2)], "ends with a layer");
+
+    // A VarMap whose channels do not chain: the tensor is named.
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let same = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    candle_nn::conv2d(1, 4, 3, same, vb.pp("conv1")).unwrap();
+    candle_nn::conv2d(5, 6, 3, same, vb.pp("conv2")).unwrap();
+    candle_nn::linear(6 * 2 * 2, 3, vb.pp("fc")).unwrap();
+    let names = ["conv1", "conv2", "fc"].map(String::from);
+    let e = Network::from_varmap_as(&varmap, &names, &cnn(Activation::Relu)).unwrap_err();
+    assert!(
+        matches!(&e, BcdError::ShapeMismatch { name, .. } if name == "conv2.weight"),
+        "{e}"
+    );
+    // A 4-D weight read as a linear layer is named, with the way to describe it.
+    let e = Network::from_varmap(&varmap, ["conv1"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("conv1") && e.contains("Architecture::cnn"),
+        "{e}"
+    );
+    // A residual image layer must keep its image.
+    let e = Architecture::cnn(
+        IMAGE,
+        &[conv(4, 3, 1, 1), conv(16, 3, 2, 1), Stage::Linear(3)],
+        Activation::Relu,
+    )
+    .unwrap()
+    .with_residual(vec![false, true, false])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("layer 1") && e.contains("keeps its image"),
+        "{e}"
+    );
+}
