@@ -119,7 +119,7 @@ fn bcd_phase(
     max_iterations: usize,
     reference: &ProductRate,
 ) -> Result<Phase> {
-    let flops = cost::sweep_flops(arch, ds.train_images.dim(0)?);
+    let flops = cost::sweep_flops(arch, ds.train_images.dim(0)?, 0);
     let cfg = BcdConfig::default();
     let varmap = VarMap::new();
     let model = Network::init(arch, &varmap, WeightInit::Official, 0, &Device::Cpu)?;
@@ -206,7 +206,7 @@ fn main() -> Result<()> {
     widths.extend(&hidden);
     widths.push(10);
     let arch = Architecture::mlp(&widths, Activation::Relu)?;
-    let flops = cost::sweep_flops(&arch, samples);
+    let flops = cost::sweep_flops(&arch, samples, 0);
     let data_bytes =
         (ds.train_images.elem_count() + ds.test_images.elem_count() + samples * 10) as f64 * 4.0;
     println!(

@@ -7,7 +7,9 @@
 //! ```
 //! `BCD_MNIST_DIR` may name any directory of the four IDX files: the input width and the class
 //! count come from the data.
-//! Environment: `BCD_BENCH_HIDDEN` (default 1500,1500,1500), `BCD_MB_BATCH` (1024),
+//! Environment: `BCD_BENCH_HIDDEN` (default 1500,1500,1500), `BCD_BENCH_LAYERS` (the stages of
+//! a CNN instead, as `--layers` spells them, e.g. `conv32,pool2,conv64,pool2`; the linear head
+//! is added), `BCD_MB_CG` (CG iterations, 10), `BCD_MB_BATCH` (1024),
 //! `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA` (0.1), `BCD_MB_GAMMA` (γ = ρ, 1),
 //! `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0), `BCD_MB_LOSS` (squared or
 //! cross-entropy), `BCD_MB_INIT` (official), `BCD_MB_HEAD_LAMBDA` (ridge λ of an initial head
@@ -21,11 +23,15 @@ use std::time::Instant;
 /// The command-line tool's allocator setup, so that the benchmark measures what it runs.
 #[path = "../src/bin/candle-bcd/alloc.rs"]
 mod alloc;
+#[path = "support/plain.rs"]
+mod plain;
 mod support;
 
 use anyhow::Result;
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
-use candle_bcd::{data, metrics, Activation, Architecture, BcdConfig, Loss, Network, WeightInit};
+use candle_bcd::{
+    data, metrics, Activation, Architecture, BcdConfig, Image, Loss, Network, Stage, WeightInit,
+};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use support::{env, peak_rss};
@@ -57,9 +63,26 @@ fn main() -> Result<()> {
     let eval_every: usize = env("BCD_MB_EVAL_EVERY", 10);
     let ds = data::load_idx_dir(dir.as_ref())?;
     let classes = ds.labels;
-    let mut widths = vec![ds.train_images.dim(1)?];
-    widths.extend(&hidden);
-    widths.push(classes);
+    let d0 = ds.train_images.dim(1)?;
+    let arch = match std::env::var("BCD_BENCH_LAYERS") {
+        Ok(spec) => {
+            let (mut stages, mut residual) = Stage::parse_list(&spec)?;
+            stages.push(Stage::Linear(classes));
+            residual.push(false);
+            let image = match d0 {
+                784 => Image::new(1, 28, 28),
+                _ => Image::new(3, 32, 32),
+            };
+            Architecture::cnn(image, &stages, Activation::Relu)?.with_residual(residual)?
+        }
+        Err(_) => {
+            let mut widths = vec![d0];
+            widths.extend(&hidden);
+            widths.push(classes);
+            Architecture::mlp(&widths, Activation::Relu)?
+        }
+    };
+    let widths = arch.widths().to_vec();
     let threads = rayon::current_num_threads();
     let data_bytes = (ds.train_images.elem_count() + ds.test_images.elem_count()) as f64 * 4.0;
 
@@ -80,11 +103,11 @@ fn main() -> Result<()> {
     config.rho = env("BCD_MB_RHO", gamma);
     config.lambda = env("BCD_MB_LAMBDA", 0.0);
     config.loss = env::<String>("BCD_MB_LOSS", "squared".into()).parse::<Loss>()?;
+    config.cg_iterations = env("BCD_MB_CG", config.cg_iterations);
     println!(
         "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, λ = {}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
         config.alpha, config.rho, config.lambda, config.loss
     );
-    let arch = Architecture::mlp(&widths, Activation::Relu)?;
     let varmap = VarMap::new();
     let net = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;
     let layers = Network::of_architecture(&varmap, &arch)?;
@@ -122,20 +145,10 @@ fn main() -> Result<()> {
         (bcd_peak - data_bytes) / 1e9
     );
 
-    // 2. Backprop: the same MLP, AdamW (lr 1e-3), batch 128, cross-entropy.
+    // 2. Backprop: the same network, AdamW (lr 1e-3), batch 128, cross-entropy.
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let mut model = candle_nn::seq();
-    for l in 0..widths.len() - 1 {
-        model = model.add(candle_nn::linear(
-            widths[l],
-            widths[l + 1],
-            vb.pp(format!("l{l}")),
-        )?);
-        if l + 2 < widths.len() {
-            model = model.add(candle_nn::Activation::Relu);
-        }
-    }
+    let model = plain::Plain::new(&arch, vb)?;
     let params = ParamsAdamW {
         lr: 1e-3,
         ..Default::default()
@@ -166,7 +179,7 @@ fn main() -> Result<()> {
     }
 
     let show = |t: Option<f64>| t.map_or("not reached".to_string(), |t| format!("{t:.1} s"));
-    for target in [0.95, 0.97] {
+    for target in [0.95, 0.97, 0.98, 0.99] {
         let (b, a) = (bcd_curve.time_to(target), adam_curve.time_to(target));
         println!(
             "| time to {target} test accuracy | BCD {} | AdamW {} | ratio {} |",

@@ -11,12 +11,14 @@
 //! cargo run --release --example frozen_features -- path/to/mnist resnet 2048 kaiming 1
 //! ```
 //! Arguments: data directory (any IDX images; `d` pixels, `C` classes), `mlp` (d-W-W-W-C) or
-//! `resnet` (d → W, two residual layers, → C), width `W`, initialisation
+//! `resnet` (d → W, two residual layers, → C) or `cnn:STAGES` (a CNN on 1×28×28 images, the
+//! stages as `--layers` spells them, e.g. `cnn:conv32,pool2,conv64,pool2`), width `W` (not
+//! used by a CNN), initialisation
 //! (`official|kaiming|glorot`), ridge `λ`. Seed 0, as the CLI's default, so the frozen layers
 //! are those a BCD run with the same flags starts from.
 
 use anyhow::{bail, Result};
-use candle_bcd::{data, Activation, Architecture, Network, WeightInit};
+use candle_bcd::{data, Activation, Architecture, Image, Network, Stage, WeightInit};
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -33,7 +35,17 @@ fn main() -> Result<()> {
     let arch = match arg(1, "resnet").as_str() {
         "mlp" => Architecture::mlp(&[d, width, width, width, classes], Activation::Relu)?,
         "resnet" => Architecture::resnet(d, width, 2, classes, Activation::Relu)?,
-        other => bail!("unknown architecture {other:?} (mlp or resnet)"),
+        other => match other.strip_prefix("cnn:") {
+            // A CNN on MNIST-sized images: the stages as `--layers` spells them.
+            Some(spec) => {
+                let (mut stages, mut residual) = Stage::parse_list(spec)?;
+                stages.push(Stage::Linear(classes));
+                residual.push(false);
+                Architecture::cnn(Image::new(1, 28, 28), &stages, Activation::Relu)?
+                    .with_residual(residual)?
+            }
+            None => bail!("unknown architecture {other:?} (mlp, resnet or cnn:STAGES)"),
+        },
     };
     let varmap = VarMap::new();
     let net = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;

@@ -32,6 +32,67 @@ pub enum Stage {
     Linear(usize),
 }
 
+impl Stage {
+    /// Stages from their short spelling, comma separated: `convC[kK][sS][pP]` (`C` channels, a
+    /// `K × K` kernel (3), stride `S` (1), padding `P` (`K/2`)), `resC` (a residual 3×3
+    /// convolution keeping `C` channels), `poolP` (`P × P` average pooling), `fcW` (linear, `W`
+    /// outputs). Returns the stages and, per layer (poolings excluded), whether it is residual,
+    /// for [`Architecture::cnn`] and [`Architecture::with_residual`].
+    ///
+    /// ```
+    /// use candle_bcd::{Conv2d, Stage};
+    /// let (stages, residual) = Stage::parse_list("conv16k5,pool2,res16,fc10").unwrap();
+    /// assert_eq!(stages[0], Stage::Conv2d(Conv2d::same(16, 5)));
+    /// assert_eq!(residual, [false, true, false]);
+    /// ```
+    pub fn parse_list(spec: &str) -> Result<(Vec<Stage>, Vec<bool>)> {
+        let (mut stages, mut residual) = (Vec::new(), Vec::new());
+        for item in spec.split(',').map(str::trim) {
+            let bad = || {
+                BcdError::InvalidArchitecture(format!(
+                    "cannot read the stage {item:?} (convC[kK][sS][pP], resC, poolP, fcW)"
+                ))
+            };
+            let number = |s: &str| s.parse::<usize>().map_err(|_| bad());
+            if let Some(rest) = item.strip_prefix("pool") {
+                stages.push(Stage::AvgPool(number(rest)?));
+                continue;
+            }
+            let (stage, res) = if let Some(rest) = item.strip_prefix("fc") {
+                (Stage::Linear(number(rest)?), false)
+            } else if let Some(rest) = item.strip_prefix("res") {
+                (Stage::Conv2d(Conv2d::same(number(rest)?, 3)), true)
+            } else if let Some(rest) = item.strip_prefix("conv") {
+                (Stage::Conv2d(parse_conv(rest).ok_or_else(bad)?), false)
+            } else {
+                return Err(bad());
+            };
+            stages.push(stage);
+            residual.push(res);
+        }
+        Ok((stages, residual))
+    }
+}
+
+/// `C[kK][sS][pP]` (the part of a `conv` stage after its name).
+fn parse_conv(spec: &str) -> Option<Conv2d> {
+    let mut numbers = spec.split(|c: char| c.is_ascii_alphabetic());
+    let channels = numbers.next()?.parse().ok()?;
+    let mut conv = Conv2d::same(channels, 3);
+    let mut padding = None;
+    for (letter, value) in spec.chars().filter(char::is_ascii_alphabetic).zip(numbers) {
+        let value = value.parse().ok()?;
+        match letter {
+            'k' => conv.kernel = value,
+            's' => conv.stride = value,
+            'p' => padding = Some(value),
+            _ => return None,
+        }
+    }
+    conv.padding = padding.unwrap_or(conv.kernel / 2);
+    Some(conv)
+}
+
 /// A fully connected network: widths and hidden activation. Deserialisation validates like
 /// [`Architecture::mlp`], so a corrupt description in a file is an error, not a panic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -68,6 +68,7 @@ use std::sync::Arc;
 pub use crate::blocks::NormalSums;
 use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::BcdConfig;
+use crate::conv::CgReport;
 use crate::error::{BcdError, Result};
 use crate::network::Network;
 use crate::objective::ObjectiveParts;
@@ -114,7 +115,7 @@ crate::config::setters!(MiniBatchOptions {
 });
 
 /// What the sweeps on one batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchReport {
     /// The epoch this batch belongs to (0-based).
     pub epoch: usize,
@@ -130,6 +131,8 @@ pub struct BatchReport {
     pub step_sq_norm: f64,
     /// Wall-clock seconds for the batch (forward pass and sweeps).
     pub seconds: f64,
+    /// The conjugate-gradient solves of the batch's last sweep (image layers only).
+    pub cg: Vec<CgReport>,
 }
 
 /// Mini-batch BCD over the `Var`s of a model's [`Network`], which it updates in place.
@@ -366,6 +369,7 @@ impl MiniBatchBcd {
             after,
             step_sq_norm,
             seconds: start.elapsed().as_secs_f64(),
+            cg: opt.cg_reports().to_vec(),
         })
     }
 

@@ -53,16 +53,31 @@ fn two_splitting_resnet_resumes_bit_identically() {
     );
 }
 
+#[test]
+fn conv_resnet_resumes_bit_identically() {
+    let image = candle_bcd::Image::new(2, 6, 6);
+    let arch = Architecture::conv_resnet(image, 3, 2, 2, 3, Activation::Tanh).unwrap();
+    resume_round_trip_of(
+        &arch,
+        BcdConfig::default().loss(candle_bcd::Loss::CrossEntropy),
+    );
+}
+
 fn resume_round_trip(cfg: BcdConfig) {
-    let dir = common::tempdir();
     let arch = match cfg.splitting {
         candle_bcd::Splitting::Three => {
             Architecture::mlp(&[6, 10, 10, 3], Activation::Relu).unwrap()
         }
         candle_bcd::Splitting::Two => Architecture::resnet(6, 10, 2, 3, Activation::Relu).unwrap(),
     };
+    resume_round_trip_of(&arch, cfg);
+}
+
+fn resume_round_trip_of(arch: &Architecture, cfg: BcdConfig) {
+    let dir = common::tempdir();
+    let arch = arch.clone();
     let (x, y) = (
-        rand_m(50, 6, 1, 1.0).to_tensor(),
+        rand_m(50, arch.input_dim(), 1, 1.0).to_tensor(),
         rand_m(50, 3, 2, 1.0).to_tensor(),
     );
     let varmap = VarMap::new();

@@ -32,7 +32,8 @@ use candle_bcd::comm::{Communicator, Mpi, SingleProcess};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdOptimizer, Network, Splitting, WeightInit,
+    Activation, Architecture, BcdConfig, BcdOptimizer, Conv2d, Network, Splitting, Stage,
+    WeightInit,
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -90,6 +91,25 @@ fn case(name: &str) -> (Architecture, BcdConfig) {
         "two" => (mlp, BcdConfig::default().splitting(Splitting::Two)),
         "resnet" => (
             Architecture::resnet(784, 40, 2, 10, Activation::Relu).unwrap(),
+            BcdConfig::default(),
+        ),
+        "cnn" => (
+            Architecture::cnn(
+                candle_bcd::Image::new(1, 28, 28),
+                &[
+                    Stage::Conv2d(Conv2d::same(4, 3)),
+                    Stage::AvgPool(2),
+                    Stage::Conv2d(Conv2d {
+                        out_channels: 6,
+                        kernel: 3,
+                        stride: 2,
+                        padding: 1,
+                    }),
+                    Stage::Linear(10),
+                ],
+                Activation::Relu,
+            )
+            .unwrap(),
             BcdConfig::default(),
         ),
         other => panic!("unknown case {other}"),
@@ -265,7 +285,7 @@ fn run_worker(name: &str, ranks: usize) {
 #[test]
 fn distributed_sweeps_match_one_process() {
     for ranks in [2, 3] {
-        for name in ["three", "two", "resnet"] {
+        for name in ["three", "two", "resnet", "cnn"] {
             run_worker(name, ranks);
         }
     }

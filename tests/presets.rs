@@ -77,14 +77,28 @@ fn every_preset_trains_as_written() {
             let got = serde_json::to_string(&c.architecture().activation()).unwrap();
             assert_eq!(json(got), act, "{name}");
         }
-        let hidden: Vec<usize> = preset["hidden"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w.as_integer().unwrap() as usize)
-            .collect();
+        let hidden: Vec<usize> = preset
+            .get("hidden")
+            .and_then(|h| h.as_array())
+            .map(|h| h.iter().map(|w| w.as_integer().unwrap() as usize).collect())
+            .unwrap_or_default();
         let widths = c.architecture().widths();
         match text("arch").as_deref() {
+            Some("cnn") => {
+                // Every stage but a pooling is a layer; the head is added.
+                let layers = text("layers").unwrap();
+                let stages: Vec<&str> = layers.split(',').collect();
+                let convs = stages.iter().filter(|s| !s.starts_with("pool")).count();
+                assert_eq!(c.architecture().num_layers(), convs + 1, "{name}");
+                assert!(c.architecture().is_convolutional(), "{name}");
+                let first: usize = stages[0]
+                    .trim_start_matches(char::is_alphabetic)
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap();
+                assert_eq!(c.architecture().weight_shape(0)[0], first, "{name}");
+            }
             Some("resnet") => {
                 let layers = preset["residual_layers"].as_integer().unwrap() as usize;
                 assert_eq!(widths.len(), layers + 3, "{name}: {widths:?}");

@@ -8,10 +8,10 @@ use candle_nn::VarMap;
 
 use super::*;
 use crate::comm::SingleProcess;
-use crate::three_split::updates::HiddenNeighbours;
-use crate::{Activation, BcdConfig, BcdOptimizer, Network, Stage, WeightInit};
 use crate::exactness_tests::dense::{rand_m, M};
 use crate::exactness_tests::reference::{self, Hp};
+use crate::three_split::updates::HiddenNeighbours;
+use crate::{Activation, BcdConfig, BcdOptimizer, Network, Stage, WeightInit};
 
 /// The pooled input value `(c, py, px)` of sample row `v` (0 outside the image: padding).
 fn pooled_at(s: &Spatial, v: &[f64], c: usize, py: isize, px: isize) -> f64 {

@@ -43,6 +43,17 @@ pub enum DatasetKind {
     Cifar10,
 }
 
+impl DatasetKind {
+    /// The shape of one image: `1×28×28` (MNIST, Fashion-MNIST) or `3×32×32` (CIFAR-10); the
+    /// loaded rows hold it in channel, row, column order.
+    pub fn image(self) -> crate::conv::Image {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => crate::conv::Image::new(1, 28, 28),
+            DatasetKind::Cifar10 => crate::conv::Image::new(3, 32, 32),
+        }
+    }
+}
+
 impl std::str::FromStr for DatasetKind {
     type Err = BcdError;
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::checkpoint;
 use crate::comm::Communicator;
+use crate::conv::CgReport;
 use crate::error::Result;
 use crate::minibatch::MiniBatchBcd;
 use crate::network::Network;
@@ -36,7 +37,7 @@ pub struct BatchPosition {
 }
 
 /// What one step did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Advance {
     /// The step's report: `iteration` counts steps (sweeps or batches), `objective` is after
     /// the step.
@@ -50,6 +51,8 @@ pub struct Advance {
     pub batch: Option<BatchPosition>,
     /// Whether this step completed an iteration (every sweep; the last batch of an epoch).
     pub iteration_end: bool,
+    /// The conjugate-gradient solves of the step's (last) sweep (image layers only).
+    pub cg: Vec<CgReport>,
 }
 
 /// A training method that [`train`](super::train) drives one step at a time.
@@ -96,12 +99,14 @@ impl Method for BcdOptimizer {
         Ok(1)
     }
     fn advance(&mut self) -> Result<Advance> {
+        let step = self.step()?;
         Ok(Advance {
-            step: self.step()?,
+            step,
             before: None,
             monotone: true,
             batch: None,
             iteration_end: true,
+            cg: self.cg_reports().to_vec(),
         })
     }
     fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {
@@ -175,6 +180,7 @@ impl Method for MiniBatchRun<'_> {
                 rows: report.rows,
             }),
             iteration_end,
+            cg: report.cg,
         })
     }
     fn training_accuracy(&self, labels: &Tensor) -> Result<f64> {

@@ -118,6 +118,10 @@ pub struct IterationRecord {
     pub test_accuracy: Option<f64>,
     /// Seconds spent evaluating.
     pub eval_seconds: f64,
+    /// The conjugate-gradient solves of the step's (last) sweep: iterations and largest
+    /// relative residual per activation block under an image layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cg: Vec<crate::conv::CgReport>,
 }
 
 /// Why a run ended.
@@ -323,6 +327,7 @@ pub fn train(
                 _ => None,
             },
             eval_seconds: eval_start.elapsed().as_secs_f64(),
+            cg: adv.cg.clone(),
         };
         test_accuracy = record.test_accuracy.or(test_accuracy);
         observer.observe_iter(&record)?;

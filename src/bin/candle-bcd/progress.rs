@@ -140,10 +140,18 @@ impl Observer for Progress {
     fn observe_iter(&mut self, r: &IterationRecord) -> Result<()> {
         self.records.push(r.clone());
         let o = &r.step.objective;
+        // Image layers: the most CG iterations and the largest relative residual of the step.
+        let cg = match r.cg.iter().map(|c| c.iterations).max() {
+            Some(iterations) => {
+                let residual = r.cg.iter().map(|c| c.relative_residual).fold(0.0, f64::max);
+                format!("  cg {iterations} it, residual {residual:.1e}")
+            }
+            None => String::new(),
+        };
         // A mini-batch run reports the batches it evaluated after; a full-batch run every sweep.
         let msg = match r.batch {
             None => Some(format!(
-                "iter {:>4}  objective {:.6e}  step² {:.3e}  train {}  test {}  {:.2}s (+{:.2}s eval)",
+                "iter {:>4}  objective {:.6e}  step² {:.3e}{cg}  train {}  test {}  {:.2}s (+{:.2}s eval)",
                 r.step.iteration,
                 o.total(),
                 r.step.step_sq_norm,
@@ -157,7 +165,7 @@ impl Observer for Progress {
                     .train_accuracy
                     .map_or(String::new(), |a| format!("  train {a:.4}"));
                 format!(
-                    "epoch {:>3}  batches {:>6}  batch objective {:.4e}{train}  test {test:.4}  {:.1}s",
+                    "epoch {:>3}  batches {:>6}  batch objective {:.4e}{cg}{train}  test {test:.4}  {:.1}s",
                     b.epoch,
                     b.batches,
                     o.total(),

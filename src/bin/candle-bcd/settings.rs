@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use candle_bcd::data::DatasetKind;
-use candle_bcd::{Activation, Architecture, BcdConfig, Loss, Splitting, VConstraint, WeightInit};
+use candle_bcd::{
+    Activation, Architecture, BcdConfig, Image, Loss, Splitting, Stage, VConstraint, WeightInit,
+};
 use clap::{Args, ValueEnum};
 
 /// Network family.
@@ -16,6 +18,8 @@ pub enum ArchArg {
     Mlp,
     /// Stem to --hidden width, --residual-layers residual layers, linear head.
     Resnet,
+    /// Convolutional: the --layers stages on the dataset's images, then a linear head.
+    Cnn,
 }
 
 /// How the linear head starts.
@@ -89,6 +93,12 @@ settings! {
     /// Residual layers of --arch resnet [default: 2].
     #[arg(long)]
     residual_layers: usize,
+    /// Stages of --arch cnn, comma separated, from the input: convC[kK][sS][pP] (C channels,
+    /// K×K kernel [3], stride S [1], padding P [K/2]), resC (a residual 3×3 convolution keeping
+    /// C channels), poolP (P×P average pooling), fcW (linear, W outputs); the linear head to
+    /// the classes is added [default: conv32,pool2,conv64,pool2].
+    #[arg(long)]
+    layers: String,
     /// Hidden activation: relu, leaky-relu, identity, sigmoid or tanh [default: relu].
     #[arg(long)]
     #[serde(default, deserialize_with = "parsed")]
@@ -105,6 +115,13 @@ settings! {
     #[arg(long)]
     #[serde(default, deserialize_with = "parsed")]
     splitting: Splitting,
+    /// Most conjugate-gradient iterations of an activation block under an image layer
+    /// [default: 10].
+    #[arg(long)]
+    cg_iterations: usize,
+    /// Relative residual that ends those iterations early [default: 0.001].
+    #[arg(long)]
+    cg_tolerance: f64,
     /// Most BCD sweeps to run [default: 50].
     #[arg(long)]
     iterations: usize,
@@ -207,17 +224,25 @@ impl Settings {
             .v_constraint(v_constraint)
             .splitting(self.splitting.unwrap_or(base.splitting))
             .loss(self.loss.unwrap_or(base.loss))
+            .cg_iterations(self.cg_iterations.unwrap_or(base.cg_iterations))
+            .cg_tolerance(self.cg_tolerance.unwrap_or(base.cg_tolerance))
     }
 
-    /// The architecture from the flags; when resuming without --hidden/--arch, the checkpoint's.
+    /// The architecture from the flags; when resuming without --hidden/--arch/--layers, the
+    /// checkpoint's. `image` is the shape of one input row's image (`input` entries).
     pub fn architecture(
         &self,
-        input: usize,
+        image: Image,
         output: usize,
         checkpoint: Option<&Architecture>,
     ) -> Result<Architecture> {
-        if let (Some(arch), None, None) = (checkpoint, &self.hidden, self.arch) {
+        if let (Some(arch), None, None, None) = (checkpoint, &self.hidden, self.arch, &self.layers)
+        {
             return Ok(arch.clone());
+        }
+        let input = image.len();
+        if self.layers.is_some() && self.arch != Some(ArchArg::Cnn) {
+            anyhow::bail!("--layers describes the stages of --arch cnn");
         }
         let hidden = self
             .hidden
@@ -243,6 +268,22 @@ impl Settings {
                     output,
                     self.activation(),
                 )?)
+            }
+            ArchArg::Cnn => {
+                if self.hidden.is_some() {
+                    anyhow::bail!("--arch cnn takes its stages from --layers, not --hidden");
+                }
+                let spec = self
+                    .layers
+                    .as_deref()
+                    .unwrap_or("conv32,pool2,conv64,pool2");
+                let (mut stages, mut residual) = Stage::parse_list(spec)?;
+                stages.push(Stage::Linear(output));
+                residual.push(false);
+                Ok(
+                    Architecture::cnn(image, &stages, self.activation())?
+                        .with_residual(residual)?,
+                )
             }
         }
     }

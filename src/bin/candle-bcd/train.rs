@@ -7,7 +7,8 @@ use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::trainer::{self, EvalSet, Evaluation, MiniBatchRun, TrainOptions};
 use candle_bcd::{
-    checkpoint, BcdConfig, BcdOptimizer, LiftedState, Network, ProductCache, Tensor, VConstraint,
+    checkpoint, BcdConfig, BcdOptimizer, Image, LiftedState, Network, ProductCache, Tensor,
+    VConstraint,
 };
 use candle_nn::VarMap;
 use clap::Args;
@@ -93,9 +94,8 @@ impl ModelSetup {
         ranks: &Ranks,
     ) -> Result<Self> {
         let set = &args.settings;
-        let d0 = x.dim(1)?;
         let varmap = VarMap::new();
-        let arch = set.architecture(d0, classes, ckpt.map(|c| c.architecture()))?;
+        let arch = set.architecture(image_of(set, x)?, classes, ckpt.map(|c| c.architecture()))?;
         match ckpt {
             Some(ckpt) => {
                 if ckpt.architecture() != &arch {
@@ -271,7 +271,7 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
         }
         _ => data::load_share(dataset, set.data_dir.as_deref(), set.train_limit, &*comm)?,
     };
-    let (rows, d0) = ds.train_images.dims2()?;
+    let rows = ds.train_images.dim(0)?;
     // The training rows over all ranks.
     let mut n = [rows as f64];
     comm.sum_f64(&mut n);
@@ -281,7 +281,11 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
     if let (Some(path), Some(c)) = (&args.resume, &ckpt) {
         match c {
             checkpoint::Checkpoint::FullBatch(c) if !minibatch => c.check_compatible(
-                &set.architecture(d0, ds.labels, Some(&c.model.architecture))?,
+                &set.architecture(
+                    image_of(set, &ds.train_images)?,
+                    ds.labels,
+                    Some(&c.model.architecture),
+                )?,
                 n,
                 path,
             )?,
@@ -370,4 +374,18 @@ pub fn run(mut args: TrainArgs, ranks: &Ranks) -> Result<()> {
         None => println!("test accuracy: not evaluated"),
     }
     Ok(())
+}
+
+/// The shape of one training row's image: the dataset's (checked against the rows' width).
+fn image_of(set: &Settings, x: &candle_core::Tensor) -> Result<Image> {
+    let dataset = set.dataset.unwrap_or(DatasetKind::Mnist);
+    let image = dataset.image();
+    let d0 = x.dim(1)?;
+    if image.len() != d0 {
+        anyhow::bail!(
+            "the training rows have {d0} entries, a {dataset:?} image ({image}) has {}",
+            image.len()
+        );
+    }
+    Ok(image)
 }
