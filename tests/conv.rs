@@ -1,6 +1,6 @@
 //! Convolutional networks by exact lifted BCD: `Φ` never rises (per sweep and per batch) for a
-//! CNN and a conv ResNet under both losses and a non-smooth and a smooth activation; the device
-//! path computes what the CPU path does; a candle-nn CNN of one's own trains in place; and bad
+//! CNN and a conv ResNet under both losses and a non-smooth and a smooth activation (the device
+//! path is compared in `tests/device_path.rs`); a candle-nn CNN of one's own trains in place; and bad
 //! descriptions are refused with the layer named.
 
 mod common;
@@ -21,22 +21,7 @@ const IMAGE: Image = Image {
 };
 
 fn cnn(act: Activation) -> Architecture {
-    Architecture::cnn(
-        IMAGE,
-        &[
-            Stage::Conv2d(Conv2d::same(4, 3)),
-            Stage::AvgPool(2),
-            Stage::Conv2d(Conv2d {
-                out_channels: 6,
-                kernel: 3,
-                stride: 2,
-                padding: 1,
-            }),
-            Stage::Linear(3),
-        ],
-        act,
-    )
-    .unwrap()
+    common::small_cnn(IMAGE, 3, act)
 }
 
 fn conv_resnet(act: Activation) -> Architecture {
@@ -116,26 +101,6 @@ fn phi_b_never_rises_per_batch() {
             );
         }
     }
-}
-
-/// Every block by Candle tensor operations (the CUDA/Metal path) gives the CPU path's iterates.
-#[test]
-fn forced_device_path_equals_the_cpu_path() {
-    let arch = conv_resnet(Activation::Relu);
-    let run = || {
-        let varmap = VarMap::new();
-        let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 7, &Device::Cpu).unwrap();
-        let (x, y) = data(20, 8);
-        let mut opt = BcdOptimizer::new(&net, x, y, config(Loss::CrossEntropy)).unwrap();
-        for _ in 0..2 {
-            opt.step().unwrap();
-        }
-        common::layer_weights(&net)
-    };
-    let cpu = run();
-    let device = candle_bcd::device_path::with_device_path(run);
-    let diff = common::max_rel_diff(&cpu, &device);
-    assert!(diff < 1e-3, "device path differs by {diff:.3e}");
 }
 
 /// A user's candle-nn CNN: conv → ReLU → avg-pool → conv → ReLU → flatten → linear.

@@ -1,6 +1,6 @@
 //! The device path (Candle tensor operations, what a sweep runs on a GPU), forced on the CPU,
 //! against the fused CPU path: the same iterates after 5 sweeps on the real MNIST slice for
-//! every formulation, loss, activation and architecture, and not one `N`-row operand handed to
+//! every formulation, loss, activation and architecture (convolutional ones included), and not one `N`-row operand handed to
 //! a closure kernel (which on a GPU would be a host round trip).
 //!
 //! With `BCD_TEST_DEVICE=cuda` (or `metal`) the device path runs on that device instead, with
@@ -14,8 +14,8 @@ mod common;
 
 use candle_bcd::device_path::{host_round_trips, with_device_path};
 use candle_bcd::{
-    data, Activation, Architecture, BcdConfig, BcdOptimizer, Loss, Network, Splitting, VConstraint,
-    WeightInit,
+    data, Activation, Architecture, BcdConfig, BcdOptimizer, Image, Loss, Network, Splitting,
+    VConstraint, WeightInit,
 };
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -61,6 +61,9 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
 
     let mlp = |act| Architecture::mlp(&[784, 48, 32, 10], act).unwrap();
     let resnet = |act| Architecture::resnet(784, 40, 2, 10, act).unwrap();
+    let image = Image::new(1, 28, 28);
+    let cnn = |act| common::small_cnn(image, 10, act);
+    let conv_resnet = |act| Architecture::conv_resnet(image, 4, 2, 4, 10, act).unwrap();
     let leaky = Activation::LeakyRelu { slope: 0.1 };
     let cfg = |splitting, loss| BcdConfig::default().splitting(splitting).loss(loss);
     let (three, two) = (Splitting::Three, Splitting::Two);
@@ -114,6 +117,18 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
             cfg(two, sq),
         ),
         ("two leaky cross-entropy mlp", mlp(leaky), cfg(two, ce)),
+        // A fixed number of CG iterations: a tolerance met on one path and just missed on the
+        // other would change the iterates beyond round-off.
+        (
+            "three relu cross-entropy cnn",
+            cnn(Activation::Relu),
+            cfg(three, ce).cg_tolerance(0.0).cg_iterations(4),
+        ),
+        (
+            "three relu cross-entropy conv resnet",
+            conv_resnet(Activation::Relu),
+            cfg(three, ce).cg_tolerance(0.0).cg_iterations(4),
+        ),
     ];
     for (name, arch, cfg) in cases {
         let (cpu_phi, cpu_w) = run(&arch, &cfg, x.clone(), y.clone());

@@ -32,8 +32,7 @@ use candle_bcd::comm::{Communicator, Mpi, SingleProcess};
 use candle_bcd::data::{self, DatasetKind};
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdOptimizer, Conv2d, Network, Splitting, Stage,
-    WeightInit,
+    Activation, Architecture, BcdConfig, BcdOptimizer, Network, Splitting, WeightInit,
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -94,22 +93,7 @@ fn case(name: &str) -> (Architecture, BcdConfig) {
             BcdConfig::default(),
         ),
         "cnn" => (
-            Architecture::cnn(
-                candle_bcd::Image::new(1, 28, 28),
-                &[
-                    Stage::Conv2d(Conv2d::same(4, 3)),
-                    Stage::AvgPool(2),
-                    Stage::Conv2d(Conv2d {
-                        out_channels: 6,
-                        kernel: 3,
-                        stride: 2,
-                        padding: 1,
-                    }),
-                    Stage::Linear(10),
-                ],
-                Activation::Relu,
-            )
-            .unwrap(),
+            common::small_cnn(candle_bcd::Image::new(1, 28, 28), 10, Activation::Relu),
             BcdConfig::default(),
         ),
         other => panic!("unknown case {other}"),

@@ -33,17 +33,19 @@ pub(crate) fn hidden_activation(
     comm: &dyn Communicator,
 ) -> Result<(Tensor, usize, f64)> {
     let (g, r) = (cfg.gamma, cfg.rho);
+    // Detached from their `Var`s, so that no operation here is recorded for backprop.
+    let (w, b) = (&nb.w_next.detach(), &nb.b_next.detach());
     let mut rhs = act.output_tensor(nb.u_i, nb.skip)?.affine(g, 0.0)?;
     let mut shift = g;
     if let Some(v_next) = nb.v_next_residual {
         rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(g, 0.0)?)?;
         shift = 2.0 * g;
     }
-    let coupled = ops::adjoint(next, &ops::sub_bias(next, nb.u_next, nb.b_next)?, nb.w_next)?;
+    let coupled = ops::adjoint(next, &ops::sub_bias(next, nb.u_next, b)?, w)?;
     let rhs = (rhs + coupled.affine(r, 0.0)?)?;
     let apply = |v: &Tensor| -> Result<Tensor> {
-        let av = ops::forward(next, v, nb.w_next, None)?;
-        Ok((v.affine(shift, 0.0)? + ops::adjoint(next, &av, nb.w_next)?.affine(r, 0.0)?)?)
+        let av = ops::forward(next, v, w, None)?;
+        Ok((v.affine(shift, 0.0)? + ops::adjoint(next, &av, w)?.affine(r, 0.0)?)?)
     };
     let stop = CgStop {
         max_iterations: cfg.cg_iterations,

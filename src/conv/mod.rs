@@ -23,6 +23,7 @@
 
 mod activation;
 pub(crate) mod cg;
+mod cpu;
 mod geometry;
 pub(crate) mod ops;
 
@@ -37,6 +38,8 @@ use crate::error::Result;
 use crate::kernels;
 
 /// `U = A_l(V) + b_l`, layer index `l`'s map of its input rows `v` with weight `w`, bias `b`.
+/// The weights are detached from their `Var`s first: a product with a `Var` would record the
+/// operation for backprop and keep every intermediate of the blocks built on it alive.
 pub(crate) fn affine(
     arch: &Architecture,
     l: usize,
@@ -44,6 +47,7 @@ pub(crate) fn affine(
     w: &Tensor,
     b: &Tensor,
 ) -> Result<Tensor> {
+    let (w, b) = (&w.detach(), &b.detach());
     match arch.spatial(l) {
         None => kernels::linear(v, w, b),
         Some(s) => ops::forward(s, v, w, Some(b)),

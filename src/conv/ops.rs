@@ -50,6 +50,12 @@ pub(crate) fn adjoint(s: &Spatial, g: &Tensor, w: &Tensor) -> Result<Tensor> {
     let n = g.dim(0)?;
     let pooled_img = s.pooled();
     let x = match (s.conv, s.output()) {
+        (Some(c), Some(out)) if kernels::fused(g) => {
+            // CPU: Aᵀ as the patch rows' product with the kernel, summed back (`col2im`).
+            let w2d = w.reshape((c.out_channels, ()))?;
+            let cols = kernels::matmul(Op::N(&target_rows(s, g)?), Op::N(&w2d), 1.0, Addend::None)?;
+            super::cpu::col2im(&cols, c, pooled_img, out)?
+        }
         (Some(c), Some(out)) => {
             let g = g.reshape(out.batch(n))?;
             // The transposed convolution's output covers `(H_o − 1)s + k − 2q` rows; the
@@ -80,6 +86,9 @@ pub(crate) fn design(s: &Spatial, v: &Tensor) -> Result<Tensor> {
     let (Some(c), Some(out)) = (s.conv, s.output()) else {
         return Ok(x.reshape((n, s.pooled().len()))?.contiguous()?);
     };
+    if kernels::fused(v) {
+        return super::cpu::im2col(&x.contiguous()?, c, s.pooled(), out);
+    }
     let q = c.padding;
     let x = x.pad_with_zeros(2, q, q)?.pad_with_zeros(3, q, q)?;
     // Rows ki, ki + s, …, ki + (H_o − 1)s of the padded image.

@@ -124,3 +124,26 @@ pub fn reversed_rows(t: &Tensor) -> Tensor {
     let order = Tensor::from_vec((0..n).rev().collect(), n as usize, t.device()).unwrap();
     t.index_select(&order, 0).unwrap()
 }
+
+/// The small CNN the convolutional tests share: a 3×3 convolution to 4 channels, 2×2 average
+/// pooling, a strided 3×3 convolution to 6 channels (stride 2, padding 1), a linear head.
+pub fn small_cnn(
+    image: candle_bcd::Image,
+    classes: usize,
+    act: candle_bcd::Activation,
+) -> candle_bcd::Architecture {
+    use candle_bcd::{Conv2d, Stage};
+    let strided = Conv2d {
+        out_channels: 6,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    };
+    let stages = [
+        Stage::Conv2d(Conv2d::same(4, 3)),
+        Stage::AvgPool(2),
+        Stage::Conv2d(strided),
+        Stage::Linear(classes),
+    ];
+    candle_bcd::Architecture::cnn(image, &stages, act).unwrap()
+}
