@@ -52,8 +52,9 @@ fn main() -> Result<()> {
     let y = data::one_hot(&ds.train_labels, classes)?;
     net.fit_head(&ds.train_images, &y, lambda)?;
     println!(
-        "frozen {} features of width {width} ({init:?} init), ridge head λ = {lambda}: train {:.4}, test {:.4}",
+        "frozen {} features of width {} ({init:?} init), ridge head λ = {lambda}: train {:.4}, test {:.4}",
         arg(1, "resnet"),
+        arch.layer_dims(arch.num_layers() - 1).0,
         net.accuracy(&ds.train_images, &ds.train_labels)?,
         net.accuracy(&ds.test_images, &ds.test_labels)?
     );
