@@ -1,11 +1,13 @@
 //! Exports: the trained weights alone, loadable by plain candle-nn and PyTorch.
 //!
-//! An export holds `{name}.weight` (`[out, in]`) and `{name}.bias` (`[out]`) in `f32` for every
-//! layer of the [`Network`], under the network's own layer names (`layers.{l}` for the crate's
-//! own constructors), exactly what `candle_nn::linear(in, out, vb.pp(name))` reads, plus
+//! An export holds `{name}.weight` (`[out, in]`, or `[out, C, k, k]` for a convolution) and
+//! `{name}.bias` (`[out]`) in `f32` for every layer of the [`Network`], under the network's own
+//! layer names (`layers.{l}` for the crate's own constructors), exactly what
+//! `candle_nn::linear(in, out, vb.pp(name))` and `candle_nn::conv2d(C, out, k, cfg, vb.pp(name))`
+//! read, plus
 //! metadata `format = candle-bcd-export`, `format_version = 1`, `architecture` (JSON: widths,
 //! activation and residual layers) and `layers` (JSON list of the names, from the input).
-//! PyTorch's `nn.Linear` uses the same layout, so the state-dict keys map one to one
+//! PyTorch's `nn.Linear` and `nn.Conv2d` use the same layouts, so the state-dict keys map one to one
 //! (`layers.{l}.weight` ↔ `layers[l].weight` of an `nn.ModuleList`, or `net.{2l}.weight` of an
 //! `nn.Sequential` that interleaves activation modules). [`Network::from_file`] reads it back.
 

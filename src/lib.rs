@@ -1,6 +1,6 @@
 //! # candle-bcd
 //!
-//! Backprop-free training of fully connected networks on [Candle](https://github.com/huggingface/candle)
+//! Backprop-free training of fully connected and convolutional networks on [Candle](https://github.com/huggingface/candle)
 //! by **block coordinate descent (BCD) on lifted variables**, after Zeng, Lau, Lin and Yao,
 //! *Global Convergence of Block Coordinate Descent in Deep Learning* (ICML 2019).
 //!
@@ -50,7 +50,10 @@
 //!
 //! The same [`Network`] type is the crate's own ready-made network ([`Network::init`] of an
 //! [`Architecture`]: MLPs and fully connected ResNets, [`Architecture::resnet`]) and what
-//! [`Network::from_file`] rebuilds from a checkpoint or an export. Also covered: the two-splitting formulation ([`Splitting::Two`],
+//! [`Network::from_file`] rebuilds from a checkpoint or an export. Convolutional networks
+//! (convolutions with stride and padding, average pooling, linear layers: [`Architecture::cnn`],
+//! [`Architecture::conv_resnet`]; a candle-nn CNN of your own through
+//! [`Network::from_varmap_as`]) train by the same exact blocks ([`conv`]). Also covered: the two-splitting formulation ([`Splitting::Two`],
 //! prox-linear hidden blocks), softmax cross-entropy ([`Loss::CrossEntropy`]), leaky ReLU,
 //! identity, sigmoid and tanh activations ([`Activation`]), ridge regularisation, constraints
 //! on the hidden activations ([`VConstraint`]), a closed-form head initialisation

@@ -175,6 +175,54 @@ fn a_users_candle_nn_cnn_trains_in_place() {
     assert!(matches!(e, BcdError::ModelMismatch { .. }), "{e}");
 }
 
+/// An export of a trained CNN loads into a plain candle-nn model (`candle_nn::conv2d`,
+/// `candle_nn::linear` reading the file) and computes the network's logits; `Network::from_file`
+/// rebuilds the same network, image layers included.
+#[test]
+fn an_exported_cnn_loads_into_plain_candle_nn() {
+    let arch = cnn(Activation::Relu);
+    let varmap = VarMap::new();
+    let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 2, &Device::Cpu).unwrap();
+    let (x, y) = data(20, 3);
+    let mut opt = BcdOptimizer::new(&net, x.clone(), y, config(Loss::CrossEntropy)).unwrap();
+    opt.step().unwrap();
+    let dir = common::tempdir();
+    let path = dir.join("cnn.safetensors");
+    candle_bcd::export::save(&path, &net).unwrap();
+
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu).unwrap() };
+    let same = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let strided = Conv2dConfig {
+        padding: 1,
+        stride: 2,
+        ..Default::default()
+    };
+    let plain = UserCnn {
+        conv1: candle_nn::conv2d(1, 4, 3, same, vb.pp("layers.0")).unwrap(),
+        conv2: candle_nn::conv2d(4, 6, 3, strided, vb.pp("layers.1")).unwrap(),
+        fc: candle_nn::linear(6 * 2 * 2, 3, vb.pp("layers.2")).unwrap(),
+    };
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let ours = net.logits(&x).unwrap();
+    assert!(max_diff(&plain.forward(&x).unwrap(), &ours) < 1e-4);
+    let back = Network::from_file(&path, &Device::Cpu).unwrap();
+    assert_eq!(back.architecture(), &arch);
+    assert!(max_diff(&back.logits(&x).unwrap(), &ours) < 1e-6);
+}
+
 #[test]
 fn bad_descriptions_are_refused_naming_the_layer() {
     let conv = |out, kernel, stride, padding| {

@@ -3,7 +3,9 @@
 //! A network is a chain of affine layers `U_i = V_{i−1}W_iᵀ + 1b_iᵀ` (`i = 1 … L`), each stored
 //! the way `candle_nn::linear` creates it: `{name}.weight` of shape `[d_i, d_{i−1}]` and
 //! `{name}.bias` of shape `[d_i]`, with `V_i = σ(U_i)` (or `V_{i−1} + σ(U_i)` for a residual
-//! layer) after every layer but the last, whose output is linear. A [`Network`] holds the
+//! layer) after every layer but the last, whose output is linear. An image layer stores its
+//! weight the way `candle_nn::conv2d` does, `[out, C, k, k]`, and computes a convolution of its
+//! pooled input image (`crate::conv`). A [`Network`] holds the
 //! layers' names, their `Var`s and the [`Architecture`] they form, so
 //!
 //! - the optimizers update the model's own parameters in place,

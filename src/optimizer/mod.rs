@@ -47,8 +47,9 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
-/// Block coordinate descent on lifted variables for a fully connected [`Network`]: the layers
-/// of any candle-nn model ([`Network::from_varmap`]), or the crate's own ([`Network::init`]):
+/// Block coordinate descent on lifted variables for a [`Network`], fully connected or
+/// convolutional: the layers of any candle-nn model ([`Network::from_varmap`],
+/// [`Network::from_varmap_as`]), or the crate's own ([`Network::init`]):
 ///
 /// ```
 /// use candle_bcd::{Activation, Architecture, BcdConfig, BcdOptimizer, Network, WeightInit};
