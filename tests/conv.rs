@@ -110,6 +110,26 @@ struct UserCnn {
     fc: candle_nn::Linear,
 }
 
+impl UserCnn {
+    /// The model's layers under `names` in `vb` (created, or read from a file).
+    fn new(vb: &VarBuilder, names: &[String; 3]) -> Self {
+        let same = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let strided = Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
+        Self {
+            conv1: candle_nn::conv2d(1, 4, 3, same, vb.pp(&names[0])).unwrap(),
+            conv2: candle_nn::conv2d(4, 6, 3, strided, vb.pp(&names[1])).unwrap(),
+            fc: candle_nn::linear(6 * 2 * 2, 3, vb.pp(&names[2])).unwrap(),
+        }
+    }
+}
+
 impl Module for UserCnn {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let n = x.dim(0)?;
@@ -123,21 +143,8 @@ impl Module for UserCnn {
 fn a_users_candle_nn_cnn_trains_in_place() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let same = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    let strided = Conv2dConfig {
-        padding: 1,
-        stride: 2,
-        ..Default::default()
-    };
-    let model = UserCnn {
-        conv1: candle_nn::conv2d(1, 4, 3, same, vb.pp("conv1")).unwrap(),
-        conv2: candle_nn::conv2d(4, 6, 3, strided, vb.pp("conv2")).unwrap(),
-        fc: candle_nn::linear(6 * 2 * 2, 3, vb.pp("fc")).unwrap(),
-    };
     let names = ["conv1", "conv2", "fc"].map(String::from);
+    let model = UserCnn::new(&vb, &names);
     let net = Network::from_varmap_as(&varmap, &names, &cnn(Activation::Relu)).unwrap();
     let (x, y) = data(30, 9);
     net.check_against(&model, &x).unwrap();
@@ -192,20 +199,7 @@ fn an_exported_cnn_loads_into_plain_candle_nn() {
 
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu).unwrap() };
-    let same = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    let strided = Conv2dConfig {
-        padding: 1,
-        stride: 2,
-        ..Default::default()
-    };
-    let plain = UserCnn {
-        conv1: candle_nn::conv2d(1, 4, 3, same, vb.pp("layers.0")).unwrap(),
-        conv2: candle_nn::conv2d(4, 6, 3, strided, vb.pp("layers.1")).unwrap(),
-        fc: candle_nn::linear(6 * 2 * 2, 3, vb.pp("layers.2")).unwrap(),
-    };
+    let plain = UserCnn::new(&vb, &["layers.0", "layers.1", "layers.2"].map(String::from));
     let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
         (a - b)
             .unwrap()
