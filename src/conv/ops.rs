@@ -1,5 +1,6 @@
-//! The linear maps of an image layer on lifted rows, by Candle tensor operations (so on every
-//! device): with `P` the average pooling, `C_W` the convolution and `b` the per-channel bias,
+//! The linear maps of an image layer on lifted rows, by Candle tensor operations on every
+//! device (on the CPU the patch matrix and the adjoint by the loops of `cpu`): with `P` the
+//! average pooling, `C_W` the convolution and `b` the per-channel bias,
 //!
 //! ```text
 //! forward   Z = C_W(P(V)) + b            (or W·flatten(P(V)) + b for a linear layer)
