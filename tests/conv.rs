@@ -154,15 +154,8 @@ fn a_users_candle_nn_cnn_trains_in_place() {
     // The user's own forward pass computes with the trained weights.
     let after = model.forward(&x).unwrap();
     let ours = net.logits(&x).unwrap();
-    let moved = (&after - &before)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap();
-    let agree = (&after - &ours).unwrap().abs().unwrap().max_all().unwrap();
-    assert!(moved.to_scalar::<f32>().unwrap() > 1e-3);
-    assert!(agree.to_scalar::<f32>().unwrap() < 1e-4);
+    assert!(common::max_abs_diff(&after, &before) > 1e-3);
+    assert!(common::max_abs_diff(&after, &ours) < 1e-4);
 
     // Described with the wrong stride, the description no longer matches the model.
     let wrong = Architecture::cnn(
@@ -200,21 +193,11 @@ fn an_exported_cnn_loads_into_plain_candle_nn() {
     let vb =
         unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu).unwrap() };
     let plain = UserCnn::new(&vb, &["layers.0", "layers.1", "layers.2"].map(String::from));
-    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
     let ours = net.logits(&x).unwrap();
-    assert!(max_diff(&plain.forward(&x).unwrap(), &ours) < 1e-4);
+    assert!(common::max_abs_diff(&plain.forward(&x).unwrap(), &ours) < 1e-4);
     let back = Network::from_file(&path, &Device::Cpu).unwrap();
     assert_eq!(back.architecture(), &arch);
-    assert!(max_diff(&back.logits(&x).unwrap(), &ours) < 1e-6);
+    assert!(common::max_abs_diff(&back.logits(&x).unwrap(), &ours) < 1e-6);
 }
 
 #[test]

@@ -39,18 +39,6 @@ impl PlainMlp {
     }
 }
 
-/// `max |a − b|` over all entries.
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 #[test]
 fn plain_candle_nn_model_reproduces_bcd_logits() {
     let ds = data::take_train(&data::load_idx_dir(&common::mnist_dir()).unwrap(), 1000).unwrap();
@@ -76,7 +64,7 @@ fn plain_candle_nn_model_reproduces_bcd_logits() {
 
     let plain = PlainMlp::load(&path, &widths);
     let x = ds.test_images.clone();
-    let diff = max_abs_diff(&plain.forward(&x), &model.forward(&x).unwrap());
+    let diff = common::max_abs_diff(&plain.forward(&x), &model.forward(&x).unwrap());
     assert!(diff <= 1e-5, "max |Δlogit| = {diff}");
 
     // The export also loads back as a Network with the architecture from its metadata.
@@ -207,6 +195,6 @@ fn cli_opens_the_checkpoint_of_a_users_own_model() {
     let back = Network::from_file(&out, &dev).unwrap();
     assert_eq!(back.names(), ["fc1", "fc2", "fc3"]);
     assert_eq!(back.architecture(), net.architecture());
-    let diff = max_abs_diff(&back.forward(&ds.test_images).unwrap(), &logits);
+    let diff = common::max_abs_diff(&back.forward(&ds.test_images).unwrap(), &logits);
     assert!(diff <= 1e-5, "max |Δlogit| = {diff}");
 }

@@ -147,3 +147,15 @@ pub fn small_cnn(
     ];
     candle_bcd::Architecture::cnn(image, &stages, act).unwrap()
 }
+
+/// `max |a − b|` over all entries.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
