@@ -19,14 +19,15 @@ use crate::solve;
 
 /// `V_L ← argmin R(V; Y) + γ/2‖V − U_L‖² + α/2‖V − V_L^old‖²`, row by row through
 /// [`Loss::row_prox`](crate::loss::Loss::row_prox) with `κ = γ + α`, `T = (γU_L + αV_L^old)/κ`
-/// (squared loss: `(Y + γU_L + αV_L^old)/(1 + γ + α)`).
+/// (squared loss: `(Y + γU_L + αV_L^old)/(1 + γ + α)`); `α` is the lifted blocks' proximal
+/// weight (`BcdConfig::alpha_lifted`).
 pub fn output_activation(
     y: &Tensor,
     u_l: &Tensor,
     v_old: &Tensor,
     cfg: &BcdConfig,
 ) -> Result<Tensor> {
-    let (g, a) = (cfg.gamma, cfg.alpha);
+    let (g, a) = (cfg.gamma, cfg.lifted_prox());
     let kappa = g + a;
     let loss = cfg.loss;
     if !kernels::fused(u_l) {

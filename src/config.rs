@@ -20,6 +20,15 @@
 //! | `splitting` | `Three` | lifted formulation | see [`Splitting`] (two-splitting needs `α > 0`) |
 //! | `cg_iterations` | 10 | most conjugate-gradient iterations of an activation block under an image layer | any (0 leaves the block unchanged) |
 //! | `cg_tolerance` | 1e-3 | relative residual that ends those iterations early | `≥ 0`, finite |
+//! | `penalty_growth` | 1.0 | ratio `q` of consecutive layers' weights in `Φ` (below) | `> 0`, finite; 1 with two-splitting |
+//! | `alpha_lifted` | `None` (= `alpha`) | proximal weight of the lifted `V_L` and `U_i` updates alone | `≥ 0`, finite |
+//!
+//! **Layer weights.** With `penalty_growth = q` every term of layer `i` — its penalties, its
+//! ridge and the proximal terms of its blocks — is weighted by `c_i = q^{i−L}` (1 at the output
+//! layer), so `Φ = R + Σ_i c_i (λ/2‖W_i‖² + γ/2‖V_i − σ(U_i)‖² + ρ/2‖U_i − Ṽ_{i−1}W̃_iᵀ‖²)`.
+//! The `W̃_i` and `U_i` blocks see one layer's terms only, so they do not change; a hidden
+//! `V_i` block weighs fitting the next layer `q` times more than its own activation penalty
+//! (`docs/algorithm.md`, "Depth").
 //!
 //! The defaults are the official code's MNIST configuration (`γ = ρ = 1, α = 5`). The weight
 //! initialisation ([`WeightInit`] and its seed) is not an optimizer setting: it belongs where
@@ -59,6 +68,8 @@ setters!(BcdConfig {
     v_constraint: VConstraint,
     cg_iterations: usize,
     cg_tolerance: f64,
+    penalty_growth: f64,
+    alpha_lifted: Option<f64>,
 });
 
 /// Which lifted formulation the sweep minimises.
@@ -232,6 +243,18 @@ pub struct BcdConfig {
     /// Relative residual at which those conjugate-gradient solves stop early.
     #[serde(default = "default_cg_tolerance")]
     pub cg_tolerance: f64,
+    /// Ratio `q` between the weights of consecutive layers' terms in `Φ`: layer `i` of `L` is
+    /// weighted by `q^{i−L}` (see the module docs).
+    #[serde(default = "default_penalty_growth")]
+    pub penalty_growth: f64,
+    /// Proximal weight of the lifted blocks `V_L` and `U_i`; `None` takes `alpha`. The weight
+    /// blocks (and the two-splitting's prox-linear steps) keep `alpha`.
+    #[serde(default)]
+    pub alpha_lifted: Option<f64>,
+}
+
+fn default_penalty_growth() -> f64 {
+    1.0
 }
 
 fn default_cg_iterations() -> usize {
@@ -254,6 +277,8 @@ impl Default for BcdConfig {
             v_constraint: VConstraint::None,
             cg_iterations: default_cg_iterations(),
             cg_tolerance: default_cg_tolerance(),
+            penalty_growth: default_penalty_growth(),
+            alpha_lifted: None,
         }
     }
 }
@@ -288,6 +313,10 @@ impl BcdConfig {
         check("alpha", self.alpha, false)?;
         check("lambda", self.lambda, false)?;
         check("cg_tolerance", self.cg_tolerance, false)?;
+        check("penalty_growth", self.penalty_growth, true)?;
+        if let Some(a) = self.alpha_lifted {
+            check("alpha_lifted", a, false)?;
+        }
         if let VConstraint::Box { lo, hi } = self.v_constraint {
             if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
                 return Err(BcdError::InvalidHyperparameter {
@@ -299,14 +328,67 @@ impl BcdConfig {
         }
         if self.splitting == Splitting::Two {
             check("alpha", self.alpha, true)?;
+            if self.penalty_growth != 1.0 {
+                return Err(BcdError::InvalidHyperparameter {
+                    name: "penalty_growth",
+                    value: self.penalty_growth,
+                    reason: "the two-splitting weighs every layer alike: must be 1",
+                });
+            }
         }
         Ok(())
+    }
+
+    /// The proximal weight of the lifted `V_L` and `U_i` blocks.
+    pub(crate) fn lifted_prox(&self) -> f64 {
+        self.alpha_lifted.unwrap_or(self.alpha)
+    }
+
+    /// The weight `c_l = q^{l−last}` of layer `l`'s terms in `Φ` (layers counted from 0).
+    pub(crate) fn layer_weight(&self, l: usize, last: usize) -> f64 {
+        self.penalty_growth.powf(l as f64 - last as f64)
+    }
+
+    /// The hidden `V_i` block's weights relative to its own activation penalty: `(γ, qρ, qγ)`
+    /// for that penalty, the next layer's pre-activation penalty and (when the next layer is
+    /// residual) its activation penalty.
+    pub(crate) fn hidden_weights(&self) -> (f64, f64, f64) {
+        let q = self.penalty_growth;
+        (self.gamma, q * self.rho, q * self.gamma)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_weights_and_lifted_prox_are_checked_and_named() {
+        let named = |c: BcdConfig| match c.validate() {
+            Err(BcdError::InvalidHyperparameter { name, .. }) => name,
+            other => panic!("{c:?} gave {other:?}"),
+        };
+        let base = BcdConfig::default();
+        assert_eq!(named(base.clone().penalty_growth(0.0)), "penalty_growth");
+        assert_eq!(
+            named(base.clone().penalty_growth(f64::NAN)),
+            "penalty_growth"
+        );
+        assert_eq!(named(base.clone().alpha_lifted(Some(-1.0))), "alpha_lifted");
+        let two = base.clone().splitting(Splitting::Two).penalty_growth(2.0);
+        assert_eq!(named(two), "penalty_growth");
+        assert!(base
+            .clone()
+            .penalty_growth(100.0)
+            .alpha_lifted(Some(0.0))
+            .validate()
+            .is_ok());
+        // c_l = q^{l − last}; the lifted prox falls back on α.
+        let q = base.clone().penalty_growth(10.0);
+        assert!((q.layer_weight(1, 3) - 1e-2).abs() < 1e-15 && q.layer_weight(3, 3) == 1.0);
+        assert_eq!(base.clone().alpha(3.0).lifted_prox(), 3.0);
+        assert_eq!(base.alpha(3.0).alpha_lifted(Some(0.5)).lifted_prox(), 0.5);
+    }
 
     #[test]
     fn weight_init_parses_its_names_and_rejects_others() {

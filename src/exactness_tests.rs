@@ -31,6 +31,8 @@ fn hp(c: &BcdConfig) -> Hp {
         rho: c.rho,
         alpha: c.alpha,
         lambda: c.lambda,
+        growth: c.penalty_growth,
+        alpha_lifted: c.alpha_lifted.unwrap_or(c.alpha),
     }
 }
 

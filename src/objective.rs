@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! R(V_L; Y)                         loss: ½‖V_L − Y‖² or softmax cross-entropy
-//! λ/2 Σ_i ‖W_i‖²                    regulariser (never on biases)
-//! Σ ‖V_i − S_i − σ(A_i)‖²            an activation fit, A_i = U_i (three-splitting) or Z_i (two)
+//! λ/2 Σ_i c_i ‖W_i‖²                regulariser (never on biases)
+//! Σ c_i ‖V_i − S_i − σ(A_i)‖²        an activation fit, A_i = U_i (three-splitting) or Z_i (two)
 //! ```
 //!
-//! with `S_i = V_{i−1}` for a residual layer and `0` otherwise. Each formulation assembles its
+//! with `S_i = V_{i−1}` for a residual layer and `0` otherwise, and `c_i = q^{i−L}` the weight
+//! of layer `i` (`BcdConfig::penalty_growth`; 1 for every layer by default). Each formulation assembles its
 //! `Φ` from these in its own module (`three_split::objective`, `two_split::objective`). All
 //! sums are accumulated in `f64`. The paper's sufficient-descent property says `Φ` never
 //! increases from one sweep to the next.
@@ -25,12 +26,13 @@ use crate::kernels;
 pub struct ObjectiveParts {
     /// `R(V_L; Y)`.
     pub loss: f64,
-    /// `Σ r_i(W̃_i)`.
+    /// `Σ c_i r_i(W̃_i)`.
     pub regularizer: f64,
-    /// `γ/2 Σ ‖V_i − S_i − σ(U_i)‖²` including the output tie `γ/2‖V_L − U_L‖²` (two-splitting:
-    /// with `Z_i` in place of `U_i`).
+    /// `γ/2 Σ c_i ‖V_i − S_i − σ(U_i)‖²` including the output tie `γ/2‖V_L − U_L‖²`
+    /// (two-splitting: with `Z_i` in place of `U_i`); `c_i` the layer weights
+    /// ([`BcdConfig::penalty_growth`](crate::BcdConfig::penalty_growth)).
     pub activation_penalty: f64,
-    /// `ρ/2 Σ ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` (zero in the two-splitting, which has no `U_i`).
+    /// `ρ/2 Σ c_i ‖U_i − Ṽ_{i−1}W̃_iᵀ‖²` (zero in the two-splitting, which has no `U_i`).
     pub preactivation_penalty: f64,
 }
 
@@ -70,7 +72,7 @@ pub(crate) struct Lifted<'a> {
 
 /// The parts both formulations share, with `A_i` the argument of each layer's activation
 /// (`U_i`, or `Z_i` in the two-splitting): the loss, the regulariser and
-/// `γ/2 (Σ_{i<L} ‖V_i − S_i − σ(A_i)‖² + ‖V_L − A_L‖²)`. The pre-activation part is left 0.
+/// `γ/2 (Σ_{i<L} c_i ‖V_i − S_i − σ(A_i)‖² + ‖V_L − A_L‖²)`. The pre-activation part is left 0.
 pub(crate) fn fit_parts(b: &Lifted, a: &[Tensor], cfg: &BcdConfig) -> Result<ObjectiveParts> {
     let last = b.v.len() - 1;
     let mut act_pen = kernels::sq_dist(&b.v[last], &a[last])?;
@@ -79,12 +81,12 @@ pub(crate) fn fit_parts(b: &Lifted, a: &[Tensor], cfg: &BcdConfig) -> Result<Obj
             0 => b.x,
             _ => &b.v[l - 1],
         });
-        act_pen += activation_fit(v, skip, a, b.arch.activation())?;
+        act_pen += cfg.layer_weight(l, last) * activation_fit(v, skip, a, b.arch.activation())?;
     }
     let mut reg = 0.0;
     if cfg.lambda > 0.0 {
-        for w in b.weights {
-            reg += kernels::sq_norm(w)?;
+        for (l, w) in b.weights.iter().enumerate() {
+            reg += cfg.layer_weight(l, last) * kernels::sq_norm(w)?;
         }
     }
     let loss = match kernels::fused(b.y) {

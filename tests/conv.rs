@@ -39,14 +39,21 @@ fn config(loss: Loss) -> BcdConfig {
     BcdConfig::default().loss(loss).alpha(1.0).lambda(0.01)
 }
 
-fn cases() -> Vec<(String, Architecture, Loss)> {
+fn cases() -> Vec<(String, Architecture, BcdConfig)> {
     let mut cases = Vec::new();
     for act in [Activation::Relu, Activation::Tanh] {
         for loss in [Loss::Squared, Loss::CrossEntropy] {
-            cases.push((format!("cnn {act:?} {loss:?}"), cnn(act), loss));
-            cases.push((format!("resnet {act:?} {loss:?}"), conv_resnet(act), loss));
+            cases.push((format!("cnn {act:?} {loss:?}"), cnn(act), config(loss)));
+            let name = format!("resnet {act:?} {loss:?}");
+            cases.push((name, conv_resnet(act), config(loss)));
         }
     }
+    // Layer weights growing towards the output, no proximal term on the lifted blocks.
+    let deep = config(Loss::CrossEntropy)
+        .penalty_growth(10.0)
+        .alpha_lifted(Some(0.0));
+    cases.push(("cnn, q = 10".into(), cnn(Activation::Relu), deep.clone()));
+    cases.push(("resnet, q = 10".into(), conv_resnet(Activation::Relu), deep));
     cases
 }
 
@@ -60,11 +67,11 @@ fn assert_no_rise(what: &str, before: f64, after: f64) {
 
 #[test]
 fn phi_never_rises_per_sweep() {
-    for (name, arch, loss) in cases() {
+    for (name, arch, config) in cases() {
         let varmap = VarMap::new();
         let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 1, &Device::Cpu).unwrap();
         let (x, y) = data(24, 2);
-        let mut opt = BcdOptimizer::new(&net, x, y, config(loss)).unwrap();
+        let mut opt = BcdOptimizer::new(&net, x, y, config).unwrap();
         let first = opt.objective().unwrap().total();
         let mut prev = first;
         for k in 0..4 {
@@ -84,12 +91,12 @@ fn phi_never_rises_per_sweep() {
 
 #[test]
 fn phi_b_never_rises_per_batch() {
-    for (name, arch, loss) in cases() {
+    for (name, arch, config) in cases() {
         let varmap = VarMap::new();
         let net = Network::init(&arch, &varmap, WeightInit::Kaiming, 3, &Device::Cpu).unwrap();
         let (x, y) = data(40, 4);
         let options = MiniBatchOptions::default().batch_size(16).seed(5);
-        let mut mb = MiniBatchBcd::new(&net, config(loss), options).unwrap();
+        let mut mb = MiniBatchBcd::new(&net, config, options).unwrap();
         for batch in 0..3 {
             let rows = x.narrow(0, batch * 12, 12).unwrap();
             let targets = y.narrow(0, batch * 12, 12).unwrap();

@@ -23,6 +23,8 @@ struct Cfg {
     rho: f64,
     alpha: f64,
     lambda: f64,
+    growth: f64,
+    alpha_lifted: Option<f64>,
     loss: Loss,
     splitting: Splitting,
     init: WeightInit,
@@ -37,6 +39,8 @@ impl Default for Cfg {
             rho: c.rho,
             alpha: c.alpha,
             lambda: c.lambda,
+            growth: c.penalty_growth,
+            alpha_lifted: c.alpha_lifted,
             loss: c.loss,
             splitting: c.splitting,
             init: WeightInit::default(),
@@ -52,6 +56,8 @@ impl Cfg {
             .rho(self.rho)
             .alpha(self.alpha)
             .lambda(self.lambda)
+            .penalty_growth(self.growth)
+            .alpha_lifted(self.alpha_lifted)
             .loss(self.loss)
             .splitting(self.splitting)
     }
@@ -148,6 +154,35 @@ fn objective_never_increases_on_random_problems() {
                 alpha: 0.5,
                 lambda: 0.1,
                 init: WeightInit::Kaiming,
+                ..def()
+            },
+        ),
+        // Layer weights growing towards the output, lifted blocks without proximal terms.
+        (
+            mlp(&[10, 20, 20, 20, 3], Activation::Relu),
+            Cfg {
+                growth: 100.0,
+                rho: 0.1,
+                alpha_lifted: Some(0.0),
+                loss: Loss::CrossEntropy,
+                init: WeightInit::Kaiming,
+                ..def()
+            },
+        ),
+        (
+            mlp(&[10, 16, 16, 4], Activation::Tanh),
+            Cfg {
+                growth: 0.5,
+                alpha_lifted: Some(2.0),
+                lambda: 0.1,
+                ..def()
+            },
+        ),
+        (
+            res(3, 3, Activation::Relu),
+            Cfg {
+                growth: 10.0,
+                alpha_lifted: Some(0.0),
                 ..def()
             },
         ),

@@ -59,6 +59,8 @@ fn check_arch(arch: Architecture, res: &[bool], n: usize, cfg: BcdConfig, sweeps
         rho: cfg.rho,
         alpha: cfg.alpha,
         lambda: cfg.lambda,
+        growth: cfg.penalty_growth,
+        alpha_lifted: cfg.alpha_lifted.unwrap_or(cfg.alpha),
     };
     let start = blocks_of(&opt);
     let expected = reference::sweep(&x, &y, &start, hp, res);
@@ -122,12 +124,34 @@ fn one_sweep_matches_reference_resnet() {
     let res = [false, true, true, true, false];
     check_arch(arch.clone(), &res, 40, BcdConfig::default(), 0);
     check_arch(
-        arch,
+        arch.clone(),
         &res,
         40,
         BcdConfig::default().lambda(0.05).alpha(1.0),
         2,
     );
+    // Layer weights q^{i−L} (the residual V blocks weigh the next layer's two penalties by q).
+    check_arch(
+        arch,
+        &res,
+        40,
+        BcdConfig::default()
+            .penalty_growth(3.0)
+            .alpha_lifted(Some(0.5))
+            .lambda(0.05),
+        1,
+    );
+}
+
+#[test]
+fn one_sweep_matches_reference_with_layer_weights() {
+    // Growing and shrinking layer weights, lifted blocks with and without a proximal term.
+    let base = BcdConfig::default().gamma(1.0).rho(0.3).lambda(0.02);
+    for (growth, lifted) in [(10.0, Some(0.0)), (0.25, None), (1.0, Some(0.0))] {
+        let cfg = base.clone().penalty_growth(growth).alpha_lifted(lifted);
+        check(&[6, 12, 9, 12, 3], 40, cfg.clone(), 0);
+        check(&[5, 4, 7, 8], 30, cfg, 2);
+    }
 }
 
 #[test]

@@ -2,12 +2,13 @@
 //! before a linear layer): with `A` that layer's linear map (`crate::conv::ops`),
 //!
 //! ```text
-//! V_i ← argmin_V γ/2‖V − S_i − σ(U_i)‖² + ρ/2‖U_{i+1} − A(V) − b_{i+1}‖²
-//!                [+ γ/2‖V_{i+1} − V − σ(U_{i+1})‖² if layer i+1 is residual]
-//!  ⇔  (sI + ρAᵀA) V = γ(S_i + σ(U_i)) [+ γ(V_{i+1} − σ(U_{i+1}))] + ρAᵀ(U_{i+1} − b_{i+1}),
+//! V_i ← argmin_V γ/2‖V − S_i − σ(U_i)‖² + r/2‖U_{i+1} − A(V) − b_{i+1}‖²
+//!                [+ qγ/2‖V_{i+1} − V − σ(U_{i+1})‖² if layer i+1 is residual]
+//!  ⇔  (sI + rAᵀA) V = γ(S_i + σ(U_i)) [+ qγ(V_{i+1} − σ(U_{i+1}))] + rAᵀ(U_{i+1} − b_{i+1}),
 //! ```
 //!
-//! `s = γ` (or `2γ` when layer `i+1` is residual). `AᵀA` is no longer a small dense matrix
+//! `r = qρ` with `q` the layer-weight ratio (`BcdConfig::penalty_growth`, 1 by default),
+//! `s = γ` (or `(1 + q)γ` when layer `i+1` is residual). `AᵀA` is no longer a small dense matrix
 //! acting on rows, so the system is solved by conjugate gradients through `A` and `Aᵀ`
 //! (`crate::conv::cg`), warm-started at the current `V_i`: every iterate lowers the block's
 //! strongly convex quadratic, so the block never raises `Φ`.
@@ -32,14 +33,14 @@ pub(crate) fn hidden_activation(
     cfg: &BcdConfig,
     comm: &dyn Communicator,
 ) -> Result<(Tensor, usize, f64)> {
-    let (g, r) = (cfg.gamma, cfg.rho);
+    let (g, r, gn) = cfg.hidden_weights();
     // Detached from their `Var`s, so that no operation here is recorded for backprop.
     let (w, b) = (&nb.w_next.detach(), &nb.b_next.detach());
     let mut rhs = act.output_tensor(nb.u_i, nb.skip)?.affine(g, 0.0)?;
     let mut shift = g;
     if let Some(v_next) = nb.v_next_residual {
-        rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(g, 0.0)?)?;
-        shift = 2.0 * g;
+        rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(gn, 0.0)?)?;
+        shift = g + gn;
     }
     let coupled = ops::adjoint(next, &ops::sub_bias(next, nb.u_next, b)?, w)?;
     let rhs = (rhs + coupled.affine(r, 0.0)?)?;

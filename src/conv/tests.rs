@@ -167,6 +167,8 @@ fn kernel_block_is_the_dense_least_squares_solve() {
         rho: cfg.rho,
         alpha: cfg.alpha,
         lambda: cfg.lambda,
+        growth: cfg.penalty_growth,
+        alpha_lifted: cfg.alpha_lifted.unwrap_or(cfg.alpha),
     };
     for (s, d_out) in spatials() {
         let stage = match s.conv {
@@ -256,7 +258,13 @@ fn activation_block_matches_the_dense_solve() {
         .rho(0.7)
         .cg_iterations(500)
         .cg_tolerance(1e-6);
-    for act in [Activation::Relu, Activation::Tanh] {
+    // q: layer i+1's weight in Φ relative to layer i's (1, or growing towards the output).
+    for (act, q) in [
+        (Activation::Relu, 1.0),
+        (Activation::Tanh, 1.0),
+        (Activation::Relu, 8.0),
+    ] {
+        let cfg = cfg.clone().penalty_growth(q);
         for (s, d_out) in spatials() {
             let n = 3;
             let w = rand_m(1, weight_len(&s, d_out), 21, 0.5);
@@ -288,7 +296,7 @@ fn activation_block_matches_the_dense_solve() {
             let positions = s.positions();
             let lhs = a.t().mul(&a).zip(
                 &M::from_fn(a.c, a.c, |i, j| f64::from(u8::from(i == j))),
-                |x, e| cfg.rho * x + cfg.gamma * e,
+                |x, e| q * cfg.rho * x + cfg.gamma * e,
             );
             let sigma = |x: f64| match act {
                 Activation::Tanh => x.tanh(),
@@ -297,10 +305,10 @@ fn activation_block_matches_the_dense_solve() {
             let shifted = M::from_fn(n, d_out, |i, j| u_next.at(i, j) - b.d[j / positions]);
             let rhs = u_i
                 .map(sigma)
-                .zip(&shifted.mul(&a), |s, c| cfg.gamma * s + cfg.rho * c);
+                .zip(&shifted.mul(&a), |s, c| cfg.gamma * s + q * cfg.rho * c);
             let v_ref = lhs.solve(&rhs.t()).t();
             let err = M::from_tensor(&v).rel_err(&v_ref);
-            assert!(err < 1e-5, "{s:?} {act:?}: {err:.3e}");
+            assert!(err < 1e-5, "{s:?} {act:?} q = {q}: {err:.3e}");
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The three-splitting objective
 //!
 //! ```text
-//! Φ = R(V_L; Y) + λ/2 Σ_i ‖W_i‖²
-//!   + γ/2 Σ_{i<L} ‖V_i − S_i − σ(U_i)‖² + γ/2 ‖V_L − U_L‖²
-//!   + ρ/2 Σ_i ‖U_i − Z_i‖²,          Z_i = Ṽ_{i−1}W̃_iᵀ,
+//! Φ = R(V_L; Y) + λ/2 Σ_i c_i ‖W_i‖²
+//!   + γ/2 Σ_{i<L} c_i ‖V_i − S_i − σ(U_i)‖² + γ/2 ‖V_L − U_L‖²
+//!   + ρ/2 Σ_i c_i ‖U_i − Z_i‖²,          Z_i = Ṽ_{i−1}W̃_iᵀ,
 //! ```
 //!
-//! `S_i = V_{i−1}` in a residual layer, else 0. The pre-activation sums `‖U_i − Z_i‖²` are taken
+//! `S_i = V_{i−1}` in a residual layer, else 0; `c_i = q^{i−L}` the layer weights
+//! (`BcdConfig::penalty_growth`). The pre-activation sums `‖U_i − Z_i‖²` are taken
 //! ([`preactivation_sq`]) wherever the sweep forms `Z_i` anyway, so that `Φ` costs no product.
 
 use candle_core::Tensor;
@@ -29,6 +30,10 @@ pub(crate) fn evaluate(
     cfg: &BcdConfig,
 ) -> Result<ObjectiveParts> {
     let mut parts = fit_parts(blocks, u, cfg)?;
-    parts.preactivation_penalty = 0.5 * cfg.rho * preactivation_sq.iter().sum::<f64>();
+    let last = preactivation_sq.len() - 1;
+    let weighted: f64 = (preactivation_sq.iter().enumerate())
+        .map(|(l, sq)| cfg.layer_weight(l, last) * sq)
+        .sum();
+    parts.preactivation_penalty = 0.5 * cfg.rho * weighted;
     Ok(parts)
 }

@@ -67,18 +67,19 @@ pub struct HiddenNeighbours<'a> {
     pub v_next_residual: Option<&'a Tensor>,
 }
 
-/// Hidden `V_i ← argmin γ/2‖V − S_i − σ(U_i)‖² + ρ/2‖U_{i+1} − [V 1]W̃_{i+1}ᵀ‖²
-///                      [+ γ/2‖V_{i+1} − V − σ(U_{i+1})‖² if layer i+1 is residual]`
-/// (`S_i = V_{i−1}` if layer `i` is residual, else 0), i.e.
-/// `V = (γ(S_i + σ(U_i)) [+ γ(V_{i+1} − σ(U_{i+1}))] + ρ(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (sI + ρWᵀW)⁻¹`
-/// with `s = γ`, or `2γ` when layer `i+1` is residual.
+/// Hidden `V_i ← argmin γ/2‖V − S_i − σ(U_i)‖² + qρ/2‖U_{i+1} − [V 1]W̃_{i+1}ᵀ‖²
+///                      [+ qγ/2‖V_{i+1} − V − σ(U_{i+1})‖² if layer i+1 is residual]`
+/// (`S_i = V_{i−1}` if layer `i` is residual, else 0; `q` the ratio of layer `i+1`'s weight in
+/// `Φ` to layer `i`'s, `BcdConfig::penalty_growth`), i.e. with `r = qρ`
+/// `V = (γ(S_i + σ(U_i)) [+ qγ(V_{i+1} − σ(U_{i+1}))] + r(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (sI + rWᵀW)⁻¹`
+/// with `s = γ`, or `(1 + q)γ` when layer `i+1` is residual.
 pub fn hidden_activation(
     nb: HiddenNeighbours,
     act: Activation,
     cfg: &BcdConfig,
     block: &str,
 ) -> Result<Tensor> {
-    let (g, r) = (cfg.gamma, cfg.rho);
+    let (g, r, gn) = cfg.hidden_weights();
     // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
     let c = row_times_matrix(&solve::host_f32(nb.b_next)?, nb.w_next, r)?;
     if !kernels::fused(nb.u_i) {
@@ -94,16 +95,16 @@ pub fn hidden_activation(
     let mut shift = g;
     if let Some(v_next) = nb.v_next_residual {
         with_sigma!(act, |sigma| rhs.update([v_next, nb.u_next], |s, [v, u]| {
-            (s as f64 + g * (v as f64 - sigma.apply(u as f64))) as f32
+            (s as f64 + gn * (v as f64 - sigma.apply(u as f64))) as f32
         }))?;
-        shift = 2.0 * g;
+        shift = g + gn;
     }
     rhs.add_matmul(Op::N(nb.u_next), Op::N(nb.w_next), r as f32)?;
     RowSolve::new(nb.w_next, shift, r, block)?.apply_in_place(&mut rhs)?;
     rhs.into_tensor()
 }
 
-/// [`hidden_activation`] by tensor operations (the device path), `c = ρW_{i+1}ᵀb_{i+1}`.
+/// [`hidden_activation`] by tensor operations (the device path), `c = rW_{i+1}ᵀb_{i+1}`.
 fn hidden_activation_tensors(
     nb: HiddenNeighbours,
     act: Activation,
@@ -111,7 +112,7 @@ fn hidden_activation_tensors(
     c: &[f64],
     block: &str,
 ) -> Result<Tensor> {
-    let (g, r) = (cfg.gamma, cfg.rho);
+    let (g, r, gn) = cfg.hidden_weights();
     let c: Vec<f32> = c.iter().map(|&x| x as f32).collect();
     let c = Tensor::from_vec(c, (1, nb.u_i.dim(1)?), nb.u_i.device())?;
     let mut rhs = act
@@ -120,8 +121,8 @@ fn hidden_activation_tensors(
         .broadcast_sub(&c)?;
     let mut shift = g;
     if let Some(v_next) = nb.v_next_residual {
-        rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(g, 0.0)?)?;
-        shift = 2.0 * g;
+        rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(gn, 0.0)?)?;
+        shift = g + gn;
     }
     let rhs = kernels::matmul(
         Op::N(nb.u_next),
@@ -146,15 +147,16 @@ fn row_times_matrix(b: &[f32], w: &Tensor, s: f64) -> Result<Vec<f64>> {
     Ok(c)
 }
 
-/// Value of the hidden `V_i` subproblem of [`hidden_activation`] at `v` (used to safeguard
-/// the projection onto a [`VConstraint`](crate::VConstraint)).
+/// Value of the hidden `V_i` subproblem of [`hidden_activation`] at `v`, in units of layer
+/// `i`'s weight in `Φ` (used to safeguard the projection onto a
+/// [`VConstraint`](crate::VConstraint)).
 pub fn hidden_activation_value(
     v: &Tensor,
     nb: HiddenNeighbours,
     act: Activation,
     cfg: &BcdConfig,
 ) -> Result<f64> {
-    let (g, r) = (cfg.gamma, cfg.rho);
+    let (g, r, gn) = cfg.hidden_weights();
     if !kernels::fused(v) {
         let own = act.fit_sq_tensor(v, nb.skip, nb.u_i)?;
         let z = kernels::linear(v, nb.w_next, nb.b_next)?;
@@ -163,7 +165,7 @@ pub fn hidden_activation_value(
             Some(v_next) => act.fit_sq_tensor(v_next, Some(v), nb.u_next)?,
             None => 0.0,
         };
-        return Ok(0.5 * g * (own + residual) + 0.5 * r * coupling);
+        return Ok(0.5 * (g * own + gn * residual) + 0.5 * r * coupling);
     }
     let own = with_sigma!(act, |sigma| match nb.skip {
         Some(skip) => kernels::sum_map([v, skip, nb.u_i], |[v, s, u]| {
@@ -182,11 +184,12 @@ pub fn hidden_activation_value(
         ))?,
         None => 0.0,
     };
-    Ok(0.5 * g * (own + residual) + 0.5 * r * coupling)
+    Ok(0.5 * (g * own + gn * residual) + 0.5 * r * coupling)
 }
 
 /// Hidden `U_i ← argmin γ/2‖V_i − σ(U)‖² + ρ/2‖U − Z_i‖² + α/2‖U − U_i^old‖²`, elementwise
-/// by [`Activation::prox`] with `a = (ρz + αu^old)/(ρ + α)` and `c = (ρ + α)/γ`. Returns the new
+/// by [`Activation::prox`] with `a = (ρz + αu^old)/(ρ + α)` and `c = (ρ + α)/γ` (`α` the lifted
+/// blocks' proximal weight, `BcdConfig::alpha_lifted`). Returns the new
 /// `U_i` and `‖U_i − U_i^old‖²` (computed in the same pass).
 pub fn hidden_preactivation(
     z: &Tensor,
@@ -254,7 +257,7 @@ fn preactivation_tensors(
 
 /// The prox of [`hidden_preactivation`] and the weights of its centre `a`.
 fn preactivation_prox(act: Activation, cfg: &BcdConfig) -> (ScalarProx, CentreWeights) {
-    let (g, r, a) = (cfg.gamma, cfg.rho, cfg.alpha);
+    let (g, r, a) = (cfg.gamma, cfg.rho, cfg.lifted_prox());
     let weights = CentreWeights {
         z: r / (r + a),
         u: a / (r + a),

@@ -1,7 +1,9 @@
 //! An independent `f64` implementation of one three-splitting sweep of `docs/algorithm.md`,
 //! written from the specification with naive loops and Gaussian elimination (no faer, no
 //! Cholesky, no Woodbury, no cached products), for ReLU hidden layers and squared loss, with
-//! optional residual layers `V_i = V_{i−1} + relu(U_i)` (`res[l]`).
+//! optional residual layers `V_i = V_{i−1} + relu(U_i)` (`res[l]`). Every term of layer `l`
+//! (0-based, of `last + 1`) — penalties, ridge, proximal terms — carries the weight
+//! `c_l = growth^{l − last}`, written out in each block rather than simplified away.
 
 use super::dense::M;
 
@@ -10,8 +12,31 @@ use super::dense::M;
 pub struct Hp {
     pub gamma: f64,
     pub rho: f64,
+    /// Proximal weight of the weight blocks.
     pub alpha: f64,
     pub lambda: f64,
+    /// Ratio of consecutive layers' weights `c_{l+1}/c_l`.
+    pub growth: f64,
+    /// Proximal weight of the lifted blocks `V_L`, `U_l`.
+    pub alpha_lifted: f64,
+}
+
+impl Hp {
+    /// The weight `c_l` of layer `l`'s terms.
+    pub fn c(&self, l: usize, last: usize) -> f64 {
+        self.growth.powi(l as i32 - last as i32)
+    }
+
+    /// Layer `l`'s weight-block hyperparameters: `ρ`, `α`, `λ` times `c_l`.
+    fn layer(&self, l: usize, last: usize) -> Hp {
+        let c = self.c(l, last);
+        Hp {
+            rho: c * self.rho,
+            alpha: c * self.alpha,
+            lambda: c * self.lambda,
+            ..*self
+        }
+    }
 }
 
 /// All blocks of a network: `w[l]` is `[d_{l+1}, d_l]`, `b[l]` is `[1, d_{l+1}]`.
@@ -84,64 +109,73 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
         }
     };
     // 1. V_L
+    let a = hp.alpha_lifted;
     s.v[last] = M::from_fn(y.r, y.c, |i, j| {
-        (y.at(i, j) + hp.gamma * s.u[last].at(i, j) + hp.alpha * s.v[last].at(i, j))
-            / (1.0 + hp.gamma + hp.alpha)
+        (y.at(i, j) + hp.gamma * s.u[last].at(i, j) + a * s.v[last].at(i, j)) / (1.0 + hp.gamma + a)
     });
     // 2. U_L
     let z = affine(&input(&s, last), &s.w[last], &s.b[last]);
     s.u[last] = s.v[last].zip(&z, |v, z| (hp.gamma * v + hp.rho * z) / (hp.gamma + hp.rho));
     // 3. W_L
-    let (w, b) = weights(&input(&s, last), &s.u[last], &s.w[last], &s.b[last], hp);
+    let (w, b) = weights(
+        &input(&s, last),
+        &s.u[last],
+        &s.w[last],
+        &s.b[last],
+        hp.layer(last, last),
+    );
     s.w[last] = w;
     s.b[last] = b;
     for l in (0..last).rev() {
-        // V_l: (γ relu(U_l) + ρ (U_{l+1} − 1bᵀ) W) (γI + ρWᵀW)⁻¹, solved as M Vᵀ = rhsᵀ.
+        let (c, cn) = (hp.c(l, last), hp.c(l + 1, last));
+        // V_l: (cγ relu(U_l) + c'ρ (U_{l+1} − 1bᵀ) W) (cγI + c'ρWᵀW)⁻¹ (c' = c_{l+1}), solved
+        // as M Vᵀ = rhsᵀ.
         let (wn, bn) = (&s.w[l + 1], &s.b[l + 1]);
         let centered = M::from_fn(s.u[l + 1].r, s.u[l + 1].c, |i, j| {
             s.u[l + 1].at(i, j) - bn.at(0, j)
         });
-        // Residual layers add γ V_{l−1} (own penalty) and γ (V_{l+1} − relu(U_{l+1})) with a
-        // second γI (layer l+1's residual penalty).
+        // Residual layers add cγ V_{l−1} (own penalty) and c'γ (V_{l+1} − relu(U_{l+1})) with
+        // c'γI (layer l+1's residual penalty).
         let mut rhs = s.u[l]
             .map(relu)
-            .zip(&centered.mul(wn), |a, b| hp.gamma * a + hp.rho * b);
-        let mut shift = hp.gamma;
+            .zip(&centered.mul(wn), |a, b| c * hp.gamma * a + cn * hp.rho * b);
+        let mut shift = c * hp.gamma;
         if is_res(l) {
-            rhs = rhs.zip(&input(&s, l), |a, b| a + hp.gamma * b);
+            rhs = rhs.zip(&input(&s, l), |a, b| a + c * hp.gamma * b);
         }
         if is_res(l + 1) {
             let t = s.v[l + 1].zip(&s.u[l + 1], |v, u| v - relu(u));
-            rhs = rhs.zip(&t, |a, b| a + hp.gamma * b);
-            shift += hp.gamma;
+            rhs = rhs.zip(&t, |a, b| a + cn * hp.gamma * b);
+            shift += cn * hp.gamma;
         }
         let d = wn.c;
         let wtw = wn.t().mul(wn);
         let m = M::from_fn(d, d, |i, j| {
-            hp.rho * wtw.at(i, j) + if i == j { shift } else { 0.0 }
+            cn * hp.rho * wtw.at(i, j) + if i == j { shift } else { 0.0 }
         });
         s.v[l] = m.solve(&rhs.t()).t();
         // U_l
         let z = affine(&input(&s, l), &s.w[l], &s.b[l]);
-        let c = (hp.rho + hp.alpha) / hp.gamma;
+        let (r, a, g) = (c * hp.rho, c * hp.alpha_lifted, c * hp.gamma);
         let target = if is_res(l) {
             s.v[l].zip(&input(&s, l), |v, p| v - p)
         } else {
             s.v[l].clone()
         };
         s.u[l] = M::from_fn(z.r, z.c, |i, j| {
-            let a = (hp.rho * z.at(i, j) + hp.alpha * s.u[l].at(i, j)) / (hp.rho + hp.alpha);
-            relu_prox(target.at(i, j), a, c)
+            let centre = (r * z.at(i, j) + a * s.u[l].at(i, j)) / (r + a);
+            relu_prox(target.at(i, j), centre, (r + a) / g)
         });
         // W_l
-        let (w, b) = weights(&input(&s, l), &s.u[l], &s.w[l], &s.b[l], hp);
+        let (w, b) = weights(&input(&s, l), &s.u[l], &s.w[l], &s.b[l], hp.layer(l, last));
         s.w[l] = w;
         s.b[l] = b;
     }
     s
 }
 
-/// `Φ` of `docs/algorithm.md` (three-splitting, squared loss, ReLU).
+/// `Φ` of `docs/algorithm.md` (three-splitting, squared loss, ReLU), layer `l`'s terms weighted
+/// by `c_l`.
 pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: &[bool]) -> f64 {
     let last = s.w.len() - 1;
     let mut phi = 0.5 * s.v[last].zip(y, |a, b| a - b).sq_norm();
@@ -152,12 +186,14 @@ pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: &[bool]) -> f64 {
         } else {
             s.v[l - 1].clone()
         };
+        let c = hp.c(l, last);
         phi += 0.5
+            * c
             * hp.rho
             * s.u[l]
                 .zip(&affine(&input, &s.w[l], &s.b[l]), |a, b| a - b)
                 .sq_norm();
-        phi += 0.5 * hp.lambda * s.w[l].sq_norm();
+        phi += 0.5 * c * hp.lambda * s.w[l].sq_norm();
         if l < last {
             let skip = if res.get(l).copied().unwrap_or(false) {
                 input.clone()
@@ -167,7 +203,7 @@ pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: &[bool]) -> f64 {
             let r = M::from_fn(s.v[l].r, s.v[l].c, |i, j| {
                 s.v[l].at(i, j) - skip.at(i, j) - relu(s.u[l].at(i, j))
             });
-            phi += 0.5 * hp.gamma * r.sq_norm();
+            phi += 0.5 * c * hp.gamma * r.sq_norm();
         }
     }
     phi

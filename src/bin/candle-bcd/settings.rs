@@ -143,6 +143,15 @@ settings! {
     /// Ridge weight λ on the weights [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     lambda: f64,
+    /// Ratio q of consecutive layers' weights in the objective: layer i of L weighs q^(i−L), so
+    /// a hidden activation block follows the next layer q times more than its own activation
+    /// [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    penalty_growth: f64,
+    /// Proximal weight of the lifted blocks (output V, pre-activations U) alone; the weight
+    /// blocks keep --alpha [default: --alpha].
+    #[arg(long, allow_negative_numbers = true)]
+    alpha_lifted: f64,
     /// Seed of the weight initialisation [default: 0].
     #[arg(long)]
     seed: u64,
@@ -226,6 +235,8 @@ impl Settings {
             .loss(self.loss.unwrap_or(base.loss))
             .cg_iterations(self.cg_iterations.unwrap_or(base.cg_iterations))
             .cg_tolerance(self.cg_tolerance.unwrap_or(base.cg_tolerance))
+            .penalty_growth(self.penalty_growth.unwrap_or(base.penalty_growth))
+            .alpha_lifted(self.alpha_lifted.or(base.alpha_lifted))
     }
 
     /// The architecture from the flags; when resuming without --hidden/--arch/--layers, the
