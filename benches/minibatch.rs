@@ -13,7 +13,8 @@
 //! `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA` (0.1), `BCD_MB_GAMMA` (γ = ρ, 1),
 //! `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0), `BCD_MB_LOSS` (squared or
 //! cross-entropy), `BCD_MB_INIT` (official), `BCD_MB_HEAD_LAMBDA` (ridge λ of an initial head
-//! fit, 0: none), `BCD_MB_RHO` (γ), `BCD_MB_INERTIA` (μ, 0),
+//! fit, 0: none), `BCD_MB_RHO` (γ), `BCD_MB_INERTIA` (μ, 0), `BCD_MB_GROWTH` (layer-weight
+//! ratio q, 1), `BCD_MB_ALPHA_LIFTED` (proximal weight of the lifted blocks; default α),
 //! `BCD_MB_EPOCHS` (2), `BCD_MB_EVAL_EVERY` (batches between evaluations, 10),
 //! `BCD_ADAM_EPOCHS` (2), `BCD_ADAM_EVAL_ROWS` (rows between AdamW's evaluations; as many as
 //! between BCD's). BCD runs first, so the peak RSS read after it is its own.
@@ -104,9 +105,14 @@ fn main() -> Result<()> {
     config.lambda = env("BCD_MB_LAMBDA", 0.0);
     config.loss = env::<String>("BCD_MB_LOSS", "squared".into()).parse::<Loss>()?;
     config.cg_iterations = env("BCD_MB_CG", config.cg_iterations);
+    config.penalty_growth = env("BCD_MB_GROWTH", 1.0);
+    config.alpha_lifted = std::env::var("BCD_MB_ALPHA_LIFTED")
+        .ok()
+        .map(|a| a.parse())
+        .transpose()?;
     println!(
-        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, λ = {}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
-        config.alpha, config.rho, config.lambda, config.loss
+        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, λ = {}, q = {}, lifted α = {:?}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
+        config.alpha, config.rho, config.lambda, config.penalty_growth, config.alpha_lifted, config.loss
     );
     let varmap = VarMap::new();
     let net = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;

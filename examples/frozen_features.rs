@@ -11,6 +11,7 @@
 //! cargo run --release --example frozen_features -- path/to/mnist resnet 2048 kaiming 1
 //! ```
 //! Arguments: data directory (any IDX images; `d` pixels, `C` classes), `mlp` (d-W-W-W-C) or
+//! `mlpK` (K hidden layers of width W, e.g. `mlp10`) or
 //! `resnet` (d → W, two residual layers, → C) or `cnn:STAGES` (a CNN on 1×28×28 images, the
 //! stages as `--layers` spells them, e.g. `cnn:conv32,pool2,conv64,pool2`), width `W` (not
 //! used by a CNN), initialisation
@@ -35,16 +36,24 @@ fn main() -> Result<()> {
     let arch = match arg(1, "resnet").as_str() {
         "mlp" => Architecture::mlp(&[d, width, width, width, classes], Activation::Relu)?,
         "resnet" => Architecture::resnet(d, width, 2, classes, Activation::Relu)?,
-        other => match other.strip_prefix("cnn:") {
+        other => match (other.strip_prefix("cnn:"), other.strip_prefix("mlp")) {
+            (None, Some(depth)) => {
+                let mut widths = vec![d];
+                widths.extend(std::iter::repeat_n(width, depth.parse()?));
+                widths.push(classes);
+                Architecture::mlp(&widths, Activation::Relu)?
+            }
             // A CNN on MNIST-sized images: the stages as `--layers` spells them.
-            Some(spec) => {
+            (Some(spec), _) => {
                 let (mut stages, mut residual) = Stage::parse_list(spec)?;
                 stages.push(Stage::Linear(classes));
                 residual.push(false);
                 Architecture::cnn(Image::new(1, 28, 28), &stages, Activation::Relu)?
                     .with_residual(residual)?
             }
-            None => bail!("unknown architecture {other:?} (mlp, resnet or cnn:STAGES)"),
+            (None, None) => {
+                bail!("unknown architecture {other:?} (mlp, mlpK, resnet or cnn:STAGES)")
+            }
         },
     };
     let varmap = VarMap::new();

@@ -76,10 +76,11 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
             mlp(Activation::Relu),
             cfg(three, sq),
         ),
+        // Layer weights and unanchored lifted blocks on both paths.
         (
-            "three leaky cross-entropy resnet",
+            "three leaky cross-entropy resnet, q = 10",
             resnet(leaky),
-            cfg(three, ce),
+            cfg(three, ce).penalty_growth(10.0).alpha_lifted(Some(0.0)),
         ),
         (
             "three identity squared mlp",
@@ -125,9 +126,13 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
             cfg(three, ce).cg_tolerance(0.0).cg_iterations(4),
         ),
         (
-            "three relu cross-entropy conv resnet",
+            "three relu cross-entropy conv resnet, q = 10",
             conv_resnet(Activation::Relu),
-            cfg(three, ce).cg_tolerance(0.0).cg_iterations(4),
+            cfg(three, ce)
+                .cg_tolerance(0.0)
+                .cg_iterations(4)
+                .penalty_growth(10.0)
+                .alpha_lifted(Some(0.0)),
         ),
     ];
     for (name, arch, cfg) in cases {

@@ -88,9 +88,12 @@ fn case(name: &str) -> (Architecture, BcdConfig) {
     match name {
         "three" => (mlp, BcdConfig::default()),
         "two" => (mlp, BcdConfig::default().splitting(Splitting::Two)),
+        // With layer weights and unanchored lifted blocks.
         "resnet" => (
             Architecture::resnet(784, 40, 2, 10, Activation::Relu).unwrap(),
-            BcdConfig::default(),
+            BcdConfig::default()
+                .penalty_growth(10.0)
+                .alpha_lifted(Some(0.0)),
         ),
         "cnn" => (
             common::small_cnn(candle_bcd::Image::new(1, 28, 28), 10, Activation::Relu),

@@ -59,6 +59,11 @@ fn every_preset_trains_as_written() {
             ("rho", c.config().rho),
             ("alpha", c.config().alpha),
             ("lambda", c.config().lambda),
+            ("penalty_growth", c.config().penalty_growth),
+            (
+                "alpha_lifted",
+                c.config().alpha_lifted.unwrap_or(c.config().alpha),
+            ),
         ] {
             if let Some(want) = num(key) {
                 assert_eq!(got, want, "{name}: {key}");
