@@ -1,7 +1,7 @@
 //! Where a deep MLP's mini-batch BCD loses: per layer, every few batches, on fixed probe rows.
 //!
-//! Trains 784-W×L-10 (default 600×10) by mini-batch BCD with the `mnist-mlp-minibatch` preset's
-//! settings (Kaiming init, ridge head, cross-entropy, γ = ρ = 0.1, α = 1, λ = 0.001, inertia 0.9,
+//! Trains 784-W×L-10 (default 600×10) by mini-batch BCD with uniform layer weights (Kaiming init,
+//! ridge head, cross-entropy, γ = ρ = 0.1, α = 1 on every block, λ = 0.001, inertia 0.9,
 //! B = 1024) and, at the start and every `P` batches, prints for each layer `i`:
 //!
 //! - `probe`: test accuracy of a ridge head (λ = 1) fitted on the layer's forward output `h_i`
