@@ -18,7 +18,7 @@
 //! (`official|kaiming|glorot`), ridge `λ`. Seed 0, as the CLI's default, so the frozen layers
 //! are those a BCD run with the same flags starts from.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_bcd::{data, Activation, Architecture, Image, Network, Stage, WeightInit};
 use candle_core::Device;
 use candle_nn::VarMap;
@@ -39,7 +39,10 @@ fn main() -> Result<()> {
         other => match (other.strip_prefix("cnn:"), other.strip_prefix("mlp")) {
             (None, Some(depth)) => {
                 let mut widths = vec![d];
-                widths.extend(std::iter::repeat_n(width, depth.parse()?));
+                let depth: usize = (depth.parse()).with_context(|| {
+                    format!("architecture {other:?}: mlpK needs a layer count K")
+                })?;
+                widths.extend(std::iter::repeat_n(width, depth));
                 widths.push(classes);
                 Architecture::mlp(&widths, Activation::Relu)?
             }
