@@ -2,17 +2,12 @@
 //! `crate::kernels` (see `kernels::device`). In `f64`, by the same steps as the row-by-row
 //! versions of the parent module: the squared loss in closed form, the cross-entropy prox by
 //! Newton's method with Sherman–Morrison and backtracking on every row at once (each row frozen
-//! once its gradient is at round-off).
+//! once its gradient is at round-off; full steps below the same Newton decrement).
 
 use candle_core::{DType, Tensor, D};
 
-use super::Loss;
+use super::{Loss, FULL_STEP_DECREMENT, MAX_NEWTON, MIN_ALPHA};
 use crate::error::Result;
-
-/// Newton iterations of the cross-entropy prox (as the row version).
-const MAX_NEWTON: usize = 100;
-/// A row's step is taken once `α` is below this, decrease or not (as the row version).
-const MIN_ALPHA: f64 = 1e-10;
 
 impl Loss {
     /// `R(V; Y)` summed over the rows.
@@ -81,6 +76,7 @@ fn cross_entropy_prox(y: &Tensor, t: &Tensor, kappa: f64) -> Result<Tensor> {
         let step = ((&dinv * &g)? + dp.broadcast_mul(&coef)?)?;
         let f0 = obj(&v)?;
         let slope = rows(&(&g * &step)?)?;
+        let full = slope.le(&(f0.abs()? + 1.0)?.affine(FULL_STEP_DECREMENT, 0.0)?)?;
         // Backtracking on every row: α halves on the rows whose trial is not yet accepted.
         let mut alpha = s.ones_like()?;
         let mut accepted = done.clone();
@@ -89,7 +85,7 @@ fn cross_entropy_prox(y: &Tensor, t: &Tensor, kappa: f64) -> Result<Tensor> {
         for _ in 0..64 {
             let candidate = (&v - step.broadcast_mul(&alpha)?)?;
             let enough = obj(&candidate)?.le(&(&f0 - (&alpha * &slope)?.affine(1e-4, 0.0)?)?)?;
-            let take = enough.maximum(&alpha.lt(MIN_ALPHA)?)?;
+            let take = enough.maximum(&alpha.lt(MIN_ALPHA)?)?.maximum(&full)?;
             let newly = take.minimum(&accepted.eq(0.0)?)?;
             trial = newly
                 .broadcast_as(v.shape())?
