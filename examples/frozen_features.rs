@@ -39,7 +39,7 @@ fn main() -> Result<()> {
         other => match (other.strip_prefix("cnn:"), other.strip_prefix("mlp")) {
             (None, Some(depth)) => {
                 let mut widths = vec![d];
-                let depth: usize = (depth.parse()).with_context(|| {
+                let depth: usize = depth.parse().with_context(|| {
                     format!("architecture {other:?}: mlpK needs a layer count K")
                 })?;
                 widths.extend(std::iter::repeat_n(width, depth));

@@ -17,14 +17,14 @@
 
 mod device;
 
+use serde::{Deserialize, Serialize};
+
 /// Newton iterations of the cross-entropy prox at most.
 const MAX_NEWTON: usize = 100;
 /// A backtracking step is taken once its `α` is below this, decrease or not.
 const MIN_ALPHA: f64 = 1e-10;
 /// Newton decrement `gᵀH⁻¹g`, relative to `1 + |f|`, below which the full step is taken.
 const FULL_STEP_DECREMENT: f64 = 1e-10;
-
-use serde::{Deserialize, Serialize};
 
 /// The loss on the lifted output `V_L`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
