@@ -42,6 +42,14 @@
 //! moved only part of the way), and over successive batches those moves point the same way;
 //! the extrapolation lets them add up. It costs one copy of the weights.
 //!
+//! **Step decay** (optional, `alpha_growth = g > 0`): the proximal weight `α` of the weight
+//! blocks (`BcdConfig::alpha`; the two-splitting's activation steps use it too) grows by `g` at
+//! every epoch, epoch `e` (from 0) using `α_e = α·g^e`, while the lifted blocks keep theirs
+//! (`BcdConfig::alpha_lifted`, or the initial `α`). `α` is the inverse of a step size
+//! here: each batch problem is still an instance of the objective (with `α_e`), so its sweeps
+//! never increase `Φ_b`; later batches move the weights less, and the fit stops following the
+//! batch to batch noise of the first epochs, as a decaying learning rate does for SGD.
+//!
 //! **Over ranks** (`crate::comm`): each rank holds its own rows. Epoch `e` has
 //! `K = ⌈N/B⌉` batches; rank `r` visits its rows in the order the epoch's permutation of all
 //! `N` rows gives them and puts the `b`-th of `K` near-equal consecutive parts of that order in
@@ -92,6 +100,15 @@ pub struct MiniBatchOptions {
     /// default) starts each batch from the weights the last one ended with.
     #[serde(default)]
     pub inertia: f64,
+    /// Growth `g` of the weight blocks' proximal weight per epoch (epoch `e` uses `α·g^e`);
+    /// 1 (the default) keeps `α`.
+    #[serde(default = "unit")]
+    pub alpha_growth: f64,
+}
+
+/// The default of [`MiniBatchOptions::alpha_growth`] (also for checkpoints written before it).
+fn unit() -> f64 {
+    1.0
 }
 
 impl Default for MiniBatchOptions {
@@ -102,6 +119,7 @@ impl Default for MiniBatchOptions {
             seed: 0,
             gram_decay: 0.0,
             inertia: 0.0,
+            alpha_growth: 1.0,
         }
     }
 }
@@ -112,6 +130,7 @@ crate::config::setters!(MiniBatchOptions {
     seed: u64,
     gram_decay: f64,
     inertia: f64,
+    alpha_growth: f64,
 });
 
 /// What the sweeps on one batch did.
@@ -202,6 +221,14 @@ impl MiniBatchBcd {
                     reason: "must be in [0, 1)",
                 });
             }
+        }
+        let growth = options.alpha_growth;
+        if !(growth.is_finite() && growth > 0.0) {
+            return Err(BcdError::InvalidHyperparameter {
+                name: "alpha_growth",
+                value: growth,
+                reason: "must be positive and finite",
+            });
         }
         Ok(Self {
             memory: vec![None; layers.len()],
@@ -329,7 +356,7 @@ impl MiniBatchBcd {
         if self.options.inertia > 0.0 {
             self.extrapolate()?;
         }
-        let (layers, config, comm) = (&self.layers, self.config.clone(), self.comm.clone());
+        let (layers, config, comm) = (&self.layers, self.epoch_config(), self.comm.clone());
         // Every rank already holds the same weights (the extrapolation is the same on each).
         let mut opt = BcdOptimizer::from_forward_pass(layers, x, y, config, comm, false)?;
         let rows = opt.num_samples();
@@ -371,6 +398,18 @@ impl MiniBatchBcd {
             seconds: start.elapsed().as_secs_f64(),
             cg: opt.cg_reports().to_vec(),
         })
+    }
+
+    /// The hyperparameters of the current epoch's batches: the weight blocks' `α` grown by
+    /// `alpha_growth` per epoch, the lifted blocks' proximal weight kept.
+    pub fn epoch_config(&self) -> BcdConfig {
+        let mut config = self.config.clone();
+        let growth = self.options.alpha_growth;
+        if growth != 1.0 {
+            config.alpha_lifted = Some(config.lifted_prox());
+            config.alpha *= growth.powi(self.epochs as i32);
+        }
+        config
     }
 
     /// Moves the weights `W̃_k` to `W̃_k + μ(W̃_k − W̃_{k−1})` and records `W̃_k`.

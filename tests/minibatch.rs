@@ -170,6 +170,14 @@ fn invalid_settings_are_named() {
         (MiniBatchOptions::default().inner_sweeps(0), "inner_sweeps"),
         (MiniBatchOptions::default().gram_decay(1.0), "gram_decay"),
         (MiniBatchOptions::default().inertia(-0.1), "inertia"),
+        (
+            MiniBatchOptions::default().alpha_growth(0.0),
+            "alpha_growth",
+        ),
+        (
+            MiniBatchOptions::default().alpha_growth(f64::NAN),
+            "alpha_growth",
+        ),
     ] {
         match MiniBatchBcd::new(&l, BcdConfig::default(), options) {
             Err(BcdError::InvalidHyperparameter { name: n, .. }) => assert_eq!(n, name),
@@ -197,6 +205,8 @@ fn cli_minibatch_trains_resumes_exactly_and_refuses_mixed_checkpoints() {
         "2",
         "--inertia",
         "0.5",
+        "--alpha-growth",
+        "3",
     ];
     let run = |extra: &[&str]| common::cli_ok(&base, extra);
     let straight = run(&["--epochs", "2", "--checkpoint", &p("a.safetensors")]);
@@ -326,6 +336,63 @@ fn gram_memory_enters_the_weight_blocks_scaled_by_its_decay() {
     let half = run(0.5, false);
     assert!(half == run(0.25, true), "the prior is not β·memory");
     assert!(half != run(0.0, false), "the memory changed nothing");
+}
+
+/// With `alpha_growth = g` the second epoch is the first's run continued with the weight blocks'
+/// `α` times `g` and the lifted blocks' proximal weight at the first's: a run built that way
+/// by hand (resumed at the epoch boundary with the inertia's record) ends with the same bits,
+/// every batch's `Φ_b` falls, and a run without the growth ends elsewhere.
+#[test]
+fn alpha_growth_runs_each_epoch_with_its_own_alpha() {
+    let (x, y) = slice(600);
+    let arch = Architecture::mlp(&[784, 24, 10], Activation::Relu).unwrap();
+    let (alpha, g) = (0.5, 8.0);
+    let config = BcdConfig::default()
+        .alpha(alpha)
+        .loss(Loss::CrossEntropy)
+        .lambda(0.01);
+    let options = MiniBatchOptions::default().batch_size(200).inertia(0.5);
+    let check = |b: &candle_bcd::minibatch::BatchReport| {
+        let (before, after) = (b.before.total(), b.after.total());
+        assert!(
+            after <= before * (1.0 + ROUND_OFF),
+            "batch {}: Φ_b rose from {before} to {after}",
+            b.batches
+        );
+        Ok(())
+    };
+    let grown = layers(&arch, WeightInit::Kaiming);
+    let mut a = MiniBatchBcd::new(&grown, config.clone(), options.clone().alpha_growth(g)).unwrap();
+    assert_eq!(a.epoch_config().alpha, alpha);
+    a.epoch(&x, &y, check).unwrap();
+    assert_eq!(a.epoch_config().alpha, alpha * g);
+    assert_eq!(a.epoch_config().alpha_lifted, Some(alpha));
+    a.epoch(&x, &y, check).unwrap();
+
+    let by_hand = layers(&arch, WeightInit::Kaiming);
+    let mut first = MiniBatchBcd::new(&by_hand, config.clone(), options.clone()).unwrap();
+    first.epoch(&x, &y, check).unwrap();
+    let second_config = config.clone().alpha(alpha * g).alpha_lifted(Some(alpha));
+    let previous = first.previous_weights().unwrap().to_vec();
+    let mut second = MiniBatchBcd::new(&by_hand, second_config, options.clone())
+        .unwrap()
+        .resume_at(first.epochs_done(), first.batches_done())
+        .with_previous_weights(previous)
+        .unwrap();
+    second.epoch(&x, &y, check).unwrap();
+    assert!(
+        weight_bits(&grown) == weight_bits(&by_hand),
+        "growth run differs from the hand-built one"
+    );
+
+    let plain = layers(&arch, WeightInit::Kaiming);
+    let mut c = MiniBatchBcd::new(&plain, config, options).unwrap();
+    c.epoch(&x, &y, check).unwrap();
+    c.epoch(&x, &y, check).unwrap();
+    assert!(
+        weight_bits(&grown) != weight_bits(&plain),
+        "the growth changed nothing"
+    );
 }
 
 /// With inertia `μ` the third batch starts from `W₂ + μ(W₂ − W₁)`: the same three batches run
@@ -513,4 +580,5 @@ fn cli_minibatch_honours_the_loop_flags_and_refuses_the_others() {
     refused(&["--batch-size", "100", "--low-memory"], "--low-memory");
     refused(&["--epochs", "2"], "--epochs");
     refused(&["--inertia", "0.5"], "--inertia");
+    refused(&["--alpha-growth", "10"], "--alpha-growth");
 }

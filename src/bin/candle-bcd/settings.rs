@@ -198,6 +198,10 @@ settings! {
     /// by μ times the last batch's move [default: 0, none].
     #[arg(long)]
     inertia: f64,
+    /// Growth g > 0 of --alpha per epoch (with --batch-size): epoch e uses α·g^e for the weight
+    /// blocks, a decaying step; the lifted blocks keep --alpha-lifted [default: 1, none].
+    #[arg(long)]
+    alpha_growth: f64,
 }
 
 /// Reads a preset value through the library's `FromStr`, so presets and flags share spelling.

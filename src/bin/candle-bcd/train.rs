@@ -135,7 +135,7 @@ impl ModelSetup {
 }
 
 /// The flags that only one mode honours, and whether each is given (by a flag or the preset).
-fn mode_flags(set: &Settings, args: &TrainArgs) -> [(&'static str, bool, bool); 7] {
+fn mode_flags(set: &Settings, args: &TrainArgs) -> [(&'static str, bool, bool); 8] {
     // (flag, given, honoured by mini-batch runs); full-batch runs honour the others.
     [
         ("--iterations", set.iterations.is_some(), false),
@@ -145,6 +145,7 @@ fn mode_flags(set: &Settings, args: &TrainArgs) -> [(&'static str, bool, bool); 
         ("--inner-sweeps", set.inner_sweeps.is_some(), true),
         ("--gram-decay", set.gram_decay.is_some(), true),
         ("--inertia", set.inertia.is_some(), true),
+        ("--alpha-growth", set.alpha_growth.is_some(), true),
     ]
 }
 
@@ -172,6 +173,7 @@ fn minibatch_options(set: &Settings, saved: Option<&MiniBatchOptions>) -> MiniBa
         .seed(saved.map_or(set.seed.unwrap_or(0), |o| o.seed))
         .gram_decay(set.gram_decay.unwrap_or(base.gram_decay))
         .inertia(set.inertia.unwrap_or(base.inertia))
+        .alpha_growth(set.alpha_growth.unwrap_or(base.alpha_growth))
 }
 
 /// Mini-batch BCD on `setup`'s network, resumed from `progress` when given.
@@ -199,8 +201,8 @@ fn minibatch_bcd(
     if ranks.is_root() {
         let o = bcd.options();
         println!(
-            "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, inertia {}, from epoch {}",
-            o.batch_size, o.inner_sweeps, o.gram_decay, o.inertia, bcd.epochs_done()
+            "mini-batch BCD: {n} rows in batches of {}, {} sweeps per batch, Gram decay {}, inertia {}, α growth {} per epoch, from epoch {}",
+            o.batch_size, o.inner_sweeps, o.gram_decay, o.inertia, o.alpha_growth, bcd.epochs_done()
         );
     }
     Ok(bcd)
