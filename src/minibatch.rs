@@ -353,10 +353,13 @@ impl MiniBatchBcd {
     /// set by a forward pass with the current weights.
     pub fn step_batch(&mut self, x: Tensor, y: Tensor) -> Result<BatchReport> {
         let start = Instant::now();
+        // A growth over many epochs may take α past the range of an `f64`: named, not run.
+        let config = self.epoch_config();
+        config.validate()?;
         if self.options.inertia > 0.0 {
             self.extrapolate()?;
         }
-        let (layers, config, comm) = (&self.layers, self.epoch_config(), self.comm.clone());
+        let (layers, comm) = (&self.layers, self.comm.clone());
         // Every rank already holds the same weights (the extrapolation is the same on each).
         let mut opt = BcdOptimizer::from_forward_pass(layers, x, y, config, comm, false)?;
         let rows = opt.num_samples();
@@ -407,7 +410,7 @@ impl MiniBatchBcd {
         let growth = self.options.alpha_growth;
         if growth != 1.0 {
             config.alpha_lifted = Some(config.lifted_prox());
-            config.alpha *= growth.powi(self.epochs as i32);
+            config.alpha *= growth.powf(self.epochs as f64);
         }
         config
     }

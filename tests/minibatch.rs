@@ -393,6 +393,21 @@ fn alpha_growth_runs_each_epoch_with_its_own_alpha() {
         weight_bits(&grown) != weight_bits(&plain),
         "the growth changed nothing"
     );
+
+    // Grown past the range of an f64 by the third epoch: the batch is refused, naming α.
+    let huge = MiniBatchOptions::default().alpha_growth(1e300);
+    let mut d = MiniBatchBcd::new(&plain, BcdConfig::default(), huge)
+        .unwrap()
+        .resume_at(2, 0);
+    let before = weight_bits(&plain);
+    match d.step_batch(x.narrow(0, 0, 200).unwrap(), y.narrow(0, 0, 200).unwrap()) {
+        Err(BcdError::InvalidHyperparameter { name, .. }) => assert_eq!(name, "alpha"),
+        other => panic!("expected an invalid-setting error, got {other:?}"),
+    }
+    assert!(
+        weight_bits(&plain) == before,
+        "a refused batch moved the weights"
+    );
 }
 
 /// With inertia `μ` the third batch starts from `W₂ + μ(W₂ − W₁)`: the same three batches run
