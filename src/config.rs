@@ -283,7 +283,8 @@ impl Default for BcdConfig {
     }
 }
 
-fn check(name: &'static str, value: f64, strictly_positive: bool) -> Result<()> {
+/// Errors naming `name` unless `value` is finite and `≥ 0` (`> 0` when `strictly_positive`).
+pub(crate) fn check(name: &'static str, value: f64, strictly_positive: bool) -> Result<()> {
     let ok = value.is_finite()
         && if strictly_positive {
             value > 0.0

@@ -222,14 +222,7 @@ impl MiniBatchBcd {
                 });
             }
         }
-        let growth = options.alpha_growth;
-        if !(growth.is_finite() && growth > 0.0) {
-            return Err(BcdError::InvalidHyperparameter {
-                name: "alpha_growth",
-                value: growth,
-                reason: "must be positive and finite",
-            });
-        }
+        crate::config::check("alpha_growth", options.alpha_growth, true)?;
         Ok(Self {
             memory: vec![None; layers.len()],
             previous: None,
