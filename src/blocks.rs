@@ -107,7 +107,7 @@ pub struct PenaltyWeights {
 /// `(cṼᵀṼ + D) W̃ᵀ = cṼᵀT + αW̃^oldᵀ` with `D = diag(α+λ, …, α+λ, α)` (no ridge on the bias),
 /// solved by Cholesky in `f64`; the target `T` is `U_i` (three-splitting, `c = ρ`) or `V_L`
 /// (two-splitting output layer, `c = γ`). Returns `(W, b)`. The optimizer composes the same
-/// two steps itself (adding sums over ranks and the mini-batch memory); the tests check them
+/// steps itself (adding sums over ranks and the mini-batch memory); the tests check them
 /// through this function.
 #[cfg(test)]
 pub fn weights_for(
@@ -119,8 +119,9 @@ pub fn weights_for(
     pw: PenaltyWeights,
     block: &str,
 ) -> Result<(Tensor, Tensor)> {
+    let residual = crate::kernels::sub(u, &crate::kernels::linear(v_prev, w_old, b_old)?)?;
     solve_weights(
-        &NormalSums::new(gram.clone(), v_prev, u)?,
+        &NormalSums::new(gram.clone(), v_prev, &residual)?,
         w_old,
         b_old,
         pw,
@@ -128,9 +129,21 @@ pub fn weights_for(
     )
 }
 
+/// `[W^oldᵀ; b^oldᵀ]` (`[n+1, m]`, `f64`): the point a weight block's sums are taken about.
+pub(crate) fn augmented_old(w_old: &Tensor, b_old: &Tensor) -> Result<Mat<f64>> {
+    let (m, n) = w_old.dims2()?;
+    let w0t = solve::to_mat_t(w_old)?;
+    let b0 = solve::host_f32(b_old)?;
+    Ok(Mat::from_fn(n + 1, m, |i, j| match i < n {
+        true => w0t[(i, j)],
+        false => b0[j] as f64,
+    }))
+}
+
 /// The sums a weight block's normal equations are made of, over some rows: the augmented
 /// Gram `ṼᵀṼ` and cross product `ṼᵀT` (`Ṽ = [V 1]`), in `f64`. Mini-batch BCD keeps decayed
-/// sums of earlier batches in this form.
+/// sums of earlier batches in this form; a weight block solves from the cross product of its
+/// residual `T − ṼW̃^oldᵀ` instead (docs/algorithm.md, "Weights").
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormalSums {
     gram: Mat<f64>,
@@ -163,6 +176,23 @@ impl NormalSums {
     /// Sums the cross product over all ranks' rows (the Gram it was built with already is).
     pub(crate) fn sum_cross(&mut self, comm: &dyn Communicator) {
         sum_mat(comm, &mut self.cross);
+    }
+
+    /// The same rows' sums about `W̃₀` (`old = [W₀ᵀ; b₀ᵀ]`): the cross product becomes
+    /// `Ṽᵀ(T − ṼW̃₀ᵀ) = ṼᵀT − ṼᵀṼ·old`.
+    pub(crate) fn about(&self, old: &Mat<f64>) -> NormalSums {
+        NormalSums {
+            gram: self.gram.clone(),
+            cross: &self.cross - &self.gram * old,
+        }
+    }
+
+    /// The inverse of [`Self::about`]: sums about `W̃₀` back to the sums of `T` itself.
+    pub(crate) fn absolute(&self, old: &Mat<f64>) -> NormalSums {
+        NormalSums {
+            gram: self.gram.clone(),
+            cross: &self.cross + &self.gram * old,
+        }
     }
 
     /// `self ← β·self + other`, in place.
@@ -216,7 +246,14 @@ impl NormalSums {
     }
 }
 
-/// The weight block's SPD solve from its normal sums (see [`weights_for`]).
+/// The [`weights_for`] subproblem solved for its step `Δ = W̃ − W̃^old` from sums taken about
+/// `W̃^old` (`sums.cross = Ṽᵀ(T − ṼW̃^oldᵀ)`, [`NormalSums::about`]):
+/// `(cṼᵀṼ + D) Δᵀ = cṼᵀ(T − ṼW̃^oldᵀ) − λ[W^oldᵀ; 0]`, by Cholesky in `f64`; returns
+/// `W̃^old + Δ` as `(W, b)`. The same minimiser as the system in `W̃` itself, but its
+/// right-hand side is formed from the residual `T − ṼW̃^oldᵀ`, whose rounding is relative to
+/// the residual: in `W̃` itself, `cṼᵀT + αW̃^old` cancels against `(cṼᵀṼ + D)W̃^old` up to the
+/// rounding of the `f32` sums times `‖W̃‖`, which the solve amplifies by up to `1/α`
+/// (docs/algorithm.md, "Weights").
 pub(crate) fn solve_weights(
     sums: &NormalSums,
     w_old: &Tensor,
@@ -226,9 +263,7 @@ pub(crate) fn solve_weights(
 ) -> Result<(Tensor, Tensor)> {
     let (m, n) = w_old.dims2()?;
     let (r, a, l) = (pw.coupling, pw.alpha, pw.lambda);
-    // The right-hand side holds `W^oldᵀ`: read in memory order.
-    let w0t = solve::to_mat_t(w_old)?;
-    let b0 = solve::host_f32(b_old)?;
+    let old = augmented_old(w_old, b_old)?;
     let lhs = Mat::from_fn(n + 1, n + 1, |i, j| {
         let diag = match (i == j, i < n) {
             (true, true) => a + l,
@@ -238,10 +273,11 @@ pub(crate) fn solve_weights(
         r * sums.gram[(i, j)] + diag
     });
     let rhs = Mat::from_fn(n + 1, m, |i, j| {
-        let old = if i < n { w0t[(i, j)] } else { b0[j] as f64 };
-        r * sums.cross[(i, j)] + a * old
+        let ridge = if i < n { l * old[(i, j)] } else { 0.0 };
+        r * sums.cross[(i, j)] - ridge
     });
-    let x = solve::solve_spd(&lhs, rhs, block)?;
+    let step = solve::solve_spd(&lhs, rhs, block)?;
+    let x = Mat::from_fn(n + 1, m, |i, j| old[(i, j)] + step[(i, j)]);
     let device = w_old.device();
     // x = W̃ᵀ: its first n rows are Wᵀ, its last row is bᵀ.
     let w = solve::to_tensor_t(x.subrows(0, n), device)?;

@@ -6,7 +6,7 @@
 //! | work | flops |
 //! |---|---|
 //! | `Z_l = Ṽ W̃ᵀ` (shared by the objective and the next `U_l` update) | `2Nnm` |
-//! | `W̃_l`: Gram `ṼᵀṼ` (not for `l = 0`: `X̃ᵀX̃` is cached) and `UᵀṼ` | `Nn² + 2Nnm` |
+//! | `W̃_l`: Gram `ṼᵀṼ` (not for `l = 0`: `X̃ᵀX̃` is cached) and `(U − Z)ᵀṼ` | `Nn² + 2Nnm` |
 //! | hidden `V_l` with next width `k`: `U_{l+1}W_{l+1}` and the row solve | `2Nmk + 2Nm²` (Woodbury when `k < m`: `4Nmk`) |
 //!
 //! An image layer is counted as the linear layer of its design matrix: `N·r` rows (`r` output

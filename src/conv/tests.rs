@@ -187,7 +187,8 @@ fn kernel_block_is_the_dense_least_squares_solve() {
         let w_old = M::from_tensor(&net.weight(0).flatten_from(1).unwrap());
         let b_old = M::from_tensor(net.bias(0));
         let target = rand_m(n, d_out, 13, 1.0);
-        opt.exact_weights(0, &target.to_tensor(), cfg.rho).unwrap();
+        let residual = opt.residual(0, &target.to_tensor(), None).unwrap();
+        opt.exact_weights(0, &residual, cfg.rho).unwrap();
 
         // Reference: patch rows and their target rows, by loops.
         let positions = s.positions();

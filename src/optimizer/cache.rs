@@ -3,16 +3,19 @@
 //! A three-splitting sweep needs `Z_i` twice: for the pre-activation penalty `ρ/2‖U_i − Z_i‖²`
 //! of the objective right after `V_{i−1}` changes, and for the next sweep's `U_i` update. Between
 //! the two neither `V_{i−1}` nor `W̃_i` changes, so one product can serve both
-//! ([`ProductCache::Keep`], the default), at the price of holding `N·Σd_i` extra floats, as
-//! much as the `U` blocks themselves. [`ProductCache::Recompute`] keeps only the penalty sums
-//! and recomputes `Z_i` for the `U_i` update: one more `N × d_{i−1} × d_i` product per layer and
-//! sweep, a third less memory. [`ProductCache::KeepFirst`] keeps `Z_1 = X̃W̃_1ᵀ` only: it serves
-//! the `U_1` update and also the first layer of [`BcdOptimizer::training_accuracy`], so per
-//! iteration it saves two products for `N·d_1` floats. All modes compute the same iterates up to
-//! round-off.
+//! ([`ProductCache::Keep`], the default; the `W̃_i` block's residual `U_i − Z_i` reads it too),
+//! at the price of holding `N·Σd_i` extra floats, as much as the `U` blocks themselves.
+//! [`ProductCache::Recompute`] keeps only the penalty sums and recomputes `Z_i` for the `U_i`
+//! update and again for the weight block's residual (the `U_i` update builds its result in the
+//! buffer of `Z_i`): two more `N × d_{i−1} × d_i` products per layer and sweep, a third less
+//! memory. [`ProductCache::KeepFirst`] keeps `Z_1 = X̃W̃_1ᵀ` only: it serves
+//! the `U_1` update, the `W̃_1` block's residual and the first layer of
+//! [`BcdOptimizer::training_accuracy`], so per iteration it saves three products for `N·d_1`
+//! floats. All modes compute the same iterates up to round-off.
 //!
-//! A kept `Z_i` is dropped as soon as the `U_i` update has read it (the weights it was formed
-//! with change next), so a stale product never coexists with its replacement.
+//! A kept `Z_i` is dropped as soon as the `U_i` update and the weight block's residual have
+//! read it (the weights it was formed with change next), so a stale product never coexists
+//! with its replacement.
 //!
 //! The two-splitting always keeps its products: its prox-linear steps read `Z_i` after every
 //! block.
@@ -31,12 +34,13 @@ pub enum ProductCache {
     /// Keep every `Z_i` (`N·Σd_i` floats): the fewest products per sweep.
     #[default]
     Keep,
-    /// Keep only `‖U_i − Z_i‖²` and recompute `Z_i` where a `U_i` update needs it: one extra
-    /// product per layer and sweep, `N·Σd_i` fewer floats held.
+    /// Keep only `‖U_i − Z_i‖²` and recompute `Z_i` where a `U_i` update and the weight
+    /// block's residual need it: two extra products per layer and sweep, `N·Σd_i` fewer floats
+    /// held.
     Recompute,
     /// Keep `Z_1` only (`N·d_1` floats), recompute the others: between the two. `Z_1` saves
-    /// two products per iteration (the `U_1` update's, and the first layer of the training
-    /// accuracy), the others one each.
+    /// three products per iteration (the `U_1` update's, the `W̃_1` residual's, and the first
+    /// layer of the training accuracy), the others two each.
     KeepFirst,
 }
 

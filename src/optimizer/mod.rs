@@ -400,17 +400,19 @@ impl BcdOptimizer {
         }
     }
 
-    /// Exact `W̃_l ← argmin λ/2‖W‖² + c/2‖T − Ṽ_{l−1}W̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`; returns the
-    /// step's `‖ΔW‖² + ‖Δb‖²`.
+    /// Exact `W̃_l ← argmin λ/2‖W‖² + c/2‖T − Ṽ_{l−1}W̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`, given the
+    /// residual `T − Ṽ_{l−1}W̃^oldᵀ` of its target at the current weights (the normal equations
+    /// are solved for the step, from the residual's sums: `blocks::solve_weights`); returns
+    /// the step's `‖ΔW‖² + ‖Δb‖²`.
     pub(crate) fn exact_weights(
         &mut self,
         l: usize,
-        target: &Tensor,
+        residual: &Tensor,
         coupling: f64,
     ) -> Result<f64> {
         // An image layer's problem is posed on its input's patches (`crate::conv`).
-        let (design, target) =
-            conv::weight_problem(self.layers.architecture(), l, self.input(l), target)?;
+        let (design, residual) =
+            conv::weight_problem(self.layers.architecture(), l, self.input(l), residual)?;
         // The input Gram never changes: a copy of the cached one ((d_0+1)² floats).
         let gram = match l {
             0 => self.x_gram.clone(),
@@ -425,26 +427,45 @@ impl BcdOptimizer {
         // A convolution's kernel `[out, C, k, k]` as the matrix `[out, C·k²]` (no copy).
         let w_old = &self.layers.weight(l).reshape((w_shape.dims()[0], ()))?;
         let block = format!("W_{}", l + 1);
-        let mut sums = NormalSums::new(gram, &design, &target)?;
+        let mut sums = NormalSums::new(gram, &design, &residual)?;
         sums.sum_cross(&*self.comm);
         let prior = self.weight_prior.get(l).and_then(Option::as_ref);
+        let memory = !self.weight_prior.is_empty();
+        let old = match prior.is_some() || memory {
+            true => Some(blocks::augmented_old(w_old, b_old)?),
+            false => None,
+        };
         // Solved on rank 0 and broadcast: every rank holds the same weights.
         let solved = comm::from_root(&*self.comm, &[w_old, b_old], || {
-            let (w, b) = match prior {
-                Some(prior) => {
-                    let mut total = prior.clone();
+            let (w, b) = match (prior, &old) {
+                // The memory holds sums of earlier targets: taken about the same weights.
+                (Some(prior), Some(old)) => {
+                    let mut total = prior.about(old);
                     total.decay_add(self.prior_scale, &sums);
                     blocks::solve_weights(&total, w_old, b_old, pw, &block)?
                 }
-                None => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
+                _ => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
             };
             Ok(vec![w, b])
         })?;
         let (w, b) = (solved[0].reshape(w_shape)?, solved[1].clone());
-        if !self.weight_prior.is_empty() {
-            self.last_sums[l] = Some(sums);
+        if let (true, Some(old)) = (memory, &old) {
+            self.last_sums[l] = Some(sums.absolute(old));
         }
         self.set_layer(l, &w, &b)
+    }
+
+    /// `T − Z_l` for the target `T` a weight block is about to fit and `Z_l`, layer `l`'s
+    /// product at the current weights: `z` where the caller still holds it, else formed anew.
+    pub(crate) fn residual(&self, l: usize, target: &Tensor, z: Option<Tensor>) -> Result<Tensor> {
+        match z {
+            Some(z) => kernels::sub(target, &z),
+            None => {
+                let mut r = self.product_buffer(l)?;
+                r.update([target], |z, [t]| t - z)?;
+                Ok(r.into_tensor()?)
+            }
+        }
     }
 
     /// Adds `scale·prior[l]` (sums over earlier rows) to the normal equations of every exact

@@ -26,8 +26,8 @@ impl BcdOptimizer {
         let z_l = self.take_product(last)?;
         let u_l = updates::output_preactivation(&self.state.v[last], &z_l, &cfg)?;
         dx.lifted += Self::replace(&mut self.state.u[last], u_l)?;
-        let u_l = self.state.u[last].clone();
-        dx.weights += self.exact_weights(last, &u_l, cfg.rho)?;
+        let r_l = self.residual(last, &self.state.u[last], Some(z_l))?;
+        dx.weights += self.exact_weights(last, &r_l, cfg.rho)?;
 
         for l in (0..last).rev() {
             let skip = self
@@ -92,20 +92,29 @@ impl BcdOptimizer {
                 Some(s) => kernels::sub(&self.state.v[l], s)?,
                 None => self.state.v[l].clone(),
             };
-            let (u, du) = match self.kept_products[l].take() {
-                Some(z) => updates::hidden_preactivation(&z, &self.state.u[l], &target, act, &cfg)?,
-                // Not kept: compute Z_l into the buffer that becomes the new U_l.
-                None => updates::hidden_preactivation_in_place(
-                    self.product_buffer(l)?,
-                    &self.state.u[l],
-                    &target,
-                    act,
-                    &cfg,
-                )?,
+            let (u, du, z) = match self.kept_products[l].take() {
+                Some(z) => {
+                    let (u, du) =
+                        updates::hidden_preactivation(&z, &self.state.u[l], &target, act, &cfg)?;
+                    (u, du, Some(z))
+                }
+                // Not kept: compute Z_l into the buffer that becomes the new U_l (the weight
+                // block's residual then forms Z_l again, once the old U_l is freed).
+                None => {
+                    let (u, du) = updates::hidden_preactivation_in_place(
+                        self.product_buffer(l)?,
+                        &self.state.u[l],
+                        &target,
+                        act,
+                        &cfg,
+                    )?;
+                    (u, du, None)
+                }
             };
-            self.state.u[l] = u.clone();
+            self.state.u[l] = u;
             dx.lifted += du;
-            dx.weights += self.exact_weights(l, &u, cfg.rho)?;
+            let r = self.residual(l, &self.state.u[l], z)?;
+            dx.weights += self.exact_weights(l, &r, cfg.rho)?;
         }
         let z_first = self.affine(0, &self.x)?;
         self.record_three(0, z_first)?;

@@ -40,8 +40,8 @@ impl BcdOptimizer {
         let v_l =
             blocks::output_activation(&self.y, &self.product(last)?, &self.state.v[last], &cfg)?;
         dx.lifted += Self::replace(&mut self.state.v[last], v_l)?;
-        let v_l = self.state.v[last].clone();
-        dx.weights += self.exact_weights(last, &v_l, cfg.gamma)?;
+        let r_l = self.residual(last, &self.state.v[last], Some(self.product(last)?))?;
+        dx.weights += self.exact_weights(last, &r_l, cfg.gamma)?;
         let z_last = self.affine(last, self.input(last))?;
         self.record_product(last, z_last)?;
 
