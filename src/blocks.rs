@@ -122,10 +122,10 @@ pub fn weights_for(
     let residual = crate::kernels::sub(u, &crate::kernels::linear(v_prev, w_old, b_old)?)?;
     solve_weights(
         &NormalSums::new(gram.clone(), v_prev, &residual)?,
-        w_old,
-        b_old,
+        &augmented_old(w_old, b_old)?,
         pw,
         block,
+        w_old.device(),
     )
 }
 
@@ -249,21 +249,21 @@ impl NormalSums {
 /// The [`weights_for`] subproblem solved for its step `Δ = W̃ − W̃^old` from sums taken about
 /// `W̃^old` (`sums.cross = Ṽᵀ(T − ṼW̃^oldᵀ)`, [`NormalSums::about`]):
 /// `(cṼᵀṼ + D) Δᵀ = cṼᵀ(T − ṼW̃^oldᵀ) − λ[W^oldᵀ; 0]`, by Cholesky in `f64`; returns
-/// `W̃^old + Δ` as `(W, b)`. The same minimiser as the system in `W̃` itself, but its
+/// `W̃^old + Δ` as `(W, b)` on `device` (`old = [W^oldᵀ; b^oldᵀ]`, [`augmented_old`]). The same
+/// minimiser as the system in `W̃` itself, but its
 /// right-hand side is formed from the residual `T − ṼW̃^oldᵀ`, whose rounding is relative to
 /// the residual: in `W̃` itself, `cṼᵀT + αW̃^old` cancels against `(cṼᵀṼ + D)W̃^old` up to the
 /// rounding of the `f32` sums times `‖W̃‖`, which the solve amplifies by up to `1/α`
 /// (docs/algorithm.md, "Weights").
 pub(crate) fn solve_weights(
     sums: &NormalSums,
-    w_old: &Tensor,
-    b_old: &Tensor,
+    old: &Mat<f64>,
     pw: PenaltyWeights,
     block: &str,
+    device: &candle_core::Device,
 ) -> Result<(Tensor, Tensor)> {
-    let (m, n) = w_old.dims2()?;
+    let (n, m) = (old.nrows() - 1, old.ncols());
     let (r, a, l) = (pw.coupling, pw.alpha, pw.lambda);
-    let old = augmented_old(w_old, b_old)?;
     let lhs = Mat::from_fn(n + 1, n + 1, |i, j| {
         let diag = match (i == j, i < n) {
             (true, true) => a + l,
@@ -278,7 +278,6 @@ pub(crate) fn solve_weights(
     });
     let step = solve::solve_spd(&lhs, rhs, block)?;
     let x = Mat::from_fn(n + 1, m, |i, j| old[(i, j)] + step[(i, j)]);
-    let device = w_old.device();
     // x = W̃ᵀ: its first n rows are Wᵀ, its last row is bᵀ.
     let w = solve::to_tensor_t(x.subrows(0, n), device)?;
     let b = solve::to_tensor_t(x.subrows(n, 1), device)?.reshape(m)?;
@@ -322,7 +321,7 @@ pub(crate) fn ridge_solve(
     sum_mat(comm, &mut sums.gram);
     sums.sum_cross(comm);
     let solved = comm::from_root(comm, &[&zeros_w, &zeros_b], || {
-        let (w, b) = solve_weights(&sums, &zeros_w, &zeros_b, pw, block)?;
+        let (w, b) = solve_weights(&sums, &Mat::zeros(n + 1, m), pw, block, device)?;
         Ok(vec![w, b])
     })?;
     Ok((solved[0].clone(), solved[1].clone()))

@@ -430,27 +430,24 @@ impl BcdOptimizer {
         let mut sums = NormalSums::new(gram, &design, &residual)?;
         sums.sum_cross(&*self.comm);
         let prior = self.weight_prior.get(l).and_then(Option::as_ref);
-        let memory = !self.weight_prior.is_empty();
-        let old = match prior.is_some() || memory {
-            true => Some(blocks::augmented_old(w_old, b_old)?),
-            false => None,
-        };
+        let old = blocks::augmented_old(w_old, b_old)?;
+        let device = w_old.device();
         // Solved on rank 0 and broadcast: every rank holds the same weights.
         let solved = comm::from_root(&*self.comm, &[w_old, b_old], || {
-            let (w, b) = match (prior, &old) {
+            let (w, b) = match prior {
                 // The memory holds sums of earlier targets: taken about the same weights.
-                (Some(prior), Some(old)) => {
-                    let mut total = prior.about(old);
+                Some(prior) => {
+                    let mut total = prior.about(&old);
                     total.decay_add(self.prior_scale, &sums);
-                    blocks::solve_weights(&total, w_old, b_old, pw, &block)?
+                    blocks::solve_weights(&total, &old, pw, &block, device)?
                 }
-                _ => blocks::solve_weights(&sums, w_old, b_old, pw, &block)?,
+                None => blocks::solve_weights(&sums, &old, pw, &block, device)?,
             };
             Ok(vec![w, b])
         })?;
         let (w, b) = (solved[0].reshape(w_shape)?, solved[1].clone());
-        if let (true, Some(old)) = (memory, &old) {
-            self.last_sums[l] = Some(sums.absolute(old));
+        if !self.weight_prior.is_empty() {
+            self.last_sums[l] = Some(sums.absolute(&old));
         }
         self.set_layer(l, &w, &b)
     }
