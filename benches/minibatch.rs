@@ -131,7 +131,7 @@ fn main() -> Result<()> {
     let mut worse = 0;
     for epoch in 1..=env("BCD_MB_EPOCHS", 2) {
         bcd.epoch(&ds.train_images, &y, |r| {
-            worse += usize::from(r.after.total() > r.before.total() * (1.0 + 1e-6));
+            worse += usize::from(r.least_decrease() < -1e-6);
             if r.batches % eval_every == 0 {
                 trained += clock.elapsed().as_secs_f64();
                 let acc = net.accuracy(&ds.test_images, &ds.test_labels)?;
@@ -146,7 +146,7 @@ fn main() -> Result<()> {
     bcd_curve.push("BCD", bcd.epochs_done(), bcd.batches_done(), trained, acc);
     let bcd_peak = peak_rss();
     println!(
-        "| BCD memory | peak RSS {:.2} GB | data {:.2} GB | peak − data {:.2} GB | batches whose Φ_b rose: {worse} |",
+        "| BCD memory | peak RSS {:.2} GB | data {:.2} GB | peak − data {:.2} GB | batches with a sweep that raised Φ_b: {worse} |",
         bcd_peak / 1e9,
         data_bytes / 1e9,
         (bcd_peak - data_bytes) / 1e9

@@ -146,12 +146,30 @@ pub struct BatchReport {
     pub before: ObjectiveParts,
     /// `Φ_b` after the batch's sweeps.
     pub after: ObjectiveParts,
+    /// `Φ_b`'s total after each of the batch's sweeps, in order (the last is `after`'s).
+    pub sweep_totals: Vec<f64>,
     /// `‖x^k − x^{k−1}‖²` summed over the batch's sweeps.
     pub step_sq_norm: f64,
     /// Wall-clock seconds for the batch (forward pass and sweeps).
     pub seconds: f64,
     /// The conjugate-gradient solves of the batch's last sweep (image layers only).
     pub cg: Vec<CgReport>,
+}
+
+impl BatchReport {
+    /// The least relative decrease of `Φ_b` over any one of the batch's sweeps,
+    /// `(Φ_before − Φ_after)/|Φ_before|` (negative where a sweep raised it). Exact sweeps never
+    /// raise `Φ_b`, so anything below round-off signals a fault, even when the batch's later
+    /// sweeps made up for it.
+    pub fn least_decrease(&self) -> f64 {
+        let mut previous = self.before.total();
+        let mut least = f64::INFINITY;
+        for &total in &self.sweep_totals {
+            least = least.min((previous - total) / previous.abs().max(f64::MIN_POSITIVE));
+            previous = total;
+        }
+        least
+    }
 }
 
 /// Mini-batch BCD over the `Var`s of a model's [`Network`], which it updates in place.
@@ -364,9 +382,11 @@ impl MiniBatchBcd {
         let before = opt.objective()?;
         let mut after = before;
         let mut step_sq_norm = 0.0;
+        let mut sweep_totals = Vec::with_capacity(self.options.inner_sweeps);
         for _ in 0..self.options.inner_sweeps {
             let report = opt.step()?;
             after = report.objective;
+            sweep_totals.push(after.total());
             step_sq_norm += report.step_sq_norm;
         }
         if beta > 0.0 {
@@ -390,6 +410,7 @@ impl MiniBatchBcd {
             rows,
             before,
             after,
+            sweep_totals,
             step_sq_norm,
             seconds: start.elapsed().as_secs_f64(),
             cg: opt.cg_reports().to_vec(),
@@ -524,5 +545,41 @@ impl MiniBatchBcd {
         Ok((0..k)
             .map(|batch| order[comm::share(n, batch, k)].to_vec())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(before: f64, sweep_totals: Vec<f64>) -> BatchReport {
+        let parts = |loss| ObjectiveParts {
+            loss,
+            regularizer: 0.0,
+            activation_penalty: 0.0,
+            preactivation_penalty: 0.0,
+        };
+        BatchReport {
+            epoch: 0,
+            batches: 1,
+            rows: 1,
+            before: parts(before),
+            after: parts(*sweep_totals.last().unwrap()),
+            sweep_totals,
+            step_sq_norm: 0.0,
+            seconds: 0.0,
+            cg: Vec::new(),
+        }
+    }
+
+    /// A rise in an inner sweep shows even when the batch as a whole fell; the least decrease
+    /// is that of the worst sweep, relative to where it started.
+    #[test]
+    fn least_decrease_names_the_worst_sweep() {
+        let r = report(10.0, vec![11.0, 8.0]);
+        assert!(r.after.total() < r.before.total());
+        assert!((r.least_decrease() + 0.1).abs() < 1e-12);
+        let r = report(10.0, vec![8.0, 6.0]);
+        assert!((r.least_decrease() - 0.2).abs() < 1e-12);
     }
 }

@@ -39,12 +39,21 @@ fn weight_bits(l: &Network) -> Vec<u32> {
 }
 
 /// Asserts that a batch's sweeps did not raise `Φ_b` beyond round-off (`what` names the run).
+/// No sweep of the batch raised `Φ_b` beyond round-off: each of its inner sweeps, not only
+/// the batch as a whole (a later sweep could make up for an earlier rise).
 fn assert_batch_fell(r: &BatchReport, what: &str) {
     let (before, after) = (r.before.total(), r.after.total());
     assert!(
         after <= before * (1.0 + ROUND_OFF),
         "{what}: batch {} Φ_b rose from {before} to {after}",
         r.batches
+    );
+    assert_eq!(r.sweep_totals.last(), Some(&after), "{what}");
+    assert!(
+        r.least_decrease() >= -ROUND_OFF,
+        "{what}: batch {}: a sweep raised Φ_b (before {before}, after each sweep {:?})",
+        r.batches,
+        r.sweep_totals
     );
 }
 
@@ -90,6 +99,7 @@ fn batch_objective_never_increases_in_any_formulation() {
         bcd.epoch(&x, &y, |r| {
             seen += 1;
             assert_eq!(r.rows, 200);
+            assert_eq!(r.sweep_totals.len(), 3, "case {i}");
             assert_batch_fell(r, &format!("case {i} {cfg:?}"));
             assert!(
                 r.after.total() < r.before.total(),

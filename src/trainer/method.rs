@@ -3,10 +3,10 @@
 //! | method | step | iteration | objective it reports |
 //! |---|---|---|---|
 //! | [`BcdOptimizer`] (full batch) | one sweep | one sweep | `Φ` over all rows |
-//! | [`MiniBatchRun`] | one batch's sweeps | one epoch | `Φ_b` of the batch, before and after |
+//! | [`MiniBatchRun`] | one batch's sweeps | one epoch | `Φ_b` of the batch, before and after each sweep |
 //!
 //! Both report monotone objectives: `Φ` never rises from sweep to sweep, `Φ_b` never rises over
-//! a batch's sweeps (without Gram memory, whose weight blocks minimise `Φ_b` plus a fixed
+//! any of a batch's sweeps (without Gram memory, whose weight blocks minimise `Φ_b` plus a fixed
 //! quadratic).
 
 use std::collections::VecDeque;
@@ -45,6 +45,9 @@ pub struct Advance {
     /// The objective the step started from when it is not the previous step's (a batch's `Φ_b`
     /// after its forward pass); `None` for a sweep.
     pub before: Option<ObjectiveParts>,
+    /// The least relative decrease over the step's sweeps when it reports them one by one (a
+    /// batch's inner sweeps); `None` where the step is one sweep, measured by `before`.
+    pub least_decrease: Option<f64>,
     /// Whether the step's objective must not rise (see the module documentation).
     pub monotone: bool,
     /// The batch, for a mini-batch step.
@@ -103,6 +106,7 @@ impl Method for BcdOptimizer {
         Ok(Advance {
             step,
             before: None,
+            least_decrease: None,
             monotone: true,
             batch: None,
             iteration_end: true,
@@ -173,6 +177,7 @@ impl Method for MiniBatchRun<'_> {
                 seconds: report.seconds,
             },
             before: Some(report.before),
+            least_decrease: Some(report.least_decrease()),
             monotone: self.bcd.options().gram_decay == 0.0,
             batch: Some(BatchPosition {
                 epoch: report.epoch + 1,

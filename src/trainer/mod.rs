@@ -296,9 +296,13 @@ pub fn train(
         training_seconds += step_start.elapsed().as_secs_f64();
         let before = adv.before.or(prev);
         prev = Some(adv.step.objective);
-        let decrease = before
-            .filter(|_| adv.monotone)
-            .map(|b| (b.total() - adv.step.objective.total()) / b.total().abs().max(1e-300));
+        let decrease = adv
+            .least_decrease
+            .or_else(|| {
+                before
+                    .map(|b| (b.total() - adv.step.objective.total()) / b.total().abs().max(1e-300))
+            })
+            .filter(|_| adv.monotone);
         if let Some(stop) = stop_reason(decrease, opts, start.elapsed()) {
             reason = stop;
         }
