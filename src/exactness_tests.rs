@@ -220,7 +220,10 @@ fn hidden_activation_is_exact_dense_and_woodbury() {
             w.to_tensor(),
             b.to_tensor().reshape(k).unwrap(),
         );
+        // The minimiser does not depend on the point it starts from (the step form's V_i).
+        let v_t = rand_m(25, d, 14, 1.0).to_tensor();
         let nb = updates::HiddenNeighbours {
+            v: &v_t,
             u_i: &u_t,
             skip: None,
             u_next: &un_t,
@@ -258,7 +261,9 @@ fn residual_hidden_activation_is_exact() {
         let t = |m: &M| m.to_tensor();
         let (u_t, vp_t, un_t, vn_t, w_t) = (t(&u_i), t(&v_prev), t(&u_next), t(&v_next), t(&w));
         let b_t = b.to_tensor().reshape(d).unwrap();
+        let v_t = t(&rand_m(25, d, 26, 1.0));
         let nb = updates::HiddenNeighbours {
+            v: &v_t,
             u_i: &u_t,
             skip: Some(&vp_t),
             u_next: &un_t,
@@ -482,4 +487,67 @@ fn ridge_fit_satisfies_the_normal_equations() {
         }
     }
     assert!(worst <= 1e-4 * scale, "gradient {worst} vs {scale}");
+}
+
+/// The hidden `V_i` block before a narrow layer (the head) with a large `rWᵀW` and a large
+/// residual stream, near its minimiser: the setting where the system for `V` itself, in `f32`,
+/// loses the step to the rounding of its right-hand side (in a 10-residual-layer ResNet it raised
+/// `Φ` in every sweep). The block's objective, evaluated in `f64` in the test, must fall by at
+/// least half of what an `f64` solve of the same subproblem (Gaussian elimination) gains.
+#[test]
+fn hidden_activation_before_a_narrow_layer_solves_for_the_step() {
+    let (n, d, k) = (1024, 200, 10);
+    let c = BcdConfig::default()
+        .gamma(1.0)
+        .rho(1.0)
+        .penalty_growth(100.0);
+    let (g, r) = (c.gamma, c.penalty_growth * c.rho);
+    // A residual stream of entries ~10–30, and its targets a little off the current point.
+    let v0 = rand_m(n, d, 40, 10.0).map(|x| 20.0 + x);
+    let u_i = rand_m(n, d, 41, 1.0);
+    let skip = v0
+        .zip(&u_i, |v, u| v - u.max(0.0))
+        .zip(&rand_m(n, d, 42, 1e-2), |s, e| s + e);
+    let (w, b) = (rand_m(k, d, 43, 1.0), rand_m(1, k, 44, 0.5));
+    let u_next = reference::affine(&v0, &w, &b).zip(&rand_m(n, k, 45, 1e-2), |z, e| z + e);
+    let target = skip.zip(&u_i, |s, u| s + u.max(0.0));
+    let block_objective = |v: &M| {
+        let own = v.zip(&target, |a, t| a - t).sq_norm();
+        let coupling = u_next
+            .zip(&reference::affine(v, &w, &b), |a, z| a - z)
+            .sq_norm();
+        g / 2.0 * own + r / 2.0 * coupling
+    };
+    // f64: (γI + rWᵀW)Vᵀ = (γT + r(U_{i+1} − 1bᵀ)W)ᵀ.
+    let system = w.t().mul(&w).map(|x| r * x).zip(
+        &M::from_fn(d, d, |i, j| f64::from(u8::from(i == j))),
+        |a, e| a + g * e,
+    );
+    let shifted = M::from_fn(n, k, |i, j| u_next.at(i, j) - b.at(0, j));
+    let rhs = target
+        .map(|t| g * t)
+        .zip(&shifted.mul(&w).map(|x| r * x), |a, c| a + c);
+    let v_ref = system.solve(&rhs.t()).t();
+
+    let t = |m: &M| m.to_tensor();
+    let (v_t, u_t, s_t, un_t, w_t) = (t(&v0), t(&u_i), t(&skip), t(&u_next), t(&w));
+    let b_t = b.to_tensor().reshape(k).unwrap();
+    let nb = updates::HiddenNeighbours {
+        v: &v_t,
+        u_i: &u_t,
+        skip: Some(&s_t),
+        u_next: &un_t,
+        w_next: &w_t,
+        b_next: &b_t,
+        v_next_residual: None,
+    };
+    let v = updates::hidden_activation(nb, Activation::Relu, &c, "V_test").unwrap();
+    let before = block_objective(&v0);
+    let best_gain = before - block_objective(&v_ref);
+    let gain = before - block_objective(&M::from_tensor(&v));
+    assert!(best_gain > 0.0, "the f64 solve gains {best_gain:.3e}");
+    assert!(
+        gain >= 0.5 * best_gain,
+        "the block gains {gain:.6e} of its objective {before:.6e}, an f64 solve {best_gain:.6e}"
+    );
 }

@@ -24,11 +24,11 @@ use crate::config::BcdConfig;
 use crate::error::Result;
 use crate::three_split::updates::HiddenNeighbours;
 
-/// The minimiser above from `v_old`, with the CG iterations and the largest relative residual.
+/// The minimiser above from the current `V_i` (`nb.v`), with the CG iterations and the largest
+/// relative residual.
 pub(crate) fn hidden_activation(
     nb: HiddenNeighbours,
     next: &Spatial,
-    v_old: &Tensor,
     act: Activation,
     cfg: &BcdConfig,
     comm: &dyn Communicator,
@@ -52,5 +52,5 @@ pub(crate) fn hidden_activation(
         max_iterations: cfg.cg_iterations,
         tolerance: cfg.cg_tolerance,
     };
-    cg::solve_rows(apply, &rhs, v_old, stop, comm)
+    cg::solve_rows(apply, &rhs, nb.v, stop, comm)
 }

@@ -278,8 +278,9 @@ fn activation_block_matches_the_dense_solve() {
                 weight_tensor(&s, &w, d_out),
                 b.to_tensor().reshape(bias_len).unwrap(),
             );
-            let (u_t, un_t) = (u_i.to_tensor(), u_next.to_tensor());
+            let (u_t, un_t, v_t) = (u_i.to_tensor(), u_next.to_tensor(), v_old.to_tensor());
             let nb = HiddenNeighbours {
+                v: &v_t,
                 u_i: &u_t,
                 skip: None,
                 u_next: &un_t,
@@ -288,7 +289,7 @@ fn activation_block_matches_the_dense_solve() {
                 v_next_residual: None,
             };
             let (v, iterations, residual) =
-                hidden_activation(nb, &s, &v_old.to_tensor(), act, &cfg, &SingleProcess).unwrap();
+                hidden_activation(nb, &s, act, &cfg, &SingleProcess).unwrap();
             assert!(
                 residual <= 1e-6 && iterations < 500,
                 "{iterations} {residual:.3e}"

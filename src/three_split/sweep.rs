@@ -36,6 +36,7 @@ impl BcdOptimizer {
                 .is_residual(l)
                 .then(|| self.input(l).clone());
             let nb = updates::HiddenNeighbours {
+                v: &self.state.v[l],
                 u_i: &self.state.u[l],
                 skip: skip.as_ref(),
                 u_next: &self.state.u[l + 1],
@@ -51,14 +52,8 @@ impl BcdOptimizer {
                 None => updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?,
                 Some(next) => {
                     let next = *next;
-                    let (v, iterations, relative_residual) = conv::hidden_activation(
-                        nb,
-                        &next,
-                        &self.state.v[l],
-                        act,
-                        &cfg,
-                        &*self.comm,
-                    )?;
+                    let (v, iterations, relative_residual) =
+                        conv::hidden_activation(nb, &next, act, &cfg, &*self.comm)?;
                     self.cg_reports.push(CgReport {
                         layer: l,
                         iterations,

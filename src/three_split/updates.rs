@@ -53,6 +53,8 @@ pub fn weights(
 /// The neighbours of a hidden activation block `V_i` in the objective.
 #[derive(Debug, Clone, Copy)]
 pub struct HiddenNeighbours<'a> {
+    /// `V_i` itself, the point a step is taken from (see [`hidden_activation`]).
+    pub v: &'a Tensor,
     /// `U_i`.
     pub u_i: &'a Tensor,
     /// `V_{i−1}` when layer `i` is residual (`V_i = V_{i−1} + σ(U_i)`), else `None`.
@@ -73,12 +75,27 @@ pub struct HiddenNeighbours<'a> {
 /// `Φ` to layer `i`'s, `BcdConfig::penalty_growth`), i.e. with `r = qρ`
 /// `V = (γ(S_i + σ(U_i)) [+ qγ(V_{i+1} − σ(U_{i+1}))] + r(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (sI + rWᵀW)⁻¹`
 /// with `s = γ`, or `(1 + q)γ` when layer `i+1` is residual.
+///
+/// **(choice)** When layer `i+1` is narrower than layer `i` (the head, as a rule; such a layer
+/// is never residual) the system is solved for the step `Δ = V − V_i` from the residuals at the
+/// current point, `Δ(γI + rWᵀW) = γ(S_i + σ(U_i) − V_i) + r(U_{i+1} − Z_{i+1})W` with
+/// `Z_{i+1} = [V_i 1]W̃_{i+1}ᵀ`: the same minimiser, but its `f32` rounding is relative to the
+/// residuals rather than to `V` itself. There the Woodbury form cancels two terms of the size of
+/// the right-hand side, and with a large `rWᵀW` (a ResNet's wide residual stream under `q = 100`,
+/// `ρ = 1`) the direct form raised `Φ` in every sweep. The extra product `Z_{i+1}` costs
+/// `N·d_i·d_{i+1}`: little beside the block's own work for a narrow next layer, a fifth more for
+/// a square one, where no rise has been measured.
 pub fn hidden_activation(
     nb: HiddenNeighbours,
     act: Activation,
     cfg: &BcdConfig,
     block: &str,
 ) -> Result<Tensor> {
+    let (rows, cols) = nb.w_next.dims2()?;
+    // (A residual layer keeps its width, so a narrower next layer is never residual.)
+    if rows < cols && nb.v_next_residual.is_none() {
+        return hidden_activation_step(nb, act, cfg, block);
+    }
     let (g, r, gn) = cfg.hidden_weights();
     // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
     let c = row_times_matrix(&solve::host_f32(nb.b_next)?, nb.w_next, r)?;
@@ -101,6 +118,56 @@ pub fn hidden_activation(
     }
     rhs.add_matmul(Op::N(nb.u_next), Op::N(nb.w_next), r as f32)?;
     RowSolve::new(nb.w_next, shift, r, block)?.apply_in_place(&mut rhs)?;
+    rhs.into_tensor()
+}
+
+/// [`hidden_activation`] solved for its step from the residuals at `V_i` (see there).
+fn hidden_activation_step(
+    nb: HiddenNeighbours,
+    act: Activation,
+    cfg: &BcdConfig,
+    block: &str,
+) -> Result<Tensor> {
+    let (g, r, gn) = cfg.hidden_weights();
+    let shift = if nb.v_next_residual.is_some() {
+        g + gn
+    } else {
+        g
+    };
+    let solve = RowSolve::new(nb.w_next, shift, r, block)?;
+    // The next layer's pre-activation residual U_{i+1} − Z_{i+1} at the current V_i.
+    let residual_next = kernels::sub(nb.u_next, &kernels::linear(nb.v, nb.w_next, nb.b_next)?)?;
+    if !kernels::fused(nb.v) {
+        let rhs = (act.output_tensor(nb.u_i, nb.skip)? - nb.v)?.affine(g, 0.0)?;
+        let rhs = kernels::matmul(
+            Op::N(&residual_next),
+            Op::N(nb.w_next),
+            r as f32,
+            Addend::Matrix(&rhs),
+        )?;
+        return Ok((nb.v + solve.apply(&rhs)?)?);
+    }
+    // γ(S_i + σ(U_i) − V_i), the residual of V_i's own activation penalty.
+    let own = with_sigma!(act, |sigma| match nb.skip {
+        Some(skip) => kernels::map([nb.u_i, skip, nb.v], |[u, s, v]| {
+            (g * (s as f64 + sigma.apply(u as f64) - v as f64)) as f32
+        }),
+        None => kernels::map([nb.u_i, nb.v], |[u, v]| {
+            (g * (sigma.apply(u as f64) - v as f64)) as f32
+        }),
+    })?;
+    let mut rhs = Work::from_tensor(own)?;
+    if let Some(v_next) = nb.v_next_residual {
+        with_sigma!(act, |sigma| rhs.update(
+            [v_next, nb.u_next, nb.v],
+            |s, [n, u, v]| {
+                (s as f64 + gn * (n as f64 - sigma.apply(u as f64) - v as f64)) as f32
+            }
+        ))?;
+    }
+    rhs.add_matmul(Op::N(&residual_next), Op::N(nb.w_next), r as f32)?;
+    solve.apply_in_place(&mut rhs)?;
+    rhs.update([nb.v], |step, [v]| v + step)?;
     rhs.into_tensor()
 }
 
