@@ -128,13 +128,9 @@ fn hidden_activation_step(
     cfg: &BcdConfig,
     block: &str,
 ) -> Result<Tensor> {
-    let (g, r, gn) = cfg.hidden_weights();
-    let shift = if nb.v_next_residual.is_some() {
-        g + gn
-    } else {
-        g
-    };
-    let solve = RowSolve::new(nb.w_next, shift, r, block)?;
+    // Only reached before a narrower, hence non-residual, layer: the shift is γ.
+    let (g, r, _) = cfg.hidden_weights();
+    let solve = RowSolve::new(nb.w_next, g, r, block)?;
     // The next layer's pre-activation residual U_{i+1} − Z_{i+1} at the current V_i.
     let residual_next = kernels::sub(nb.u_next, &kernels::linear(nb.v, nb.w_next, nb.b_next)?)?;
     if !kernels::fused(nb.v) {
@@ -157,14 +153,6 @@ fn hidden_activation_step(
         }),
     })?;
     let mut rhs = Work::from_tensor(own)?;
-    if let Some(v_next) = nb.v_next_residual {
-        with_sigma!(act, |sigma| rhs.update(
-            [v_next, nb.u_next, nb.v],
-            |s, [n, u, v]| {
-                (s as f64 + gn * (n as f64 - sigma.apply(u as f64) - v as f64)) as f32
-            }
-        ))?;
-    }
     rhs.add_matmul(Op::N(&residual_next), Op::N(nb.w_next), r as f32)?;
     solve.apply_in_place(&mut rhs)?;
     rhs.update([nb.v], |step, [v]| v + step)?;
