@@ -38,9 +38,9 @@ fn weight_bits(l: &Network) -> Vec<u32> {
         .collect()
 }
 
-/// Asserts that a batch's sweeps did not raise `Φ_b` beyond round-off (`what` names the run).
-/// No sweep of the batch raised `Φ_b` beyond round-off: each of its inner sweeps, not only
-/// the batch as a whole (a later sweep could make up for an earlier rise).
+/// Asserts that no sweep of a batch raised `Φ_b` beyond round-off (`what` names the run): the
+/// batch as a whole and each of its inner sweeps (a later sweep could make up for an earlier
+/// rise).
 fn assert_batch_fell(r: &BatchReport, what: &str) {
     let (before, after) = (r.before.total(), r.after.total());
     assert!(

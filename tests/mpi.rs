@@ -227,7 +227,13 @@ fn minibatch_rank(comm: Arc<dyn Communicator>) {
     for epoch in 0..2 {
         let mut rows = 0;
         bcd.epoch(&ds.train_images, &y, |r| {
-            // Each of the batch's two sweeps, not only the batch as a whole.
+            let (before, after) = (r.before.total(), r.after.total());
+            assert!(
+                after <= before * (1.0 + 1e-6),
+                "batch {}: {before} -> {after}",
+                r.batches
+            );
+            // Each of the batch's two sweeps too, not only the batch as a whole.
             assert!(
                 r.least_decrease() >= -1e-6,
                 "batch {}: {} -> {:?}",
