@@ -9,7 +9,9 @@
 //! count come from the data.
 //! Environment: `BCD_BENCH_HIDDEN` (default 1500,1500,1500), `BCD_BENCH_LAYERS` (the stages of a
 //! CNN instead, as `--layers` spells them, e.g. `conv32,pool2,conv64,pool2`; the linear head is
-//! added), `BCD_MB_CG` (CG iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps,
+//! added), `BCD_BENCH_RESIDUAL` (`K`: an FC-ResNet instead, the stem to the first hidden width,
+//! `K` residual layers of that width, the head; BCD's residual branches start scaled by
+//! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`), `BCD_MB_CG` (CG iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps,
 //! 1), `BCD_MB_ALPHA` (0.1), `BCD_MB_GAMMA` (γ = ρ, 1), `BCD_MB_DECAY` (Gram memory β, 0),
 //! `BCD_MB_LAMBDA` (ridge λ, 0), `BCD_MB_LOSS` (squared or cross-entropy), `BCD_MB_INIT`
 //! (official), `BCD_MB_HEAD_LAMBDA` (ridge λ of an initial head fit, 0: none), `BCD_MB_RHO` (γ),
@@ -76,12 +78,15 @@ fn main() -> Result<()> {
             };
             Architecture::cnn(image, &stages, Activation::Relu)?.with_residual(residual)?
         }
-        Err(_) => {
-            let mut widths = vec![d0];
-            widths.extend(&hidden);
-            widths.push(classes);
-            Architecture::mlp(&widths, Activation::Relu)?
-        }
+        Err(_) => match env("BCD_BENCH_RESIDUAL", 0) {
+            0 => {
+                let mut widths = vec![d0];
+                widths.extend(&hidden);
+                widths.push(classes);
+                Architecture::mlp(&widths, Activation::Relu)?
+            }
+            k => Architecture::resnet(d0, hidden[0], k, classes, Activation::Relu)?,
+        },
     };
     let widths = arch.widths().to_vec();
     let threads = rayon::current_num_threads();
@@ -117,6 +122,13 @@ fn main() -> Result<()> {
     );
     let varmap = VarMap::new();
     let net = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;
+    let residual = net.residual_layers();
+    if residual > 0 {
+        net.scale_residual_branches(env(
+            "BCD_BENCH_RESIDUAL_SCALE",
+            1.0 / (residual as f64).sqrt(),
+        ))?;
+    }
     let layers = Network::of_architecture(&varmap, &arch)?;
     let y = data::one_hot(&ds.train_labels, classes)?;
     let (mut bcd_curve, mut clock, mut trained) = (Curve::default(), Instant::now(), 0.0);
