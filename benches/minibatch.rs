@@ -11,9 +11,9 @@
 //! CNN instead, as `--layers` spells them, e.g. `conv32,pool2,conv64,pool2`; the linear head is
 //! added), `BCD_BENCH_RESIDUAL` (`K`: an FC-ResNet instead, the stem to the first hidden width,
 //! `K` residual layers of that width, the head; BCD's residual branches start scaled by
-//! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`), `BCD_MB_CG` (CG iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps,
-//! 1), `BCD_MB_ALPHA` (0.1), `BCD_MB_GAMMA` (γ = ρ, 1), `BCD_MB_DECAY` (Gram memory β, 0),
-//! `BCD_MB_LAMBDA` (ridge λ, 0), `BCD_MB_LOSS` (squared or cross-entropy), `BCD_MB_INIT`
+//! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`), `BCD_MB_CG` (CG
+//! iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA`
+//! (0.1), `BCD_MB_GAMMA` (γ = ρ, 1), `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0), `BCD_MB_LOSS` (squared or cross-entropy), `BCD_MB_INIT`
 //! (official), `BCD_MB_HEAD_LAMBDA` (ridge λ of an initial head fit, 0: none), `BCD_MB_RHO` (γ),
 //! `BCD_MB_INERTIA` (μ, 0), `BCD_MB_ALPHA_GROWTH` (growth of α per epoch, 1), `BCD_MB_GROWTH`
 //! (layer-weight ratio q, 1), `BCD_MB_ALPHA_LIFTED` (proximal weight of the lifted blocks; default
@@ -67,6 +67,8 @@ fn main() -> Result<()> {
     let ds = data::load_idx_dir(dir.as_ref())?;
     let classes = ds.labels;
     let d0 = ds.train_images.dim(1)?;
+    // The FC-ResNet's branch scale; CNNs (residual or not) keep their initialisation as it is.
+    let mut branch_scale = None;
     let arch = match std::env::var("BCD_BENCH_LAYERS") {
         Ok(spec) => {
             let (mut stages, mut residual) = Stage::parse_list(&spec)?;
@@ -85,7 +87,10 @@ fn main() -> Result<()> {
                 widths.push(classes);
                 Architecture::mlp(&widths, Activation::Relu)?
             }
-            k => Architecture::resnet(d0, hidden[0], k, classes, Activation::Relu)?,
+            k => {
+                branch_scale = Some(env("BCD_BENCH_RESIDUAL_SCALE", 1.0 / (k as f64).sqrt()));
+                Architecture::resnet(d0, hidden[0], k, classes, Activation::Relu)?
+            }
         },
     };
     let widths = arch.widths().to_vec();
@@ -117,17 +122,13 @@ fn main() -> Result<()> {
         .map(|a| a.parse())
         .transpose()?;
     println!(
-        "| mini-batch BCD {widths:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, λ = {}, q = {}, lifted α = {:?}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
+        "| mini-batch BCD {widths:?}, residual branches scaled by {branch_scale:?}, {threads} threads | {options:?} | α = {}, γ = {gamma}, ρ = {}, λ = {}, q = {}, lifted α = {:?}, {:?} loss, {init:?} init, head ridge λ = {head_lambda} |",
         config.alpha, config.rho, config.lambda, config.penalty_growth, config.alpha_lifted, config.loss
     );
     let varmap = VarMap::new();
     let net = Network::init(&arch, &varmap, init, 0, &Device::Cpu)?;
-    let residual = net.residual_layers();
-    if residual > 0 {
-        net.scale_residual_branches(env(
-            "BCD_BENCH_RESIDUAL_SCALE",
-            1.0 / (residual as f64).sqrt(),
-        ))?;
+    if let Some(scale) = branch_scale {
+        net.scale_residual_branches(scale)?;
     }
     let layers = Network::of_architecture(&varmap, &arch)?;
     let y = data::one_hot(&ds.train_labels, classes)?;
