@@ -9,17 +9,18 @@
 //! count come from the data.
 //! Environment: `BCD_BENCH_HIDDEN` (default 1500,1500,1500), `BCD_BENCH_LAYERS` (the stages of a
 //! CNN instead, as `--layers` spells them, e.g. `conv32,pool2,conv64,pool2`; the linear head is
-//! added), `BCD_BENCH_RESIDUAL` (`K`: an FC-ResNet instead, the stem to the first hidden width,
-//! `K` residual layers of that width, the head; BCD's residual branches start scaled by
+//! added), `BCD_BENCH_RESIDUAL` (`K`: an FC-ResNet instead, the stem to the first hidden width, `K`
+//! residual layers of that width, the head; BCD's residual branches start scaled by
 //! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`), `BCD_MB_CG` (CG
-//! iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA`
-//! (0.1), `BCD_MB_GAMMA` (γ = ρ, 1), `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0), `BCD_MB_LOSS` (squared or cross-entropy), `BCD_MB_INIT`
-//! (official), `BCD_MB_HEAD_LAMBDA` (ridge λ of an initial head fit, 0: none), `BCD_MB_RHO` (γ),
-//! `BCD_MB_INERTIA` (μ, 0), `BCD_MB_ALPHA_GROWTH` (growth of α per epoch, 1), `BCD_MB_GROWTH`
-//! (layer-weight ratio q, 1), `BCD_MB_ALPHA_LIFTED` (proximal weight of the lifted blocks; default
-//! α), `BCD_MB_EPOCHS` (2), `BCD_MB_EVAL_EVERY` (batches between evaluations, 10),
-//! `BCD_ADAM_EPOCHS` (2), `BCD_ADAM_EVAL_ROWS` (rows between AdamW's evaluations; as many as
-//! between BCD's). BCD runs first, so the peak RSS read after it is its own.
+//! iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA` (0.1),
+//! `BCD_MB_GAMMA` (γ = ρ, 1), `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0),
+//! `BCD_MB_LOSS` (squared or cross-entropy), `BCD_MB_INIT` (official), `BCD_MB_HEAD_LAMBDA` (ridge
+//! λ of an initial head fit, 0: none), `BCD_MB_RHO` (γ), `BCD_MB_INERTIA` (μ, 0),
+//! `BCD_MB_ALPHA_GROWTH` (growth of α per epoch, 1), `BCD_MB_GROWTH` (layer-weight ratio q, 1),
+//! `BCD_MB_ALPHA_LIFTED` (proximal weight of the lifted blocks; default α), `BCD_MB_EPOCHS` (2),
+//! `BCD_MB_EVAL_EVERY` (batches between evaluations, 10), `BCD_ADAM_EPOCHS` (2),
+//! `BCD_ADAM_EVAL_ROWS` (rows between AdamW's evaluations; as many as between BCD's). BCD runs
+//! first, so the peak RSS read after it is its own.
 
 use std::time::Instant;
 
