@@ -93,6 +93,49 @@ fn parse_conv(spec: &str) -> Option<Conv2d> {
     Some(conv)
 }
 
+/// The form of the branch of every residual layer ([`Architecture::with_branch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Branch {
+    /// `V_i = V_{i−1} + σ(U_i)`: the residual layer is the whole branch.
+    #[default]
+    Single,
+    /// `V_i = V_{i−2} + U_i` after `V_{i−1} = σ(U_{i−1})`: the branch is the layer before the
+    /// residual layer (activated) and the residual layer itself, linear — a ResNet's two-layer
+    /// block `x + W₂σ(W₁x + b₁) + b₂` without an activation after the sum. Fully connected
+    /// networks only.
+    Pair,
+}
+
+impl Branch {
+    fn is_single(&self) -> bool {
+        *self == Branch::Single
+    }
+
+    /// Layers per branch: 1 or 2.
+    pub fn layers(self) -> usize {
+        match self {
+            Branch::Single => 1,
+            Branch::Pair => 2,
+        }
+    }
+}
+
+impl std::str::FromStr for Branch {
+    type Err = BcdError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "single" => Ok(Branch::Single),
+            "pair" => Ok(Branch::Pair),
+            _ => Err(BcdError::UnknownValue {
+                setting: "branch",
+                value: s.to_string(),
+                expected: "single, pair",
+            }),
+        }
+    }
+}
+
 /// A fully connected network: widths and hidden activation. Deserialisation validates like
 /// [`Architecture::mlp`], so a corrupt description in a file is an error, not a panic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +149,9 @@ pub struct Architecture {
     /// `spatial[l]`: layer index `l` is an image layer. Empty for a fully connected network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     spatial: Vec<Option<Spatial>>,
+    /// The residual layers' branch form.
+    #[serde(default, skip_serializing_if = "Branch::is_single")]
+    branch: Branch,
 }
 
 /// Unvalidated serialised form of [`Architecture`].
@@ -117,6 +163,8 @@ struct ArchitectureSpec {
     residual: Vec<bool>,
     #[serde(default)]
     spatial: Vec<Option<Spatial>>,
+    #[serde(default)]
+    branch: Branch,
 }
 
 impl TryFrom<ArchitectureSpec> for Architecture {
@@ -124,6 +172,7 @@ impl TryFrom<ArchitectureSpec> for Architecture {
     fn try_from(spec: ArchitectureSpec) -> Result<Self> {
         Architecture::mlp(&spec.widths, spec.activation)?
             .with_spatial(spec.spatial)?
+            .with_branch(spec.branch)?
             .with_residual(spec.residual)
     }
 }
@@ -150,6 +199,7 @@ impl Architecture {
             activation,
             residual: Vec::new(),
             spatial: Vec::new(),
+            branch: Branch::Single,
         })
     }
 
@@ -316,14 +366,58 @@ impl Architecture {
         output: usize,
         activation: Activation,
     ) -> Result<Self> {
+        Self::resnet_with(
+            input,
+            width,
+            residual_layers,
+            Branch::Single,
+            output,
+            activation,
+        )
+    }
+
+    /// [`Self::resnet`] with branches of the form `branch`: with [`Branch::Pair`] each residual
+    /// layer follows a hidden layer of width `width` that opens its branch.
+    ///
+    /// ```
+    /// use candle_bcd::{Activation, Architecture, Branch};
+    /// let arch = Architecture::resnet_with(784, 64, 2, Branch::Pair, 10, Activation::Relu).unwrap();
+    /// assert_eq!(arch.widths(), [784, 64, 64, 64, 64, 64, 10]);
+    /// assert!(arch.is_residual(2) && arch.is_residual(4) && !arch.is_residual(3));
+    /// ```
+    pub fn resnet_with(
+        input: usize,
+        width: usize,
+        residual_layers: usize,
+        branch: Branch,
+        output: usize,
+        activation: Activation,
+    ) -> Result<Self> {
+        let per = branch.layers();
         let mut widths = vec![input];
-        widths.extend(std::iter::repeat_n(width, residual_layers + 1));
+        widths.extend(std::iter::repeat_n(width, per * residual_layers + 1));
         widths.push(output);
-        let mut residual = vec![false; residual_layers + 2];
-        residual[1..=residual_layers]
-            .iter_mut()
-            .for_each(|r| *r = true);
-        Self::mlp(&widths, activation)?.with_residual(residual)
+        let mut residual = vec![false; per * residual_layers + 2];
+        for k in 1..=residual_layers {
+            residual[per * k] = true;
+        }
+        Self::mlp(&widths, activation)?
+            .with_branch(branch)?
+            .with_residual(residual)
+    }
+
+    /// The same network with residual branches of the form `branch` (the residual layers are
+    /// checked again against it). Errors for [`Branch::Pair`] in a network with image layers.
+    pub fn with_branch(mut self, branch: Branch) -> Result<Self> {
+        if branch == Branch::Pair && self.is_convolutional() {
+            return Err(BcdError::InvalidArchitecture(
+                "two-layer residual branches (branch = pair) are for fully connected networks"
+                    .into(),
+            ));
+        }
+        self.branch = branch;
+        let residual = std::mem::take(&mut self.residual);
+        self.with_residual(residual)
     }
 
     /// Marks layers as residual (`residual[l]` for layer index `l`): `V = V_in + σ(U)`. Each
@@ -357,6 +451,9 @@ impl Architecture {
                     name(l)
                 )));
             }
+            if r && self.branch == Branch::Pair {
+                self.check_pair(l, &residual, &name)?;
+            }
             if let Some(s) = self.spatial(l).filter(|_| r) {
                 if s.pool > 1 || s.output() != Some(s.input) {
                     return Err(BcdError::InvalidArchitecture(format!(
@@ -378,9 +475,66 @@ impl Architecture {
         Ok(self)
     }
 
-    /// Whether layer index `l` is residual (`V = V_in + σ(U)`).
+    /// With [`Branch::Pair`], residual layer `l` closes a branch opened by layer `l − 1`:
+    /// that layer exists, is not residual, and its input is as wide as layer `l`'s output.
+    fn check_pair(
+        &self,
+        l: usize,
+        residual: &[bool],
+        name: impl Fn(usize) -> String,
+    ) -> Result<()> {
+        let bad = |why: String| {
+            Err(BcdError::InvalidArchitecture(format!(
+                "layer {} cannot close a two-layer residual branch: {why}",
+                name(l)
+            )))
+        };
+        if l == 0 {
+            return bad("no layer before it opens the branch".into());
+        }
+        if residual[l - 1] {
+            return bad(format!(
+                "the layer before it, {}, is residual too",
+                name(l - 1)
+            ));
+        }
+        let (skip, out) = (self.widths[l - 1], self.widths[l + 1]);
+        if skip != out {
+            return bad(format!("its branch reads {skip} values and writes {out}"));
+        }
+        Ok(())
+    }
+
+    /// Whether layer index `l` is residual (`V = V_in + σ(U)`, or the branch's own input plus
+    /// `U` with [`Branch::Pair`]).
     pub fn is_residual(&self, l: usize) -> bool {
         self.residual.get(l).copied().unwrap_or(false)
+    }
+
+    /// The residual branches' form.
+    pub fn branch(&self) -> Branch {
+        self.branch
+    }
+
+    /// For a residual layer `l`, the layer whose input is its skip `S_l` (`l` itself, or
+    /// `l − 1` with [`Branch::Pair`]); `None` for other layers.
+    pub(crate) fn skip_source(&self, l: usize) -> Option<usize> {
+        self.is_residual(l).then(|| l + 1 - self.branch.layers())
+    }
+
+    /// The residual layer that reads layer `l`'s output as its skip, if any.
+    pub(crate) fn skip_reader(&self, l: usize) -> Option<usize> {
+        let c = l + self.branch.layers();
+        (self.skip_source(c) == Some(l + 1)).then_some(c)
+    }
+
+    /// The activation of hidden layer `l`: `σ`, or the identity for the residual layer that
+    /// closes a [`Branch::Pair`].
+    pub(crate) fn layer_activation(&self, l: usize) -> Activation {
+        match self.branch {
+            Branch::Pair if self.is_residual(l) => Activation::Identity,
+            _ => self.activation,
+        }
     }
 
     /// Whether any layer is residual.
@@ -463,5 +617,91 @@ impl Architecture {
                 shape.iter().product::<usize>() + shape[0]
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(r: Result<Architecture>) -> String {
+        match r {
+            Err(BcdError::InvalidArchitecture(m)) => m,
+            other => panic!("expected an invalid architecture, got {other:?}"),
+        }
+    }
+
+    /// Skips, readers and activations of a two-layer-branch ResNet, and the same for
+    /// single-layer branches.
+    #[test]
+    fn pair_branches_skip_two_layers_and_end_linear() {
+        let act = Activation::Relu;
+        let pair = Architecture::resnet_with(5, 4, 2, Branch::Pair, 3, act).unwrap();
+        // Layers: stem 0, branch (1, 2), branch (3, 4), head 5.
+        assert_eq!(pair.num_layers(), 6);
+        let skips: Vec<_> = (0..6).map(|l| pair.skip_source(l)).collect();
+        assert_eq!(skips, [None, None, Some(1), None, Some(3), None]);
+        let readers: Vec<_> = (0..6).map(|l| pair.skip_reader(l)).collect();
+        assert_eq!(readers, [Some(2), None, Some(4), None, None, None]);
+        assert_eq!(pair.layer_activation(2), Activation::Identity);
+        assert_eq!(pair.layer_activation(1), act);
+
+        let single = Architecture::resnet(5, 4, 2, 3, act).unwrap();
+        let skips: Vec<_> = (0..4).map(|l| single.skip_source(l)).collect();
+        assert_eq!(skips, [None, Some(1), Some(2), None]);
+        let readers: Vec<_> = (0..4).map(|l| single.skip_reader(l)).collect();
+        assert_eq!(readers, [Some(1), Some(2), None, None]);
+        assert_eq!(single.layer_activation(1), act);
+    }
+
+    #[test]
+    fn the_branch_form_survives_serialisation_and_parses_by_name() {
+        let pair = Architecture::resnet_with(5, 4, 2, Branch::Pair, 3, Activation::Tanh).unwrap();
+        let json = serde_json::to_string(&pair).unwrap();
+        assert_eq!(serde_json::from_str::<Architecture>(&json).unwrap(), pair);
+        // A single-branch network is written as before, without the field.
+        let single = Architecture::resnet(5, 4, 2, 3, Activation::Tanh).unwrap();
+        assert!(!serde_json::to_string(&single).unwrap().contains("branch"));
+        assert_eq!("pair".parse::<Branch>().unwrap(), Branch::Pair);
+        assert!(matches!(
+            "double".parse::<Branch>(),
+            Err(BcdError::UnknownValue {
+                setting: "branch",
+                ..
+            })
+        ));
+        // A description whose residual layers do not close two-layer branches is refused.
+        let bad = json.replace(
+            "[false,false,true,false,true,false]",
+            "[false,true,true,false,true,false]",
+        );
+        assert_ne!(bad, json);
+        assert!(serde_json::from_str::<Architecture>(&bad).is_err());
+    }
+
+    #[test]
+    fn layers_that_cannot_close_a_pair_are_named() {
+        let mlp = Architecture::mlp(&[4, 4, 4, 4, 2], Activation::Relu).unwrap();
+        let pair = mlp.clone().with_branch(Branch::Pair).unwrap();
+        let m = message(pair.clone().with_residual(vec![true, false, false, false]));
+        assert!(
+            m.contains("layer 0") && m.contains("no layer before"),
+            "{m}"
+        );
+        let m = message(pair.clone().with_residual(vec![false, true, true, false]));
+        assert!(m.contains("layer 2") && m.contains("residual too"), "{m}");
+        let wide = Architecture::mlp(&[4, 6, 4, 4, 2], Activation::Relu).unwrap();
+        let m = message(
+            wide.with_branch(Branch::Pair)
+                .unwrap()
+                .with_residual(vec![false, false, true, false]),
+        );
+        assert!(m.contains("reads 6 values and writes 4"), "{m}");
+        // Marking single-branch residual layers, then asking for pairs, checks them again.
+        let single = mlp.with_residual(vec![false, true, true, false]).unwrap();
+        assert!(message(single.with_branch(Branch::Pair)).contains("residual too"));
+        let image = Image::new(1, 4, 4);
+        let cnn = Architecture::conv_resnet(image, 2, 1, 2, 3, Activation::Relu).unwrap();
+        assert!(message(cnn.with_branch(Branch::Pair)).contains("fully connected"));
     }
 }

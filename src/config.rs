@@ -350,12 +350,16 @@ impl BcdConfig {
         self.penalty_growth.powf(l as f64 - last as f64)
     }
 
-    /// The hidden `V_i` block's weights relative to its own activation penalty: `(γ, qρ, qγ)`
-    /// for that penalty, the next layer's pre-activation penalty and (when the next layer is
-    /// residual) its activation penalty.
-    pub(crate) fn hidden_weights(&self) -> (f64, f64, f64) {
-        let q = self.penalty_growth;
-        (self.gamma, q * self.rho, q * self.gamma)
+    /// The hidden `V_i` block's weights relative to its own activation penalty: `(γ, qρ)` for
+    /// that penalty and the next layer's pre-activation penalty.
+    pub(crate) fn hidden_weights(&self) -> (f64, f64) {
+        (self.gamma, self.penalty_growth * self.rho)
+    }
+
+    /// The weight `q^d γ`, relative to layer `i`'s, of the activation penalty of the residual
+    /// layer `i + d` that reads `V_i` as its skip.
+    pub(crate) fn skip_weight(&self, d: usize) -> f64 {
+        self.penalty_growth.powi(d as i32) * self.gamma
     }
 }
 

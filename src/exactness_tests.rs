@@ -229,7 +229,7 @@ fn hidden_activation_is_exact_dense_and_woodbury() {
             u_next: &un_t,
             w_next: &w_t,
             b_next: &b_t,
-            v_next_residual: None,
+            reader: None,
         };
         let v = updates::hidden_activation(nb, Activation::Relu, &c, "V_test").unwrap();
         let v = M::from_tensor(&v);
@@ -269,7 +269,12 @@ fn residual_hidden_activation_is_exact() {
             u_next: &un_t,
             w_next: &w_t,
             b_next: &b_t,
-            v_next_residual: Some(&vn_t),
+            reader: Some(updates::SkipReader {
+                v: &vn_t,
+                u: &un_t,
+                act,
+                weight: c.skip_weight(1),
+            }),
         };
         let v = M::from_tensor(&updates::hidden_activation(nb, act, &c, "V_res").unwrap());
         let sig = |x: f64| act.apply(x);
@@ -287,6 +292,54 @@ fn residual_hidden_activation_is_exact() {
             c.gamma * u_i.sq_norm().sqrt(),
         );
     }
+}
+
+#[test]
+fn pair_branch_hidden_activation_is_exact() {
+    // V_i closing a two-layer branch (V_i = V_{i−2} + U_i, linear), read by the next branch's
+    // residual layer i+2 as its skip, under layer weights growing by q = 3:
+    // γ/2‖V − V_{i−2} − U_i‖² + qρ/2‖U_{i+1} − ṼW̃ᵀ‖² + q²γ/2‖V_{i+2} − V − U_{i+2}‖²,
+    // its gradient formed in f64 here.
+    let c = cfg().penalty_growth(3.0);
+    let q = 3.0;
+    let d = 6;
+    let (u_i, skip) = (rand_m(20, d, 40, 1.0), rand_m(20, d, 41, 1.0));
+    let (u_next, u_c, v_c) = (
+        rand_m(20, d, 42, 1.0),
+        rand_m(20, d, 43, 1.0),
+        rand_m(20, d, 44, 1.0),
+    );
+    let (w, b) = (rand_m(d, d, 45, 0.6), rand_m(1, d, 46, 0.5));
+    let t = |m: &M| m.to_tensor();
+    let (u_t, s_t, un_t, uc_t, vc_t, w_t) =
+        (t(&u_i), t(&skip), t(&u_next), t(&u_c), t(&v_c), t(&w));
+    let b_t = b.to_tensor().reshape(d).unwrap();
+    let v_t = t(&rand_m(20, d, 47, 1.0));
+    let nb = updates::HiddenNeighbours {
+        v: &v_t,
+        u_i: &u_t,
+        skip: Some(&s_t),
+        u_next: &un_t,
+        w_next: &w_t,
+        b_next: &b_t,
+        reader: Some(updates::SkipReader {
+            v: &vc_t,
+            u: &uc_t,
+            act: Activation::Identity,
+            weight: c.skip_weight(2),
+        }),
+    };
+    let v = updates::hidden_activation(nb, Activation::Identity, &c, "V_pair").unwrap();
+    let v = M::from_tensor(&v);
+    let r = u_next
+        .zip(&reference::affine(&v, &w, &b), |a, b| a - b)
+        .mul(&w);
+    let grad = M::from_fn(20, d, |i, j| {
+        c.gamma * (v.at(i, j) - skip.at(i, j) - u_i.at(i, j))
+            - q * q * c.gamma * (v_c.at(i, j) - v.at(i, j) - u_c.at(i, j))
+            - q * c.rho * r.at(i, j)
+    });
+    assert_stationary("pair V", &grad, q * q * c.gamma * v_c.sq_norm().sqrt());
 }
 
 #[test]
@@ -539,7 +592,7 @@ fn hidden_activation_before_a_narrow_layer_solves_for_the_step() {
         u_next: &un_t,
         w_next: &w_t,
         b_next: &b_t,
-        v_next_residual: None,
+        reader: None,
     };
     let v = updates::hidden_activation(nb, Activation::Relu, &c, "V_test").unwrap();
     let before = block_objective(&v0);

@@ -91,7 +91,7 @@ pub(crate) mod two_split;
 mod exactness_tests;
 
 pub use activation::{Activation, ScalarProx};
-pub use arch::{Architecture, Stage};
+pub use arch::{Architecture, Branch, Stage};
 pub use candle_core::Tensor;
 pub use config::{BcdConfig, Splitting, VConstraint, WeightInit};
 pub use conv::{Conv2d, Image};

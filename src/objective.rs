@@ -77,11 +77,12 @@ pub(crate) fn fit_parts(b: &Lifted, a: &[Tensor], cfg: &BcdConfig) -> Result<Obj
     let last = b.v.len() - 1;
     let mut act_pen = kernels::sq_dist(&b.v[last], &a[last])?;
     for (l, (v, a)) in b.v.iter().zip(a).take(last).enumerate() {
-        let skip = b.arch.is_residual(l).then(|| match l {
+        let skip = b.arch.skip_source(l).map(|j| match j {
             0 => b.x,
-            _ => &b.v[l - 1],
+            _ => &b.v[j - 1],
         });
-        act_pen += cfg.layer_weight(l, last) * activation_fit(v, skip, a, b.arch.activation())?;
+        let act = b.arch.layer_activation(l);
+        act_pen += cfg.layer_weight(l, last) * activation_fit(v, skip, a, act)?;
     }
     let mut reg = 0.0;
     if cfg.lambda > 0.0 {

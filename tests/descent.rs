@@ -5,7 +5,7 @@ mod common;
 
 use candle_bcd::data;
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdOptimizer, Loss, Network, Splitting, WeightInit,
+    Activation, Architecture, BcdConfig, BcdOptimizer, Branch, Loss, Network, Splitting, WeightInit,
 };
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -76,7 +76,16 @@ fn assert_monotone(
     let layers = Network::of_architecture(&varmap, arch).unwrap();
     let cfg = case.config();
     let mut opt = BcdOptimizer::new(&layers, x, y, cfg.clone()).unwrap();
-    let first = opt.objective().unwrap().total();
+    let start = opt.objective().unwrap();
+    // The lifted state starts as the network's forward pass: every activation fit holds (up to
+    // f32 round-off), the residual layers' skips included.
+    assert!(
+        start.activation_penalty <= 1e-9 * start.total(),
+        "{:?}: the forward pass leaves an activation penalty {}",
+        arch.widths(),
+        start.activation_penalty
+    );
+    let first = start.total();
     let mut prev = first;
     for k in 1..=iterations {
         let phi = opt.step().unwrap().objective.total();
@@ -94,6 +103,7 @@ fn assert_monotone(
 fn objective_never_increases_on_random_problems() {
     let mlp = |w: &[usize], act| Architecture::mlp(w, act).unwrap();
     let res = |k, out, act| Architecture::resnet(10, 12, k, out, act).unwrap();
+    let pair = |k, out, act| Architecture::resnet_with(10, 12, k, Branch::Pair, out, act).unwrap();
     let def = Cfg::default;
     let cases: Vec<(Architecture, Cfg)> = vec![
         (mlp(&[10, 20, 20, 3], Activation::Relu), def()),
@@ -187,6 +197,24 @@ fn objective_never_increases_on_random_problems() {
             },
         ),
         (res(3, 3, Activation::Relu), def()),
+        // Two-layer branches: the skip comes from two layers down, the branch ends linear.
+        (
+            pair(3, 3, Activation::Relu),
+            Cfg {
+                growth: 10.0,
+                alpha_lifted: Some(0.0),
+                ..def()
+            },
+        ),
+        (
+            pair(2, 4, Activation::Tanh),
+            Cfg {
+                loss: Loss::CrossEntropy,
+                init: WeightInit::Kaiming,
+                seed: 5,
+                ..def()
+            },
+        ),
         (
             res(2, 3, Activation::Tanh),
             Cfg {

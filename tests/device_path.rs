@@ -17,8 +17,8 @@ mod common;
 
 use candle_bcd::device_path::{host_round_trips, with_device_path};
 use candle_bcd::{
-    data, Activation, Architecture, BcdConfig, BcdOptimizer, Image, Loss, Network, Splitting,
-    VConstraint, WeightInit,
+    data, Activation, Architecture, BcdConfig, BcdOptimizer, Branch, Image, Loss, Network,
+    Splitting, VConstraint, WeightInit,
 };
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -64,6 +64,7 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
 
     let mlp = |act| Architecture::mlp(&[784, 48, 32, 10], act).unwrap();
     let resnet = |act| Architecture::resnet(784, 40, 2, 10, act).unwrap();
+    let pair = Architecture::resnet_with(784, 40, 2, Branch::Pair, 10, Activation::Relu).unwrap();
     let image = Image::new(1, 28, 28);
     let cnn = |act| common::small_cnn(image, 10, act);
     let conv_resnet = |act| Architecture::conv_resnet(image, 4, 2, 4, 10, act).unwrap();
@@ -94,6 +95,11 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
             "three sigmoid squared mlp",
             mlp(Activation::Sigmoid),
             cfg(three, sq),
+        ),
+        (
+            "three relu cross-entropy pair-branch resnet, q = 10",
+            pair,
+            cfg(three, ce).penalty_growth(10.0).alpha_lifted(Some(0.0)),
         ),
         (
             "three tanh cross-entropy resnet",

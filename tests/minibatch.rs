@@ -7,7 +7,8 @@ mod common;
 use candle_bcd::checkpoint;
 use candle_bcd::minibatch::{BatchReport, MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{
-    data, Activation, Architecture, BcdConfig, BcdError, Loss, Network, Splitting, WeightInit,
+    data, Activation, Architecture, BcdConfig, BcdError, Branch, Loss, Network, Splitting,
+    WeightInit,
 };
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -68,6 +69,7 @@ fn batch_objective_never_increases_in_any_formulation() {
     let (x, y) = slice(600);
     let mlp = |act| Architecture::mlp(&[784, 32, 24, 10], act).unwrap();
     let resnet = |act| Architecture::resnet(784, 24, 2, 10, act).unwrap();
+    let pair = Architecture::resnet_with(784, 24, 2, Branch::Pair, 10, Activation::Relu).unwrap();
     let three = BcdConfig::default();
     let mut two = BcdConfig::default();
     two.splitting = Splitting::Two;
@@ -85,6 +87,8 @@ fn batch_objective_never_increases_in_any_formulation() {
         (resnet(Activation::Relu), two.clone()),
         (mlp(Activation::Relu), ridge(&ce(&three))),
         (resnet(Activation::Relu), ridge(&two)),
+        (pair.clone(), ce(&three).penalty_growth(10.0)),
+        (pair, ridge(&three)),
     ];
     for (i, (arch, cfg)) in cases.into_iter().enumerate() {
         // Every other case extrapolates: its batches start from moved weights.

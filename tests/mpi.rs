@@ -95,6 +95,11 @@ fn case(name: &str) -> (Architecture, BcdConfig) {
                 .penalty_growth(10.0)
                 .alpha_lifted(Some(0.0)),
         ),
+        "pair" => (
+            Architecture::resnet_with(784, 40, 2, candle_bcd::Branch::Pair, 10, Activation::Relu)
+                .unwrap(),
+            BcdConfig::default().penalty_growth(10.0),
+        ),
         "cnn" => (
             common::small_cnn(candle_bcd::Image::new(1, 28, 28), 10, Activation::Relu),
             BcdConfig::default(),
@@ -280,7 +285,7 @@ fn run_worker(name: &str, ranks: usize) {
 #[test]
 fn distributed_sweeps_match_one_process() {
     for ranks in [2, 3] {
-        for name in ["three", "two", "resnet", "cnn"] {
+        for name in ["three", "two", "resnet", "pair", "cnn"] {
             run_worker(name, ranks);
         }
     }

@@ -4,10 +4,10 @@
 
 mod common;
 
-use candle_bcd::{Activation, Architecture, BcdConfig, BcdOptimizer, Network};
+use candle_bcd::{Activation, Architecture, BcdConfig, BcdOptimizer, Branch, Network};
 use candle_core::Device;
 use candle_nn::VarMap;
-use common::reference::{self, Blocks, Hp};
+use common::reference::{self, Blocks, Hp, Residual};
 use common::{rand_m, M};
 
 fn blocks_of(opt: &BcdOptimizer) -> Blocks {
@@ -38,6 +38,10 @@ fn check(widths: &[usize], n: usize, cfg: BcdConfig, sweeps_before: usize) {
 }
 
 fn check_arch(arch: Architecture, res: &[bool], n: usize, cfg: BcdConfig, sweeps_before: usize) {
+    let res = Residual {
+        flags: res,
+        span: arch.branch().layers(),
+    };
     let device = Device::Cpu;
     let widths = arch.widths().to_vec();
     let x = rand_m(n, widths[0], 11, 1.0);
@@ -131,6 +135,26 @@ fn one_sweep_matches_reference_resnet() {
         2,
     );
     // Layer weights q^{i−L} (the residual V blocks weigh the next layer's two penalties by q).
+    check_arch(
+        arch,
+        &res,
+        40,
+        BcdConfig::default()
+            .penalty_growth(3.0)
+            .alpha_lifted(Some(0.5))
+            .lambda(0.05),
+        1,
+    );
+}
+
+#[test]
+fn one_sweep_matches_reference_pair_branch_resnet() {
+    // Stem 6 → 9, two branches (a ReLU layer, then a linear one) of width 9, head 9 → 3: the
+    // skip comes from two layers down, and V of a branch's last layer is read by the next
+    // branch's residual layer with weight q²γ.
+    let arch = Architecture::resnet_with(6, 9, 2, Branch::Pair, 3, Activation::Relu).unwrap();
+    let res = [false, false, true, false, true, false];
+    check_arch(arch.clone(), &res, 40, BcdConfig::default(), 0);
     check_arch(
         arch,
         &res,

@@ -33,14 +33,14 @@ pub(crate) fn hidden_activation(
     cfg: &BcdConfig,
     comm: &dyn Communicator,
 ) -> Result<(Tensor, usize, f64)> {
-    let (g, r, gn) = cfg.hidden_weights();
+    let (g, r) = cfg.hidden_weights();
     // Detached from their `Var`s, so that no operation here is recorded for backprop.
     let (w, b) = (&nb.w_next.detach(), &nb.b_next.detach());
     let mut rhs = act.output_tensor(nb.u_i, nb.skip)?.affine(g, 0.0)?;
     let mut shift = g;
-    if let Some(v_next) = nb.v_next_residual {
-        rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(gn, 0.0)?)?;
-        shift = g + gn;
+    if let Some(reader) = nb.reader {
+        rhs = (rhs + reader.target_tensor()?.affine(reader.weight, 0.0)?)?;
+        shift = g + reader.weight;
     }
     let coupled = ops::adjoint(next, &ops::sub_bias(next, nb.u_next, b)?, w)?;
     let rhs = (rhs + coupled.affine(r, 0.0)?)?;

@@ -286,7 +286,7 @@ fn activation_block_matches_the_dense_solve() {
                 u_next: &un_t,
                 w_next: &wt,
                 b_next: &bt,
-                v_next_residual: None,
+                reader: None,
             };
             let (v, iterations, residual) =
                 hidden_activation(nb, &s, act, &cfg, &SingleProcess).unwrap();

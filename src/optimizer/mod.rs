@@ -17,7 +17,7 @@ use std::time::Instant;
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::arch::Architecture;
+use crate::arch::{Architecture, Branch};
 use crate::blocks::{self, AugmentedGram, NormalSums, PenaltyWeights};
 use crate::comm::{self, Communicator, SingleProcess};
 use crate::config::{BcdConfig, Splitting, VConstraint};
@@ -170,7 +170,8 @@ impl BcdOptimizer {
         let mut input = opt.x.clone();
         for l in 0..arch.num_layers() {
             let u = opt.affine(l, &input)?;
-            let mut v = layer_output(arch, l, &u, &input)?;
+            let skip = opt.skip(l).unwrap_or(&input);
+            let mut v = layer_output(arch, l, &u, skip)?;
             let c = opt.config.v_constraint;
             if l + 1 < arch.num_layers() && c != VConstraint::None {
                 v = c.project_all(&v)?;
@@ -307,8 +308,16 @@ impl BcdOptimizer {
     }
 
     /// What image layers cannot do yet: the two-splitting's prox-linear blocks and the
-    /// constrained activation blocks assume linear layers.
+    /// constrained activation blocks assume linear layers. Nor do the two-splitting's blocks
+    /// know two-layer residual branches.
     fn check_formulation(arch: &Architecture, config: &BcdConfig) -> Result<()> {
+        if arch.branch() == Branch::Pair && config.splitting == Splitting::Two {
+            return Err(BcdError::InvalidArchitecture(
+                "two-layer residual branches (branch = pair) train with the three-splitting; \
+                 the two-splitting takes single-layer branches"
+                    .into(),
+            ));
+        }
         if !arch.is_convolutional() {
             return Ok(());
         }
@@ -398,6 +407,12 @@ impl BcdOptimizer {
         } else {
             &self.state.v[l - 1]
         }
+    }
+
+    /// The skip `S_l` of residual layer `l` (its input, or its branch's), `None` for others.
+    pub(crate) fn skip(&self, l: usize) -> Option<&Tensor> {
+        let j = self.layers.architecture().skip_source(l)?;
+        Some(self.input(j))
     }
 
     /// Exact `W̃_l ← argmin λ/2‖W‖² + c/2‖T − Ṽ_{l−1}W̃ᵀ‖² + α/2‖W̃ − W̃^old‖²`, given the

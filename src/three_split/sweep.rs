@@ -1,9 +1,12 @@
 //! The three-splitting sweep (`docs/algorithm.md`, "One sweep"): `V_L`, `U_L`, `W̃_L`, then for
-//! `i = L−1 … 1`: `V_i`, `U_i`, `W̃_i`, every block an exact minimiser.
+//! `i = L−1 … 1`: `V_i`, `U_i`, `W̃_i`, every block an exact minimiser. A residual layer's
+//! skip `S_i` and the reader of `V_i` as a skip come from the architecture
+//! (`Architecture::skip_source`, `Architecture::skip_reader`).
 
 use candle_core::Tensor;
 
-use super::{objective, updates};
+use super::objective;
+use super::updates::{self, SkipReader};
 use crate::blocks;
 use crate::comm;
 use crate::config::VConstraint;
@@ -16,8 +19,8 @@ impl BcdOptimizer {
     /// One three-splitting sweep; returns `‖x^k − x^{k−1}‖²` by parts.
     pub(crate) fn sweep_three(&mut self) -> Result<SweepChange> {
         let cfg = self.config.clone();
-        let act = self.layers.architecture().activation();
-        let last = self.layers.architecture().num_layers() - 1;
+        let arch = self.layers.architecture().clone();
+        let last = arch.num_layers() - 1;
         let mut dx = SweepChange::default();
 
         let v_l =
@@ -30,11 +33,8 @@ impl BcdOptimizer {
         dx.weights += self.exact_weights(last, &r_l, cfg.rho)?;
 
         for l in (0..last).rev() {
-            let skip = self
-                .layers
-                .architecture()
-                .is_residual(l)
-                .then(|| self.input(l).clone());
+            let act = arch.layer_activation(l);
+            let skip = self.skip(l).cloned();
             let nb = updates::HiddenNeighbours {
                 v: &self.state.v[l],
                 u_i: &self.state.u[l],
@@ -42,13 +42,14 @@ impl BcdOptimizer {
                 u_next: &self.state.u[l + 1],
                 w_next: self.layers.weight(l + 1),
                 b_next: self.layers.bias(l + 1),
-                v_next_residual: self
-                    .layers
-                    .architecture()
-                    .is_residual(l + 1)
-                    .then_some(&self.state.v[l + 1]),
+                reader: arch.skip_reader(l).map(|c| SkipReader {
+                    v: &self.state.v[c],
+                    u: &self.state.u[c],
+                    act: arch.layer_activation(c),
+                    weight: cfg.skip_weight(c - l),
+                }),
             };
-            let mut v = match self.layers.architecture().spatial(l + 1) {
+            let mut v = match arch.spatial(l + 1) {
                 None => updates::hidden_activation(nb, act, &cfg, &format!("V_{}", l + 1))?,
                 Some(next) => {
                     let next = *next;
@@ -82,7 +83,7 @@ impl BcdOptimizer {
             dx.lifted += Self::replace(&mut self.state.v[l], v)?;
             let z_next = self.affine(l + 1, &self.state.v[l])?;
             self.record_three(l + 1, z_next)?;
-            // The U_l prox fits σ(U_l) to V_l, or to V_l − V_{l−1} in a residual layer.
+            // The U_l prox fits σ_l(U_l) to V_l, or to V_l − S_l in a residual layer.
             let target = match &skip {
                 Some(s) => kernels::sub(&self.state.v[l], s)?,
                 None => self.state.v[l].clone(),

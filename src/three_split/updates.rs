@@ -65,16 +65,39 @@ pub struct HiddenNeighbours<'a> {
     pub w_next: &'a Tensor,
     /// `b_{i+1}`.
     pub b_next: &'a Tensor,
-    /// `V_{i+1}` when layer `i+1` is residual, else `None`.
-    pub v_next_residual: Option<&'a Tensor>,
+    /// The residual layer that reads `V_i` as its skip, if any.
+    pub reader: Option<SkipReader<'a>>,
 }
 
-/// Hidden `V_i ← argmin γ/2‖V − S_i − σ(U_i)‖² + qρ/2‖U_{i+1} − [V 1]W̃_{i+1}ᵀ‖²
-///                      [+ qγ/2‖V_{i+1} − V − σ(U_{i+1})‖² if layer i+1 is residual]`
-/// (`S_i = V_{i−1}` if layer `i` is residual, else 0; `q` the ratio of layer `i+1`'s weight in
-/// `Φ` to layer `i`'s, `BcdConfig::penalty_growth`), i.e. with `r = qρ`
-/// `V = (γ(S_i + σ(U_i)) [+ qγ(V_{i+1} − σ(U_{i+1}))] + r(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (sI + rWᵀW)⁻¹`
-/// with `s = γ`, or `(1 + q)γ` when layer `i+1` is residual.
+/// The residual layer `c` that reads `V_i` as its skip (`c = i + 1`, or `i + 2` with
+/// [`Branch::Pair`](crate::Branch::Pair)), as `V_i`'s block sees its term
+/// `w/2‖V_c − V_i − σ_c(U_c)‖²`.
+#[derive(Debug, Clone, Copy)]
+pub struct SkipReader<'a> {
+    /// `V_c`.
+    pub v: &'a Tensor,
+    /// `U_c`.
+    pub u: &'a Tensor,
+    /// `σ_c`.
+    pub act: Activation,
+    /// `w = q^{c−i}γ`, the term's weight relative to layer `i`'s ([`BcdConfig::skip_weight`]).
+    pub weight: f64,
+}
+
+impl SkipReader<'_> {
+    /// `V_c − σ_c(U_c)`, what the term fits `V_i` to, by tensor operations.
+    pub(crate) fn target_tensor(&self) -> Result<Tensor> {
+        Ok((self.v - self.act.apply_tensor(self.u)?)?)
+    }
+}
+
+/// Hidden `V_i ← argmin γ/2‖V − S_i − σ_i(U_i)‖² + qρ/2‖U_{i+1} − [V 1]W̃_{i+1}ᵀ‖²
+///                      [+ w/2‖V_c − V − σ_c(U_c)‖² if residual layer c reads V_i as its skip]`
+/// (`S_i` the skip of layer `i` if it is residual, else 0; `q` the ratio of layer `i+1`'s weight
+/// in `Φ` to layer `i`'s, `BcdConfig::penalty_growth`; `w` = [`SkipReader::weight`]), i.e. with
+/// `r = qρ`
+/// `V = (γ(S_i + σ_i(U_i)) [+ w(V_c − σ_c(U_c))] + r(U_{i+1} − 1b_{i+1}ᵀ)W_{i+1}) (sI + rWᵀW)⁻¹`
+/// with `s = γ`, or `γ + w` when a residual layer reads `V_i`.
 ///
 /// **(choice)** When layer `i+1` is narrower than layer `i` (the head, as a rule; such a layer
 /// is never residual) the system is solved for the step `Δ = V − V_i` from the residuals at the
@@ -92,11 +115,11 @@ pub fn hidden_activation(
     block: &str,
 ) -> Result<Tensor> {
     let (rows, cols) = nb.w_next.dims2()?;
-    // (A residual layer keeps its width, so a narrower next layer is never residual.)
-    if rows < cols && nb.v_next_residual.is_none() {
+    // (A residual layer keeps its width, so a narrower next layer never makes a skip's reader.)
+    if rows < cols && nb.reader.is_none() {
         return hidden_activation_step(nb, act, cfg, block);
     }
-    let (g, r, gn) = cfg.hidden_weights();
+    let (g, r) = cfg.hidden_weights();
     // c = W_{i+1}ᵀ b_{i+1}, so that (U − 1bᵀ)W = UW − 1cᵀ.
     let c = row_times_matrix(&solve::host_f32(nb.b_next)?, nb.w_next, r)?;
     if !kernels::fused(nb.u_i) {
@@ -110,11 +133,12 @@ pub fn hidden_activation(
         rhs.update([skip], |s, [v]| (s as f64 + g * v as f64) as f32)?;
     }
     let mut shift = g;
-    if let Some(v_next) = nb.v_next_residual {
-        with_sigma!(act, |sigma| rhs.update([v_next, nb.u_next], |s, [v, u]| {
-            (s as f64 + gn * (v as f64 - sigma.apply(u as f64))) as f32
+    if let Some(c) = nb.reader {
+        let w = c.weight;
+        with_sigma!(c.act, |sigma| rhs.update([c.v, c.u], |s, [v, u]| {
+            (s as f64 + w * (v as f64 - sigma.apply(u as f64))) as f32
         }))?;
-        shift = g + gn;
+        shift = g + w;
     }
     rhs.add_matmul(Op::N(nb.u_next), Op::N(nb.w_next), r as f32)?;
     RowSolve::new(nb.w_next, shift, r, block)?.apply_in_place(&mut rhs)?;
@@ -128,8 +152,8 @@ fn hidden_activation_step(
     cfg: &BcdConfig,
     block: &str,
 ) -> Result<Tensor> {
-    // Only reached before a narrower, hence non-residual, layer: the shift is γ.
-    let (g, r, _) = cfg.hidden_weights();
+    // Only reached when no residual layer reads V_i: the shift is γ.
+    let (g, r) = cfg.hidden_weights();
     let solve = RowSolve::new(nb.w_next, g, r, block)?;
     // The next layer's pre-activation residual U_{i+1} − Z_{i+1} at the current V_i.
     let residual_next = kernels::sub(nb.u_next, &kernels::linear(nb.v, nb.w_next, nb.b_next)?)?;
@@ -167,7 +191,7 @@ fn hidden_activation_tensors(
     c: &[f64],
     block: &str,
 ) -> Result<Tensor> {
-    let (g, r, gn) = cfg.hidden_weights();
+    let (g, r) = cfg.hidden_weights();
     let c: Vec<f32> = c.iter().map(|&x| x as f32).collect();
     let c = Tensor::from_vec(c, (1, nb.u_i.dim(1)?), nb.u_i.device())?;
     let mut rhs = act
@@ -175,9 +199,9 @@ fn hidden_activation_tensors(
         .affine(g, 0.0)?
         .broadcast_sub(&c)?;
     let mut shift = g;
-    if let Some(v_next) = nb.v_next_residual {
-        rhs = (rhs + (v_next - act.apply_tensor(nb.u_next)?)?.affine(gn, 0.0)?)?;
-        shift = g + gn;
+    if let Some(reader) = nb.reader {
+        rhs = (rhs + reader.target_tensor()?.affine(reader.weight, 0.0)?)?;
+        shift = g + reader.weight;
     }
     let rhs = kernels::matmul(
         Op::N(nb.u_next),
@@ -211,16 +235,16 @@ pub fn hidden_activation_value(
     act: Activation,
     cfg: &BcdConfig,
 ) -> Result<f64> {
-    let (g, r, gn) = cfg.hidden_weights();
+    let (g, r) = cfg.hidden_weights();
     if !kernels::fused(v) {
         let own = act.fit_sq_tensor(v, nb.skip, nb.u_i)?;
         let z = kernels::linear(v, nb.w_next, nb.b_next)?;
         let coupling = kernels::sq_dist(nb.u_next, &z)?;
-        let residual = match nb.v_next_residual {
-            Some(v_next) => act.fit_sq_tensor(v_next, Some(v), nb.u_next)?,
+        let read = match nb.reader {
+            Some(c) => c.weight * c.act.fit_sq_tensor(c.v, Some(v), c.u)?,
             None => 0.0,
         };
-        return Ok(0.5 * (g * own + gn * residual) + 0.5 * r * coupling);
+        return Ok(0.5 * (g * own + read) + 0.5 * r * coupling);
     }
     let own = with_sigma!(act, |sigma| match nb.skip {
         Some(skip) => kernels::sum_map([v, skip, nb.u_i], |[v, s, u]| {
@@ -232,14 +256,17 @@ pub fn hidden_activation_value(
     });
     let z = kernels::linear(v, nb.w_next, nb.b_next)?;
     let coupling = kernels::sq_dist(nb.u_next, &z)?;
-    let residual = match nb.v_next_residual {
-        Some(v_next) => with_sigma!(act, |sigma| kernels::sum_map(
-            [v_next, v, nb.u_next],
-            |[n, v, u]| (n as f64 - v as f64 - sigma.apply(u as f64)).powi(2)
-        ))?,
+    let read = match nb.reader {
+        Some(c) => {
+            c.weight
+                * with_sigma!(c.act, |sigma| kernels::sum_map(
+                    [c.v, v, c.u],
+                    |[n, v, u]| (n as f64 - v as f64 - sigma.apply(u as f64)).powi(2)
+                ))?
+        }
         None => 0.0,
     };
-    Ok(0.5 * (g * own + gn * residual) + 0.5 * r * coupling)
+    Ok(0.5 * (g * own + read) + 0.5 * r * coupling)
 }
 
 /// Hidden `U_i ← argmin γ/2‖V_i − σ(U)‖² + ρ/2‖U − Z_i‖² + α/2‖U − U_i^old‖²`, elementwise

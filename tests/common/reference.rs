@@ -1,7 +1,8 @@
 //! An independent `f64` implementation of one three-splitting sweep of `docs/algorithm.md`,
 //! written from the specification with naive loops and Gaussian elimination (no faer, no
 //! Cholesky, no Woodbury, no cached products), for ReLU hidden layers and squared loss, with
-//! optional residual layers `V_i = V_{i−1} + relu(U_i)` (`res[l]`). Every term of layer `l`
+//! optional residual layers ([`Residual`]): `V_i = V_{i−1} + relu(U_i)`, or with two-layer
+//! branches `V_i = V_{i−2} + U_i`. Every term of layer `l`
 //! (0-based, of `last + 1`) — penalties, ridge, proximal terms — carries the weight
 //! `c_l = growth^{l − last}`, written out in each block rather than simplified away.
 
@@ -35,6 +36,39 @@ impl Hp {
             alpha: c * self.alpha,
             lambda: c * self.lambda,
             ..*self
+        }
+    }
+}
+
+/// The residual layers: `flags[l]` marks layer `l`; `span` layers form a branch (1:
+/// `V_l = V_{l−1} + relu(U_l)`, 2: `V_l = V_{l−2} + U_l`, the branch's last layer linear).
+#[derive(Clone, Copy)]
+pub struct Residual<'a> {
+    pub flags: &'a [bool],
+    pub span: usize,
+}
+
+impl Residual<'_> {
+    fn is(&self, l: usize) -> bool {
+        self.flags.get(l).copied().unwrap_or(false)
+    }
+
+    /// The layer whose input is residual layer `l`'s skip.
+    fn skip_layer(&self, l: usize) -> Option<usize> {
+        self.is(l).then(|| l + 1 - self.span)
+    }
+
+    /// Whether layer `l` ends a two-layer branch, hence is linear.
+    fn is_linear(&self, l: usize) -> bool {
+        self.is(l) && self.span == 2
+    }
+
+    /// Layer `l`'s activation.
+    fn sigma(&self, l: usize, x: f64) -> f64 {
+        if self.is_linear(l) {
+            x
+        } else {
+            relu(x)
         }
     }
 }
@@ -97,8 +131,7 @@ pub fn weights(vin: &M, u: &M, w: &M, b: &M, hp: Hp) -> (M, M) {
 }
 
 /// One backward Gauss–Seidel sweep, in the order of `docs/algorithm.md`.
-pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
-    let is_res = |l: usize| res.get(l).copied().unwrap_or(false);
+pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: Residual) -> Blocks {
     let mut s = blk.clone();
     let last = s.w.len() - 1;
     let input = |s: &Blocks, l: usize| {
@@ -134,19 +167,21 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
         let centered = M::from_fn(s.u[l + 1].r, s.u[l + 1].c, |i, j| {
             s.u[l + 1].at(i, j) - bn.at(0, j)
         });
-        // Residual layers add cγ V_{l−1} (own penalty) and c'γ (V_{l+1} − relu(U_{l+1})) with
-        // c'γI (layer l+1's residual penalty).
+        // A residual layer adds cγ S_l (own penalty); the residual layer k reading V_l as its
+        // skip adds c_k γ (V_k − σ_k(U_k)), with c_k γI (its activation penalty).
         let mut rhs = s.u[l]
-            .map(relu)
+            .map(|u| res.sigma(l, u))
             .zip(&centered.mul(wn), |a, b| c * hp.gamma * a + cn * hp.rho * b);
         let mut shift = c * hp.gamma;
-        if is_res(l) {
-            rhs = rhs.zip(&input(&s, l), |a, b| a + c * hp.gamma * b);
+        if let Some(j) = res.skip_layer(l) {
+            rhs = rhs.zip(&input(&s, j), |a, b| a + c * hp.gamma * b);
         }
-        if is_res(l + 1) {
-            let t = s.v[l + 1].zip(&s.u[l + 1], |v, u| v - relu(u));
-            rhs = rhs.zip(&t, |a, b| a + cn * hp.gamma * b);
-            shift += cn * hp.gamma;
+        let k = l + res.span;
+        if res.skip_layer(k) == Some(l + 1) {
+            let ck = hp.c(k, last);
+            let t = s.v[k].zip(&s.u[k], |v, u| v - res.sigma(k, u));
+            rhs = rhs.zip(&t, |a, b| a + ck * hp.gamma * b);
+            shift += ck * hp.gamma;
         }
         let d = wn.c;
         let wtw = wn.t().mul(wn);
@@ -157,14 +192,18 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
         // U_l
         let z = affine(&input(&s, l), &s.w[l], &s.b[l]);
         let (r, a, g) = (c * hp.rho, c * hp.alpha_lifted, c * hp.gamma);
-        let target = if is_res(l) {
-            s.v[l].zip(&input(&s, l), |v, p| v - p)
-        } else {
-            s.v[l].clone()
+        let target = match res.skip_layer(l) {
+            Some(j) => s.v[l].zip(&input(&s, j), |v, p| v - p),
+            None => s.v[l].clone(),
         };
         s.u[l] = M::from_fn(z.r, z.c, |i, j| {
             let centre = (r * z.at(i, j) + a * s.u[l].at(i, j)) / (r + a);
-            relu_prox(target.at(i, j), centre, (r + a) / g)
+            let k = (r + a) / g;
+            match res.is_linear(l) {
+                // argmin ½(u − t)² + k/2 (u − centre)²
+                true => (target.at(i, j) + k * centre) / (1.0 + k),
+                false => relu_prox(target.at(i, j), centre, k),
+            }
         });
         // W_l
         let (w, b) = weights(&input(&s, l), &s.u[l], &s.w[l], &s.b[l], hp.layer(l, last));
@@ -176,7 +215,7 @@ pub fn sweep(x: &M, y: &M, blk: &Blocks, hp: Hp, res: &[bool]) -> Blocks {
 
 /// `Φ` of `docs/algorithm.md` (three-splitting, squared loss, ReLU), layer `l`'s terms weighted
 /// by `c_l`.
-pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: &[bool]) -> f64 {
+pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: Residual) -> f64 {
     let last = s.w.len() - 1;
     let mut phi = 0.5 * s.v[last].zip(y, |a, b| a - b).sq_norm();
     phi += 0.5 * hp.gamma * s.v[last].zip(&s.u[last], |a, b| a - b).sq_norm();
@@ -195,13 +234,13 @@ pub fn objective(x: &M, y: &M, s: &Blocks, hp: Hp, res: &[bool]) -> f64 {
                 .sq_norm();
         phi += 0.5 * c * hp.lambda * s.w[l].sq_norm();
         if l < last {
-            let skip = if res.get(l).copied().unwrap_or(false) {
-                input.clone()
-            } else {
-                M::zeros(s.v[l].r, s.v[l].c)
+            let skip = match res.skip_layer(l) {
+                Some(0) => x.clone(),
+                Some(j) => s.v[j - 1].clone(),
+                None => M::zeros(s.v[l].r, s.v[l].c),
             };
             let r = M::from_fn(s.v[l].r, s.v[l].c, |i, j| {
-                s.v[l].at(i, j) - skip.at(i, j) - relu(s.u[l].at(i, j))
+                s.v[l].at(i, j) - skip.at(i, j) - res.sigma(l, s.u[l].at(i, j))
             });
             phi += 0.5 * c * hp.gamma * r.sq_norm();
         }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use candle_bcd::data::DatasetKind;
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, Image, Loss, Splitting, Stage, VConstraint, WeightInit,
+    Activation, Architecture, BcdConfig, Branch, Image, Loss, Splitting, Stage, VConstraint,
+    WeightInit,
 };
 use clap::{Args, ValueEnum};
 
@@ -93,6 +94,11 @@ settings! {
     /// Residual layers of --arch resnet [default: 2].
     #[arg(long)]
     residual_layers: usize,
+    /// Branch of each residual layer of --arch resnet: single (V + σ(VWᵀ + b)) or pair (a
+    /// hidden layer, then a linear one: V + σ(VW₁ᵀ + b₁)W₂ᵀ + b₂) [default: single].
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    branch: Branch,
     /// Stages of --arch cnn, comma separated, from the input: convC[kK][sS][pP] (C channels,
     /// K×K kernel [3], stride S [1], padding P [K/2]), resC (a residual 3×3 convolution keeping
     /// C channels), poolP (P×P average pooling), fcW (linear, W outputs); the linear head to
@@ -251,13 +257,21 @@ impl Settings {
         output: usize,
         checkpoint: Option<&Architecture>,
     ) -> Result<Architecture> {
-        if let (Some(arch), None, None, None) = (checkpoint, &self.hidden, self.arch, &self.layers)
-        {
+        if let (Some(arch), None, None, None, None) = (
+            checkpoint,
+            &self.hidden,
+            self.arch,
+            &self.layers,
+            self.branch,
+        ) {
             return Ok(arch.clone());
         }
         let input = image.len();
         if self.layers.is_some() && self.arch != Some(ArchArg::Cnn) {
             anyhow::bail!("--layers describes the stages of --arch cnn");
+        }
+        if self.branch.is_some() && self.arch != Some(ArchArg::Resnet) {
+            anyhow::bail!("--branch shapes the residual layers of --arch resnet");
         }
         let hidden = self
             .hidden
@@ -276,10 +290,12 @@ impl Settings {
                     anyhow::bail!("--arch resnet takes one --hidden width, got {hidden:?}");
                 };
                 let k = self.residual_layers.unwrap_or(2);
-                Ok(Architecture::resnet(
+                let branch = self.branch.unwrap_or_default();
+                Ok(Architecture::resnet_with(
                     input,
                     width,
                     k,
+                    branch,
                     output,
                     self.activation(),
                 )?)
