@@ -11,7 +11,8 @@
 //! CNN instead, as `--layers` spells them, e.g. `conv32,pool2,conv64,pool2`; the linear head is
 //! added), `BCD_BENCH_RESIDUAL` (`K`: an FC-ResNet instead, the stem to the first hidden width, `K`
 //! residual layers of that width, the head; BCD's residual branches start scaled by
-//! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`), `BCD_MB_CG` (CG
+//! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`; `BCD_BENCH_BRANCH`:
+//! `single` or `pair` as `--branch` spells it, default single), `BCD_MB_CG` (CG
 //! iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA` (0.1),
 //! `BCD_MB_GAMMA` (γ = ρ, 1), `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0),
 //! `BCD_MB_LOSS` (squared or cross-entropy), `BCD_MB_INIT` (official), `BCD_MB_HEAD_LAMBDA` (ridge
@@ -34,7 +35,8 @@ mod support;
 use anyhow::Result;
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{
-    data, metrics, Activation, Architecture, BcdConfig, Image, Loss, Network, Stage, WeightInit,
+    data, metrics, Activation, Architecture, BcdConfig, Branch, Image, Loss, Network, Stage,
+    WeightInit,
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{loss, AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -90,7 +92,8 @@ fn main() -> Result<()> {
             }
             k => {
                 branch_scale = Some(env("BCD_BENCH_RESIDUAL_SCALE", 1.0 / (k as f64).sqrt()));
-                Architecture::resnet(d0, hidden[0], k, classes, Activation::Relu)?
+                let branch: Branch = env("BCD_BENCH_BRANCH", "single".to_string()).parse()?;
+                Architecture::resnet_with(d0, hidden[0], k, branch, classes, Activation::Relu)?
             }
         },
     };

@@ -1,7 +1,8 @@
 //! The network of an [`Architecture`] as an ordinary candle-nn model (`candle_nn::linear`,
-//! `candle_nn::conv2d`, `avg_pool2d`, ReLU), for training by backprop beside BCD.
+//! `candle_nn::conv2d`, `avg_pool2d`, ReLU, residual sums with one- or two-layer branches), for
+//! training by backprop beside BCD.
 
-use candle_bcd::Architecture;
+use candle_bcd::{Architecture, Branch};
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
@@ -47,6 +48,8 @@ impl Module for Plain {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let n = x.dim(0)?;
         let mut h = x.clone();
+        // The input of the layer before: the skip of a two-layer branch.
+        let mut before = h.clone();
         for (l, map) in self.maps.iter().enumerate() {
             let input = h.clone();
             let mut z = match self.arch.spatial(l) {
@@ -69,11 +72,15 @@ impl Module for Plain {
             z = z.flatten_from(1)?;
             h = if l + 1 == self.maps.len() {
                 z
-            } else if self.arch.is_residual(l) {
-                (input + z.relu()?)?
-            } else {
+            } else if !self.arch.is_residual(l) {
                 z.relu()?
+            } else {
+                match self.arch.branch() {
+                    Branch::Single => (&input + z.relu()?)?,
+                    Branch::Pair => (&before + z)?,
+                }
             };
+            before = input;
         }
         Ok(h)
     }

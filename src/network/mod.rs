@@ -201,6 +201,21 @@ impl Network {
         Ok(self)
     }
 
+    /// Marks the layers under `prefixes` as closing two-layer residual branches
+    /// ([`Branch::Pair`](crate::Branch::Pair)): `V_i = V_{i−2} + U_i`, the layer before each
+    /// opening the branch with `σ`, as in a block `x + fc2(σ(fc1(x)))`. Each must follow a
+    /// non-residual layer whose input is as wide as its output; the error names the prefix that
+    /// does not.
+    pub fn residual_pairs<I, S>(mut self, prefixes: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let arch = self.arch.clone().with_residual(Vec::new())?;
+        self.arch = arch.with_branch(crate::Branch::Pair)?;
+        self.residual(prefixes)
+    }
+
     /// The network these layers form: widths, activation, residual layers.
     pub fn architecture(&self) -> &Architecture {
         &self.arch
@@ -409,6 +424,34 @@ mod tests {
         let arch = Architecture::mlp(&[6, 5], Activation::Relu).unwrap();
         let e = err(Network::of_architecture(&vm, &arch));
         assert!(e.contains("layers.0.weight"), "{e}");
+    }
+
+    /// A block `x + fc2(relu(fc1(x)))` of a user's model, described by naming `fc2`.
+    #[test]
+    fn pair_branches_are_named_by_their_closing_layer() {
+        let vm = varmap_with(&[("stem", 6, 5), ("fc1", 5, 5), ("fc2", 5, 5), ("head", 5, 2)]);
+        let names = ["stem", "fc1", "fc2", "head"];
+        let net = Network::from_varmap(&vm, names)
+            .unwrap()
+            .residual_pairs(["fc2"])
+            .unwrap();
+        let arch = net.architecture();
+        assert_eq!(arch.branch(), crate::Branch::Pair);
+        assert!(arch.is_residual(2) && !arch.is_residual(1));
+        let e = Network::from_varmap(&vm, names)
+            .and_then(|n| n.residual_pairs(["stem"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("layer stem ") && e.contains("6 → 5"), "{e}");
+        // fc1's branch would read the stem's 6 inputs and write 5.
+        let e = Network::from_varmap(&vm, names)
+            .and_then(|n| n.residual_pairs(["fc1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("layer fc1 ") && e.contains("reads 6 values"),
+            "{e}"
+        );
     }
 
     /// A convolution's 4-D weight, a layer without a bias and an `f64` layer are each refused
