@@ -1,7 +1,8 @@
 //! Inference with plain candle-nn on an export: no candle-bcd type is used here, only
 //! `candle_nn::linear` layers read from the safetensors file, joined the way the export's
 //! metadata says: `layers` (the layer names, from the input) and `architecture` (JSON with the
-//! hidden `activation` and, for a ResNet, the `residual` flags: `V = V_in + σ(U)`).
+//! hidden `activation` and, for a ResNet, the `residual` flags: `V = V_in + σ(U)`, or with
+//! `"branch": "pair"` the input of the layer before plus `U`, the block `x + fc2(σ(fc1(x)))`).
 //!
 //! ```sh
 //! cargo run --release --example infer_plain_candle -- mlp.safetensors path/to/mnist
@@ -50,6 +51,11 @@ fn main() -> Result<()> {
             .collect(),
     };
     let residual = |l: usize| arch["residual"][l].as_bool().unwrap_or(false);
+    let pairs = match arch["branch"].as_str() {
+        None | Some("single") => false,
+        Some("pair") => true,
+        Some(other) => bail!("{model}: unknown residual branch {other:?}"),
+    };
     let activation = arch["activation"].clone();
     let sigma = move |u: &Tensor| -> Result<Tensor> {
         Ok(match &activation {
@@ -84,13 +90,17 @@ fn main() -> Result<()> {
         .to_dtype(DType::F32)?
         / 255.0)?;
     let mut h = x;
+    // The input of the layer before: the skip of a two-layer block.
+    let mut before = h.clone();
     for (l, layer) in layers.iter().enumerate() {
         let u = layer.forward(&h)?;
-        h = match (l + 1 < layers.len(), residual(l)) {
-            (false, _) => u,
-            (true, false) => sigma(&u)?,
-            (true, true) => (h + sigma(&u)?)?,
+        let v = match (l + 1 < layers.len(), residual(l), pairs) {
+            (false, _, _) => u,
+            (true, false, _) => sigma(&u)?,
+            (true, true, false) => (&h + sigma(&u)?)?,
+            (true, true, true) => (&before + u)?,
         };
+        before = std::mem::replace(&mut h, v);
     }
     let pred = h.argmax(1)?.to_vec1::<u32>()?;
     let correct = pred

@@ -256,7 +256,10 @@ fn cli_rejects_bad_input_with_nonzero_exit_and_keeps_files() {
         (vec!["--device", "cuda"], "cuda"),
         (vec!["--residual-init", "zero"], "--residual-init"),
         (vec!["--branch", "pair"], "--branch"),
-        (vec!["--arch", "resnet", "--branch", "triple"], "single, pair"),
+        (
+            vec!["--arch", "resnet", "--branch", "triple"],
+            "single, pair",
+        ),
         (
             vec!["--arch", "resnet", "--branch", "pair", "--splitting", "two"],
             "two-splitting",
