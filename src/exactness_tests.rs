@@ -248,73 +248,26 @@ fn hidden_activation_is_exact_dense_and_woodbury() {
     }
 }
 
-#[test]
-fn residual_hidden_activation_is_exact() {
-    // V_i between two residual layers: own penalty γ/2‖V − V_{i−1} − σ(U_i)‖², layer i+1's
-    // pre-activation penalty and residual penalty γ/2‖V_{i+1} − V − σ(U_{i+1})‖².
-    let c = cfg();
-    let d = 7;
-    for act in [Activation::Relu, Activation::Tanh] {
-        let (u_i, v_prev) = (rand_m(25, d, 20, 1.0), rand_m(25, d, 21, 1.0));
-        let (u_next, v_next) = (rand_m(25, d, 22, 1.0), rand_m(25, d, 23, 1.0));
-        let (w, b) = (rand_m(d, d, 24, 0.6), rand_m(1, d, 25, 0.5));
-        let t = |m: &M| m.to_tensor();
-        let (u_t, vp_t, un_t, vn_t, w_t) = (t(&u_i), t(&v_prev), t(&u_next), t(&v_next), t(&w));
-        let b_t = b.to_tensor().reshape(d).unwrap();
-        let v_t = t(&rand_m(25, d, 26, 1.0));
-        let nb = updates::HiddenNeighbours {
-            v: &v_t,
-            u_i: &u_t,
-            skip: Some(&vp_t),
-            u_next: &un_t,
-            w_next: &w_t,
-            b_next: &b_t,
-            reader: Some(updates::SkipReader {
-                v: &vn_t,
-                u: &un_t,
-                act,
-                weight: c.skip_weight(1),
-            }),
-        };
-        let v = M::from_tensor(&updates::hidden_activation(nb, act, &c, "V_res").unwrap());
-        let sig = |x: f64| act.apply(x);
-        let r = u_next
-            .zip(&reference::affine(&v, &w, &b), |a, b| a - b)
-            .mul(&w);
-        let grad = M::from_fn(25, d, |i, j| {
-            c.gamma * (v.at(i, j) - v_prev.at(i, j) - sig(u_i.at(i, j)))
-                - c.gamma * (v_next.at(i, j) - v.at(i, j) - sig(u_next.at(i, j)))
-                - c.rho * r.at(i, j)
-        });
-        assert_stationary(
-            &format!("residual V ({act:?})"),
-            &grad,
-            c.gamma * u_i.sq_norm().sqrt(),
-        );
-    }
-}
-
-#[test]
-fn pair_branch_hidden_activation_is_exact() {
-    // V_i closing a two-layer branch (V_i = V_{i−2} + U_i, linear), read by the next branch's
-    // residual layer i+2 as its skip, under layer weights growing by q = 3:
-    // γ/2‖V − V_{i−2} − U_i‖² + qρ/2‖U_{i+1} − ṼW̃ᵀ‖² + q²γ/2‖V_{i+2} − V − U_{i+2}‖²,
-    // its gradient formed in f64 here.
-    let c = cfg().penalty_growth(3.0);
-    let q = 3.0;
-    let d = 6;
-    let (u_i, skip) = (rand_m(20, d, 40, 1.0), rand_m(20, d, 41, 1.0));
-    let (u_next, u_c, v_c) = (
-        rand_m(20, d, 42, 1.0),
-        rand_m(20, d, 43, 1.0),
-        rand_m(20, d, 44, 1.0),
-    );
-    let (w, b) = (rand_m(d, d, 45, 0.6), rand_m(1, d, 46, 0.5));
+/// `V_i` of a residual layer (skip `S_i`, activation `σ_i`) read as a skip by the residual layer
+/// `c = i + distance` (activation `σ_c`; `U_c` is `U_{i+1}` when `c = i + 1`), under layer
+/// weights growing by `q`: the gradient of
+/// `γ/2‖V − S_i − σ_i(U_i)‖² + qρ/2‖U_{i+1} − ṼW̃ᵀ‖² + q^{distance}γ/2‖V_c − V − σ_c(U_c)‖²`,
+/// formed in `f64` here, vanishes at the block's update.
+fn check_residual_v(own: Activation, reader: Activation, distance: usize, q: f64) {
+    let c = cfg().penalty_growth(q);
+    let (n, d) = (25, 7);
+    let (u_i, skip) = (rand_m(n, d, 20, 1.0), rand_m(n, d, 21, 1.0));
+    let (u_next, v_c) = (rand_m(n, d, 22, 1.0), rand_m(n, d, 23, 1.0));
+    let u_c = match distance {
+        1 => u_next.clone(),
+        _ => rand_m(n, d, 27, 1.0),
+    };
+    let (w, b) = (rand_m(d, d, 24, 0.6), rand_m(1, d, 25, 0.5));
     let t = |m: &M| m.to_tensor();
     let (u_t, s_t, un_t, uc_t, vc_t, w_t) =
         (t(&u_i), t(&skip), t(&u_next), t(&u_c), t(&v_c), t(&w));
     let b_t = b.to_tensor().reshape(d).unwrap();
-    let v_t = t(&rand_m(20, d, 47, 1.0));
+    let v_t = t(&rand_m(n, d, 26, 1.0));
     let nb = updates::HiddenNeighbours {
         v: &v_t,
         u_i: &u_t,
@@ -325,21 +278,35 @@ fn pair_branch_hidden_activation_is_exact() {
         reader: Some(updates::SkipReader {
             v: &vc_t,
             u: &uc_t,
-            act: Activation::Identity,
-            weight: c.skip_weight(2),
+            act: reader,
+            weight: c.skip_weight(distance),
         }),
     };
-    let v = updates::hidden_activation(nb, Activation::Identity, &c, "V_pair").unwrap();
-    let v = M::from_tensor(&v);
+    let v = M::from_tensor(&updates::hidden_activation(nb, own, &c, "V_res").unwrap());
     let r = u_next
         .zip(&reference::affine(&v, &w, &b), |a, b| a - b)
         .mul(&w);
-    let grad = M::from_fn(20, d, |i, j| {
-        c.gamma * (v.at(i, j) - skip.at(i, j) - u_i.at(i, j))
-            - q * q * c.gamma * (v_c.at(i, j) - v.at(i, j) - u_c.at(i, j))
+    let read = q.powi(distance as i32) * c.gamma;
+    let grad = M::from_fn(n, d, |i, j| {
+        c.gamma * (v.at(i, j) - skip.at(i, j) - own.apply(u_i.at(i, j)))
+            - read * (v_c.at(i, j) - v.at(i, j) - reader.apply(u_c.at(i, j)))
             - q * c.rho * r.at(i, j)
     });
-    assert_stationary("pair V", &grad, q * q * c.gamma * v_c.sq_norm().sqrt());
+    assert_stationary(
+        &format!("residual V ({own:?}, read by {reader:?} {distance} layers up, q = {q})"),
+        &grad,
+        read * v_c.sq_norm().sqrt(),
+    );
+}
+
+#[test]
+fn residual_hidden_activation_is_exact() {
+    // Between two single-layer branches.
+    for act in [Activation::Relu, Activation::Tanh] {
+        check_residual_v(act, act, 1, 1.0);
+    }
+    // Closing a two-layer branch (linear), read by the next branch's closing layer.
+    check_residual_v(Activation::Identity, Activation::Identity, 2, 3.0);
 }
 
 #[test]

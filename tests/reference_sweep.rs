@@ -135,16 +135,15 @@ fn one_sweep_matches_reference_resnet() {
         2,
     );
     // Layer weights q^{i−L} (the residual V blocks weigh the next layer's two penalties by q).
-    check_arch(
-        arch,
-        &res,
-        40,
-        BcdConfig::default()
-            .penalty_growth(3.0)
-            .alpha_lifted(Some(0.5))
-            .lambda(0.05),
-        1,
-    );
+    check_arch(arch, &res, 40, layer_weighted(), 1);
+}
+
+/// Layer weights growing by 3, lifted blocks with their own proximal weight, and ridge.
+fn layer_weighted() -> BcdConfig {
+    BcdConfig::default()
+        .penalty_growth(3.0)
+        .alpha_lifted(Some(0.5))
+        .lambda(0.05)
 }
 
 #[test]
@@ -155,16 +154,7 @@ fn one_sweep_matches_reference_pair_branch_resnet() {
     let arch = Architecture::resnet_with(6, 9, 2, Branch::Pair, 3, Activation::Relu).unwrap();
     let res = [false, false, true, false, true, false];
     check_arch(arch.clone(), &res, 40, BcdConfig::default(), 0);
-    check_arch(
-        arch,
-        &res,
-        40,
-        BcdConfig::default()
-            .penalty_growth(3.0)
-            .alpha_lifted(Some(0.5))
-            .lambda(0.05),
-        1,
-    );
+    check_arch(arch, &res, 40, layer_weighted(), 1);
 }
 
 #[test]
