@@ -105,12 +105,20 @@ fn every_preset_trains_as_written() {
                 assert_eq!(c.architecture().weight_shape(0)[0], first, "{name}");
             }
             Some("resnet") => {
-                let layers = preset["residual_layers"].as_integer().unwrap() as usize;
-                assert_eq!(widths.len(), layers + 3, "{name}: {widths:?}");
-                assert!(
-                    widths[1..=layers + 1].iter().all(|&w| w == hidden[0]),
+                let blocks = preset["residual_layers"].as_integer().unwrap() as usize;
+                let branch = c.architecture().branch();
+                let want = text("branch").unwrap_or_else(|| "single".into());
+                assert_eq!(
+                    json(serde_json::to_string(&branch).unwrap()),
+                    want,
                     "{name}"
                 );
+                // The stem, each branch's layers, the head.
+                let layers = blocks * branch.layers() + 2;
+                assert_eq!(widths.len(), layers + 1, "{name}: {widths:?}");
+                assert!(widths[1..layers].iter().all(|&w| w == hidden[0]), "{name}");
+                let residual = (0..layers).filter(|&l| c.architecture().is_residual(l));
+                assert_eq!(residual.count(), blocks, "{name}");
             }
             _ => assert_eq!(&widths[1..widths.len() - 1], hidden.as_slice(), "{name}"),
         }
