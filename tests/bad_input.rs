@@ -316,7 +316,7 @@ fn hub_path_without_data_dir_fails_clearly_when_unreachable() {
             "1",
         ])
         .env_remove("BCD_DATA_DIR")
-        .env("HF_HOME", &home)
+        .env("HF_HOME", home.as_os_str())
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
         .output()
         .unwrap();

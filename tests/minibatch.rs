@@ -145,7 +145,8 @@ fn batches_follow_a_seeded_order_and_resume_bit_for_bit() {
     let first = layers(&arch, WeightInit::Official);
     let mut b = MiniBatchBcd::new(&first, cfg, options).unwrap();
     b.epoch(&x, &y, |_| Ok(())).unwrap();
-    let path = common::tempdir().join("mb.safetensors");
+    let dir = common::tempdir();
+    let path = dir.join("mb.safetensors");
     checkpoint::save_minibatch(&path, &b).unwrap();
     let checkpoint::Checkpoint::MiniBatch(ckpt) = checkpoint::load(&path, &Device::Cpu).unwrap()
     else {

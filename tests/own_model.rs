@@ -136,7 +136,8 @@ fn own_model_checkpoint_keeps_names_and_resumes_exactly() {
     let cfg = BcdConfig::default();
     let mut a = BcdOptimizer::new(&layers, x.clone(), y.clone(), cfg).unwrap();
     a.step().unwrap();
-    let path = common::tempdir().join("own.safetensors");
+    let dir = common::tempdir();
+    let path = dir.join("own.safetensors");
     checkpoint::save(&path, &a).unwrap();
     let next = a.step().unwrap();
 

@@ -8,7 +8,7 @@ pub mod reference;
 #[allow(unused_imports)] // not every test binary uses both
 pub use dense::{rand_m, M};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
@@ -54,16 +54,25 @@ pub fn full_mnist(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// A fresh, empty temporary directory for one test.
-pub fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "candle-bcd-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty temporary directory for one test, removed with everything in it when dropped
+/// (a failing test's panic drops it too). It derefs to its [`Path`].
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A new [`TestDir`] under the system's temporary directory.
+pub fn tempdir() -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix("candle-bcd-test-")
+            .tempdir()
+            .unwrap(),
+    )
 }
 
 /// Runs the `candle-bcd` binary.
