@@ -119,6 +119,14 @@ impl Branch {
             Branch::Pair => 2,
         }
     }
+
+    /// The residual flags of a stem, `k` residual branches of this form and a head.
+    fn residual_flags(self, k: usize) -> Vec<bool> {
+        let per = self.layers();
+        (0..per * k + 2)
+            .map(|l| l > 0 && l % per == 0 && l <= per * k)
+            .collect()
+    }
 }
 
 impl std::str::FromStr for Branch {
@@ -299,12 +307,46 @@ impl Architecture {
         output: usize,
         activation: Activation,
     ) -> Result<Self> {
-        let mut stages = vec![Stage::Conv2d(Conv2d::same(channels, 3)); residual_layers + 1];
+        let branch = Branch::Single;
+        Self::conv_resnet_with(
+            input,
+            channels,
+            residual_layers,
+            branch,
+            pool,
+            output,
+            activation,
+        )
+    }
+
+    /// [`Self::conv_resnet`] with branches of the form `branch`: with [`Branch::Pair`] each
+    /// residual layer is a basic block `V + C₂(σ(C₁(V) + b₁)) + b₂` of two `3 × 3` convolutions.
+    ///
+    /// ```
+    /// use candle_bcd::{Activation, Architecture, Branch, Image};
+    /// let image = Image::new(1, 28, 28);
+    /// let arch =
+    ///     Architecture::conv_resnet_with(image, 16, 2, Branch::Pair, 4, 10, Activation::Relu)
+    ///         .unwrap();
+    /// assert_eq!(arch.num_layers(), 6); // stem, two blocks of two, head
+    /// assert_eq!(arch.weight_shape(2), [16, 16, 3, 3]);
+    /// assert!(arch.is_residual(2) && arch.is_residual(4) && !arch.is_residual(3));
+    /// ```
+    pub fn conv_resnet_with(
+        input: Image,
+        channels: usize,
+        residual_layers: usize,
+        branch: Branch,
+        pool: usize,
+        output: usize,
+        activation: Activation,
+    ) -> Result<Self> {
+        let convs = branch.layers() * residual_layers + 1;
+        let mut stages = vec![Stage::Conv2d(Conv2d::same(channels, 3)); convs];
         stages.extend([Stage::AvgPool(pool), Stage::Linear(output)]);
-        let mut residual = vec![true; residual_layers + 2];
-        residual[0] = false;
-        residual[residual_layers + 1] = false;
-        Self::cnn(input, &stages, activation)?.with_residual(residual)
+        Self::cnn(input, &stages, activation)?
+            .with_branch(branch)?
+            .with_residual(branch.residual_flags(residual_layers))
     }
 
     /// Sets the image layers (see [`Spatial`]) and checks that they fit the widths and each
@@ -397,24 +439,15 @@ impl Architecture {
         let mut widths = vec![input];
         widths.extend(std::iter::repeat_n(width, per * residual_layers + 1));
         widths.push(output);
-        let mut residual = vec![false; per * residual_layers + 2];
-        for k in 1..=residual_layers {
-            residual[per * k] = true;
-        }
         Self::mlp(&widths, activation)?
             .with_branch(branch)?
-            .with_residual(residual)
+            .with_residual(branch.residual_flags(residual_layers))
     }
 
     /// The same network with residual branches of the form `branch` (the residual layers are
-    /// checked again against it). Errors for [`Branch::Pair`] in a network with image layers.
+    /// checked again against it). In a convolutional network a two-layer branch is two image
+    /// layers that keep their image, as in a ResNet's basic block `x + conv₂(σ(conv₁(x)))`.
     pub fn with_branch(mut self, branch: Branch) -> Result<Self> {
-        if branch == Branch::Pair && self.is_convolutional() {
-            return Err(BcdError::InvalidArchitecture(
-                "two-layer residual branches (branch = pair) are for fully connected networks"
-                    .into(),
-            ));
-        }
         self.branch = branch;
         let residual = std::mem::take(&mut self.residual);
         self.with_residual(residual)
@@ -501,6 +534,15 @@ impl Architecture {
         let (skip, out) = (self.widths[l - 1], self.widths[l + 1]);
         if skip != out {
             return bad(format!("its branch reads {skip} values and writes {out}"));
+        }
+        // Layer l keeps its image (checked with the residual flags); so must the opening layer.
+        let keeps =
+            |s: Option<&Spatial>| s.is_some_and(|s| s.pool == 1 && s.output() == Some(s.input));
+        if self.spatial(l).is_some() && !keeps(self.spatial(l - 1)) {
+            return bad(format!(
+                "the layer before it, {}, must be a convolution that keeps its image (no pooling)",
+                name(l - 1)
+            ));
         }
         Ok(())
     }
@@ -700,8 +742,41 @@ mod tests {
         // Marking single-branch residual layers, then asking for pairs, checks them again.
         let single = mlp.with_residual(vec![false, true, true, false]).unwrap();
         assert!(message(single.with_branch(Branch::Pair)).contains("residual too"));
-        let image = Image::new(1, 4, 4);
-        let cnn = Architecture::conv_resnet(image, 2, 1, 2, 3, Activation::Relu).unwrap();
-        assert!(message(cnn.with_branch(Branch::Pair)).contains("fully connected"));
+        // Image layers: a basic block of two convolutions that keep the image is a pair; an
+        // opening convolution that strides is not, though its output is as wide as its input.
+        let image = Image::new(2, 4, 4);
+        let cnn = |opener: Conv2d| {
+            let stages = [
+                Stage::Conv2d(Conv2d::same(4, 3)),
+                Stage::Conv2d(opener),
+                Stage::Conv2d(Conv2d::same(opener.out_channels, 3)),
+                Stage::AvgPool(2),
+                Stage::Linear(3),
+            ];
+            Architecture::cnn(image, &stages, Activation::Relu)?.with_branch(Branch::Pair)
+        };
+        let block = cnn(Conv2d::same(4, 3)).unwrap();
+        let block = block
+            .with_residual(vec![false, false, true, false])
+            .unwrap();
+        assert_eq!(block.skip_source(2), Some(1));
+        assert_eq!(block.layer_activation(2), Activation::Identity);
+        let strided = Conv2d {
+            out_channels: 16,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        };
+        // 4·4·4 = 16·2·2 values in and out of the strided convolution.
+        let m = message(
+            cnn(strided)
+                .unwrap()
+                .with_residual(vec![false, false, true, false]),
+        );
+        assert!(
+            m.contains("layer 2") && m.contains("layer before it, 1"),
+            "{m}"
+        );
+        assert!(m.contains("keeps its image"), "{m}");
     }
 }

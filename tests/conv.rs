@@ -1,14 +1,15 @@
 //! Convolutional networks by exact lifted BCD: `Φ` never rises (per sweep and per batch) for a
-//! CNN and a conv ResNet under both losses and a non-smooth and a smooth activation (the device
-//! path is compared in `tests/device_path.rs`); a candle-nn CNN of one's own trains in place; and bad
-//! descriptions are refused with the layer named.
+//! CNN and conv ResNets (single-layer branches and two-convolution blocks) under both losses and
+//! a non-smooth and a smooth activation (the device path is compared in `tests/device_path.rs`);
+//! a candle-nn CNN and a basic-block ResNet of one's own train in place; and bad descriptions
+//! are refused with the layer named.
 
 mod common;
 
 use candle_bcd::minibatch::{MiniBatchBcd, MiniBatchOptions};
 use candle_bcd::{
-    Activation, Architecture, BcdConfig, BcdError, BcdOptimizer, Conv2d, Image, Loss, Network,
-    Stage, WeightInit,
+    Activation, Architecture, BcdConfig, BcdError, BcdOptimizer, Branch, Conv2d, Image, Loss,
+    Network, Stage, WeightInit,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
@@ -26,6 +27,12 @@ fn cnn(act: Activation) -> Architecture {
 
 fn conv_resnet(act: Activation) -> Architecture {
     Architecture::conv_resnet(IMAGE, 4, 2, 2, 3, act).unwrap()
+}
+
+/// A conv ResNet of two basic blocks `x + conv₂(σ(conv₁(x)))` (stem, two blocks of two 3×3
+/// convolutions keeping 4 channels at 8×8, pooling, head).
+fn conv_pairs(act: Activation) -> Architecture {
+    Architecture::conv_resnet_with(IMAGE, 4, 2, Branch::Pair, 2, 3, act).unwrap()
 }
 
 /// `n` random images and one-hot targets of 3 classes.
@@ -46,6 +53,8 @@ fn cases() -> Vec<(String, Architecture, BcdConfig)> {
             cases.push((format!("cnn {act:?} {loss:?}"), cnn(act), config(loss)));
             let name = format!("resnet {act:?} {loss:?}");
             cases.push((name, conv_resnet(act), config(loss)));
+            let name = format!("two-layer blocks {act:?} {loss:?}");
+            cases.push((name, conv_pairs(act), config(loss)));
         }
     }
     // Layer weights growing towards the output, no proximal term on the lifted blocks.
@@ -53,7 +62,13 @@ fn cases() -> Vec<(String, Architecture, BcdConfig)> {
         .penalty_growth(10.0)
         .alpha_lifted(Some(0.0));
     cases.push(("cnn, q = 10".into(), cnn(Activation::Relu), deep.clone()));
-    cases.push(("resnet, q = 10".into(), conv_resnet(Activation::Relu), deep));
+    cases.push((
+        "resnet, q = 10".into(),
+        conv_resnet(Activation::Relu),
+        deep.clone(),
+    ));
+    let pairs = conv_pairs(Activation::Relu);
+    cases.push(("two-layer blocks, q = 10".into(), pairs, deep));
     cases
 }
 
@@ -179,6 +194,72 @@ fn a_users_candle_nn_cnn_trains_in_place() {
     .unwrap();
     let net = Network::from_varmap_as(&varmap, &names, &wrong).unwrap();
     let e = net.check_against(&model, &x).unwrap_err();
+    assert!(matches!(e, BcdError::ModelMismatch { .. }), "{e}");
+}
+
+/// A user's candle-nn ResNet of one basic block: a stem conv → ReLU, then
+/// `h + conv₂(ReLU(conv₁(h)))`, average pooling, a linear head.
+struct UserResNet {
+    convs: [candle_nn::Conv2d; 3],
+    fc: candle_nn::Linear,
+}
+
+impl UserResNet {
+    fn new(vb: &VarBuilder) -> Self {
+        let same = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let conv = |c_in, name| candle_nn::conv2d(c_in, 4, 3, same, vb.pp(name)).unwrap();
+        Self {
+            convs: [
+                conv(1, "stem"),
+                conv(4, "block.conv1"),
+                conv(4, "block.conv2"),
+            ],
+            fc: candle_nn::linear(4 * 4 * 4, 3, vb.pp("fc")).unwrap(),
+        }
+    }
+}
+
+impl Module for UserResNet {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let n = x.dim(0)?;
+        let [stem, conv1, conv2] = &self.convs;
+        let h = x.reshape((n, 1, 8, 8))?.apply(stem)?.relu()?;
+        let h = (&h + h.apply(conv1)?.relu()?.apply(conv2)?)?;
+        h.avg_pool2d(2)?.flatten_from(1)?.apply(&self.fc)
+    }
+}
+
+/// A candle-nn basic block is a two-layer residual block (`Network::residual_pairs`): the
+/// description matches the model's forward pass, BCD trains it in place, and described with a
+/// single-layer branch instead it is refused as a mismatch.
+#[test]
+fn a_users_candle_nn_basic_block_trains_in_place() {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = UserResNet::new(&vb);
+    let names = ["stem", "block.conv1", "block.conv2", "fc"].map(String::from);
+    let conv = Stage::Conv2d(Conv2d::same(4, 3));
+    let stages = [conv, conv, conv, Stage::AvgPool(2), Stage::Linear(3)];
+    let plain = Architecture::cnn(IMAGE, &stages, Activation::Relu).unwrap();
+    let net = Network::from_varmap_as(&varmap, &names, &plain).unwrap();
+    let net = net.residual_pairs(["block.conv2"]).unwrap();
+    let (x, y) = data(30, 11);
+    net.check_against(&model, &x).unwrap();
+    let before = model.forward(&x).unwrap();
+    let mut opt = BcdOptimizer::new(&net, x.clone(), y, config(Loss::CrossEntropy)).unwrap();
+    let start = opt.objective().unwrap().total();
+    let report = opt.step().unwrap();
+    assert_no_rise("basic block", start, report.objective.total());
+    let after = model.forward(&x).unwrap();
+    assert!(common::max_abs_diff(&after, &before) > 1e-3);
+    assert!(common::max_abs_diff(&after, &net.logits(&x).unwrap()) < 1e-4);
+
+    let single = Network::from_varmap_as(&varmap, &names, &plain).unwrap();
+    let single = single.residual(["block.conv2"]).unwrap();
+    let e = single.check_against(&model, &x).unwrap_err();
     assert!(matches!(e, BcdError::ModelMismatch { .. }), "{e}");
 }
 

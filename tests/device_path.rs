@@ -68,6 +68,8 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
     let image = Image::new(1, 28, 28);
     let cnn = |act| common::small_cnn(image, 10, act);
     let conv_resnet = |act| Architecture::conv_resnet(image, 4, 2, 4, 10, act).unwrap();
+    let conv_pair =
+        Architecture::conv_resnet_with(image, 4, 1, Branch::Pair, 4, 10, Activation::Relu).unwrap();
     let leaky = Activation::LeakyRelu { slope: 0.1 };
     let cfg = |splitting, loss| BcdConfig::default().splitting(splitting).loss(loss);
     let (three, two) = (Splitting::Three, Splitting::Two);
@@ -142,6 +144,14 @@ fn forced_device_path_gives_the_cpu_iterates_without_host_round_trips() {
                 .cg_iterations(4)
                 .penalty_growth(10.0)
                 .alpha_lifted(Some(0.0)),
+        ),
+        (
+            "three relu cross-entropy conv resnet of a basic block, q = 10",
+            conv_pair,
+            cfg(three, ce)
+                .cg_tolerance(0.0)
+                .cg_iterations(4)
+                .penalty_growth(10.0),
         ),
     ];
     for (name, arch, cfg) in cases {

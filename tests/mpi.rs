@@ -104,6 +104,20 @@ fn case(name: &str) -> (Architecture, BcdConfig) {
             common::small_cnn(candle_bcd::Image::new(1, 28, 28), 10, Activation::Relu),
             BcdConfig::default(),
         ),
+        // A basic block of two convolutions.
+        "conv-pair" => (
+            Architecture::conv_resnet_with(
+                candle_bcd::Image::new(1, 28, 28),
+                4,
+                1,
+                candle_bcd::Branch::Pair,
+                4,
+                10,
+                Activation::Relu,
+            )
+            .unwrap(),
+            BcdConfig::default().penalty_growth(10.0),
+        ),
         other => panic!("unknown case {other}"),
     }
 }
@@ -285,7 +299,7 @@ fn run_worker(name: &str, ranks: usize) {
 #[test]
 fn distributed_sweeps_match_one_process() {
     for ranks in [2, 3] {
-        for name in ["three", "two", "resnet", "pair", "cnn"] {
+        for name in ["three", "two", "resnet", "pair", "cnn", "conv-pair"] {
             run_worker(name, ranks);
         }
     }

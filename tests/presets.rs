@@ -88,6 +88,13 @@ fn every_preset_trains_as_written() {
             .map(|h| h.iter().map(|w| w.as_integer().unwrap() as usize).collect())
             .unwrap_or_default();
         let widths = c.architecture().widths();
+        let branch = c.architecture().branch();
+        let want = text("branch").unwrap_or_else(|| "single".into());
+        assert_eq!(
+            json(serde_json::to_string(&branch).unwrap()),
+            want,
+            "{name}"
+        );
         match text("arch").as_deref() {
             Some("cnn") => {
                 // Every stage but a pooling is a layer; the head is added.
@@ -95,6 +102,10 @@ fn every_preset_trains_as_written() {
                 let stages: Vec<&str> = layers.split(',').collect();
                 let convs = stages.iter().filter(|s| !s.starts_with("pool")).count();
                 assert_eq!(c.architecture().num_layers(), convs + 1, "{name}");
+                // Each resC closes a residual layer (a block of two with branch = "pair").
+                let res = stages.iter().filter(|s| s.starts_with("res")).count();
+                let residual = (0..=convs).filter(|&l| c.architecture().is_residual(l));
+                assert_eq!(residual.count(), res, "{name}");
                 assert!(c.architecture().is_convolutional(), "{name}");
                 let first: usize = stages[0]
                     .trim_start_matches(char::is_alphabetic)
@@ -106,13 +117,6 @@ fn every_preset_trains_as_written() {
             }
             Some("resnet") => {
                 let blocks = preset["residual_layers"].as_integer().unwrap() as usize;
-                let branch = c.architecture().branch();
-                let want = text("branch").unwrap_or_else(|| "single".into());
-                assert_eq!(
-                    json(serde_json::to_string(&branch).unwrap()),
-                    want,
-                    "{name}"
-                );
                 // The stem, each branch's layers, the head.
                 let layers = blocks * branch.layers() + 2;
                 assert_eq!(widths.len(), layers + 1, "{name}: {widths:?}");

@@ -10,7 +10,7 @@ use super::*;
 use crate::comm::SingleProcess;
 use crate::exactness_tests::dense::{rand_m, M};
 use crate::exactness_tests::reference::{self, Hp};
-use crate::three_split::updates::HiddenNeighbours;
+use crate::three_split::updates::{HiddenNeighbours, SkipReader};
 use crate::{Activation, BcdConfig, BcdOptimizer, Network, Stage, WeightInit};
 
 /// The pooled input value `(c, py, px)` of sample row `v` (0 outside the image: padding).
@@ -251,7 +251,9 @@ fn kernel_block_is_the_dense_least_squares_solve() {
 }
 
 /// The activation block under an image layer equals the dense solve of
-/// `(γI + ρAᵀA)V = γσ(U_i) + ρAᵀ(U_{i+1} − b)` to the CG tolerance.
+/// `(sI + qρAᵀA)V = γσ(U_i) [+ w(V_c − U_c)] + qρAᵀ(U_{i+1} − b)` to the CG tolerance, `s = γ`
+/// or `γ + w` where the linear closing layer `c = i + 2` of a two-layer block reads `V_i` as its
+/// skip with weight `w = q²γ`.
 #[test]
 fn activation_block_matches_the_dense_solve() {
     let cfg = BcdConfig::default()
@@ -260,10 +262,12 @@ fn activation_block_matches_the_dense_solve() {
         .cg_iterations(500)
         .cg_tolerance(1e-6);
     // q: layer i+1's weight in Φ relative to layer i's (1, or growing towards the output).
-    for (act, q) in [
-        (Activation::Relu, 1.0),
-        (Activation::Tanh, 1.0),
-        (Activation::Relu, 8.0),
+    for (act, q, read) in [
+        (Activation::Relu, 1.0, false),
+        (Activation::Tanh, 1.0, false),
+        (Activation::Relu, 8.0, false),
+        (Activation::Relu, 1.0, true),
+        (Activation::Tanh, 3.0, true),
     ] {
         let cfg = cfg.clone().penalty_growth(q);
         for (s, d_out) in spatials() {
@@ -279,6 +283,19 @@ fn activation_block_matches_the_dense_solve() {
                 b.to_tensor().reshape(bias_len).unwrap(),
             );
             let (u_t, un_t, v_t) = (u_i.to_tensor(), u_next.to_tensor(), v_old.to_tensor());
+            // The closing layer's V_c, U_c (the identity is its activation).
+            let (v_c, u_c) = (
+                rand_m(n, s.input.len(), 26, 1.0),
+                rand_m(n, s.input.len(), 27, 1.0),
+            );
+            let (vc_t, uc_t) = (v_c.to_tensor(), u_c.to_tensor());
+            let w_read = if read { q * q * cfg.gamma } else { 0.0 };
+            let reader = read.then(|| SkipReader {
+                v: &vc_t,
+                u: &uc_t,
+                act: Activation::Identity,
+                weight: cfg.skip_weight(2),
+            });
             let nb = HiddenNeighbours {
                 v: &v_t,
                 u_i: &u_t,
@@ -286,7 +303,7 @@ fn activation_block_matches_the_dense_solve() {
                 u_next: &un_t,
                 w_next: &wt,
                 b_next: &bt,
-                reader: None,
+                reader,
             };
             let (v, iterations, residual) =
                 hidden_activation(nb, &s, act, &cfg, &SingleProcess).unwrap();
@@ -298,19 +315,21 @@ fn activation_block_matches_the_dense_solve() {
             let positions = s.positions();
             let lhs = a.t().mul(&a).zip(
                 &M::from_fn(a.c, a.c, |i, j| f64::from(u8::from(i == j))),
-                |x, e| q * cfg.rho * x + cfg.gamma * e,
+                |x, e| q * cfg.rho * x + (cfg.gamma + w_read) * e,
             );
             let sigma = |x: f64| match act {
                 Activation::Tanh => x.tanh(),
                 _ => x.max(0.0),
             };
             let shifted = M::from_fn(n, d_out, |i, j| u_next.at(i, j) - b.d[j / positions]);
+            let read_target = v_c.zip(&u_c, |v, u| w_read * (v - u));
             let rhs = u_i
                 .map(sigma)
-                .zip(&shifted.mul(&a), |s, c| cfg.gamma * s + q * cfg.rho * c);
+                .zip(&shifted.mul(&a), |s, c| cfg.gamma * s + q * cfg.rho * c)
+                .zip(&read_target, |r, t| r + t);
             let v_ref = lhs.solve(&rhs.t()).t();
             let err = M::from_tensor(&v).rel_err(&v_ref);
-            assert!(err < 1e-5, "{s:?} {act:?} q = {q}: {err:.3e}");
+            assert!(err < 1e-5, "{s:?} {act:?} q = {q}, read {read}: {err:.3e}");
         }
     }
 }

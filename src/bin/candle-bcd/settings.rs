@@ -94,8 +94,9 @@ settings! {
     /// Residual layers of --arch resnet [default: 2].
     #[arg(long)]
     residual_layers: usize,
-    /// Branch of each residual layer of --arch resnet: single (V + σ(VWᵀ + b)) or pair (a
-    /// hidden layer, then a linear one: V + σ(VW₁ᵀ + b₁)W₂ᵀ + b₂) [default: single].
+    /// Branch of each residual layer of --arch resnet or cnn: single (V + σ(VWᵀ + b)) or pair (a
+    /// hidden layer, then a linear one: V + σ(VW₁ᵀ + b₁)W₂ᵀ + b₂; with --arch cnn each resC
+    /// closes a block opened by the convolution before it) [default: single].
     #[arg(long)]
     #[serde(default, deserialize_with = "parsed")]
     branch: Branch,
@@ -270,8 +271,8 @@ impl Settings {
         if self.layers.is_some() && self.arch != Some(ArchArg::Cnn) {
             anyhow::bail!("--layers describes the stages of --arch cnn");
         }
-        if self.branch.is_some() && self.arch != Some(ArchArg::Resnet) {
-            anyhow::bail!("--branch shapes the residual layers of --arch resnet");
+        if self.branch.is_some() && !matches!(self.arch, Some(ArchArg::Resnet | ArchArg::Cnn)) {
+            anyhow::bail!("--branch shapes the residual layers of --arch resnet or --arch cnn");
         }
         let hidden = self
             .hidden
@@ -311,10 +312,9 @@ impl Settings {
                 let (mut stages, mut residual) = Stage::parse_list(spec)?;
                 stages.push(Stage::Linear(output));
                 residual.push(false);
-                Ok(
-                    Architecture::cnn(image, &stages, self.activation())?
-                        .with_residual(residual)?,
-                )
+                Ok(Architecture::cnn(image, &stages, self.activation())?
+                    .with_branch(self.branch.unwrap_or_default())?
+                    .with_residual(residual)?)
             }
         }
     }
