@@ -11,8 +11,9 @@
 //! CNN instead, as `--layers` spells them, e.g. `conv32,pool2,conv64,pool2`; the linear head is
 //! added), `BCD_BENCH_RESIDUAL` (`K`: an FC-ResNet instead, the stem to the first hidden width, `K`
 //! residual layers of that width, the head; BCD's residual branches start scaled by
-//! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`; `BCD_BENCH_BRANCH`:
-//! `single` or `pair` as `--branch` spells it, default single), `BCD_MB_CG` (CG
+//! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`), `BCD_BENCH_BRANCH`
+//! (the residual branches of either, `single` or `pair` as `--branch` spells it, default
+//! single), `BCD_MB_CG` (CG
 //! iterations, 10), `BCD_MB_BATCH` (1024), `BCD_MB_SWEEPS` (inner sweeps, 1), `BCD_MB_ALPHA` (0.1),
 //! `BCD_MB_GAMMA` (γ = ρ, 1), `BCD_MB_DECAY` (Gram memory β, 0), `BCD_MB_LAMBDA` (ridge λ, 0),
 //! `BCD_MB_LOSS` (squared or cross-entropy), `BCD_MB_INIT` (official), `BCD_MB_HEAD_LAMBDA` (ridge
@@ -72,6 +73,7 @@ fn main() -> Result<()> {
     let d0 = ds.train_images.dim(1)?;
     // The FC-ResNet's branch scale; CNNs (residual or not) keep their initialisation as it is.
     let mut branch_scale = None;
+    let branch: Branch = env("BCD_BENCH_BRANCH", "single".to_string()).parse()?;
     let arch = match std::env::var("BCD_BENCH_LAYERS") {
         Ok(spec) => {
             let (mut stages, mut residual) = Stage::parse_list(&spec)?;
@@ -81,7 +83,9 @@ fn main() -> Result<()> {
                 784 => Image::new(1, 28, 28),
                 _ => Image::new(3, 32, 32),
             };
-            Architecture::cnn(image, &stages, Activation::Relu)?.with_residual(residual)?
+            Architecture::cnn(image, &stages, Activation::Relu)?
+                .with_branch(branch)?
+                .with_residual(residual)?
         }
         Err(_) => match env("BCD_BENCH_RESIDUAL", 0) {
             0 => {
@@ -92,7 +96,6 @@ fn main() -> Result<()> {
             }
             k => {
                 branch_scale = Some(env("BCD_BENCH_RESIDUAL_SCALE", 1.0 / (k as f64).sqrt()));
-                let branch: Branch = env("BCD_BENCH_BRANCH", "single".to_string()).parse()?;
                 Architecture::resnet_with(d0, hidden[0], k, branch, classes, Activation::Relu)?
             }
         },
