@@ -53,8 +53,9 @@ pub enum BcdError {
     /// A saved lifted state does not fit the network, formulation or data it is resumed with.
     #[error("the lifted state does not fit: {0}")]
     StateMismatch(String),
-    /// A layer of a `VarMap` that BCD cannot train: a weight that is not 2-D (a convolution),
-    /// a layer without a bias, a dtype other than `f32`.
+    /// A layer of a `VarMap` that BCD cannot train as described: a weight that is not 2-D
+    /// read by `Network::from_varmap` (a convolution, which `Network::from_varmap_as` reads
+    /// with an `Architecture::cnn`), a layer without a bias, a dtype other than `f32`.
     #[error("layer {layer} cannot be trained: {reason}")]
     UnsupportedLayer {
         /// The layer's prefix.

@@ -1,4 +1,5 @@
-//! `candle-bcd`: train fully connected and convolutional networks on Candle by block coordinate descent.
+//! `candle-bcd`: train fully connected and convolutional networks on Candle by block
+//! coordinate descent.
 
 mod alloc;
 mod model_commands;
