@@ -488,7 +488,7 @@ impl Architecture {
                 self.check_pair(l, &residual, &name)?;
             }
             if let Some(s) = self.spatial(l).filter(|_| r) {
-                if s.pool > 1 || s.output() != Some(s.input) {
+                if !s.keeps_image() {
                     return Err(BcdError::InvalidArchitecture(format!(
                         "layer {} cannot be residual: a residual image layer keeps its image \
                          ({} in, {:?} out, pooling {})",
@@ -536,9 +536,7 @@ impl Architecture {
             return bad(format!("its branch reads {skip} values and writes {out}"));
         }
         // Layer l keeps its image (checked with the residual flags); so must the opening layer.
-        let keeps =
-            |s: Option<&Spatial>| s.is_some_and(|s| s.pool == 1 && s.output() == Some(s.input));
-        if self.spatial(l).is_some() && !keeps(self.spatial(l - 1)) {
+        if self.spatial(l).is_some() && !self.spatial(l - 1).is_some_and(Spatial::keeps_image) {
             return bad(format!(
                 "the layer before it, {}, must be a convolution that keeps its image (no pooling)",
                 name(l - 1)

@@ -243,8 +243,7 @@ fn cli_rejects_bad_input_with_nonzero_exit_and_keeps_files() {
     let mnist = common::mnist_dir();
     let mnist = mnist.to_str().unwrap();
     let k = keep.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, &str)> =
-        vec![
+    let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--gamma", "0"], "gamma"),
         (vec!["--alpha", "-1"], "alpha"),
         (vec!["--rho", "NaN"], "rho"),
@@ -267,8 +266,18 @@ fn cli_rejects_bad_input_with_nonzero_exit_and_keeps_files() {
         ),
         // The stem convolution cannot open a block: its input has 1 channel, not 8.
         (
-            vec!["--arch", "cnn", "--layers", "conv8,res8", "--branch", "pair"],
-            "cannot close a two-layer residual branch: its branch reads 784 values and writes 6272",
+            vec![
+                "--arch",
+                "cnn",
+                "--layers",
+                "conv8,res8",
+                "--branch",
+                "pair",
+            ],
+            concat!(
+                "cannot close a two-layer residual branch: ",
+                "its branch reads 784 values and writes 6272"
+            ),
         ),
     ];
     for (extra, needle) in cases {

@@ -112,6 +112,12 @@ impl Spatial {
         Some(Image::new(c.out_channels, size(p.height), size(p.width)))
     }
 
+    /// Whether the layer maps its image to an image of the same shape, unpooled (a convolution
+    /// that a residual sum can skip over).
+    pub(crate) fn keeps_image(&self) -> bool {
+        self.pool == 1 && self.output() == Some(self.input)
+    }
+
     /// Columns of the layer's design matrix (without the bias column): `C·k²` for a
     /// convolution (one row per sample and output position), `C·H_p·W_p` for a linear layer.
     pub fn design_width(&self) -> usize {

@@ -58,8 +58,9 @@ impl Network {
     }
 
     /// Multiplies the weights of every residual layer (with two-layer branches, each branch's
-    /// closing layer) by `factor` (biases unchanged), as an initialisation step. With `K` residual layers `V_i = V_{i−1} + σ(U_i)`, an
-    /// initialisation that preserves each layer's variance lets the activations' variance grow
+    /// closing layer) by `factor` (biases unchanged), as an initialisation step. With `K`
+    /// residual layers `V_i = V_{i−1} + σ(U_i)`, an initialisation that preserves each layer's
+    /// variance lets the activations' variance grow
     /// about `(1 + 1)` times per residual layer, `2^K` in all; branches scaled by
     /// `1/√K` keep the growth near `(1 + 1/K)^K ≤ e`, and `0` starts every branch at its bias.
     /// `docs/algorithm.md` ("Depth") gives the measured effect. Errors on a negative or
