@@ -102,8 +102,8 @@ pub enum Branch {
     Single,
     /// `V_i = V_{i−2} + U_i` after `V_{i−1} = σ(U_{i−1})`: the branch is the layer before the
     /// residual layer (activated) and the residual layer itself, linear — a ResNet's two-layer
-    /// block `x + W₂σ(W₁x + b₁) + b₂` without an activation after the sum. Fully connected
-    /// networks only.
+    /// block `x + W₂σ(W₁x + b₁) + b₂` without an activation after the sum; in a convolutional
+    /// network, two convolutions that keep their image (a basic block).
     Pair,
 }
 
@@ -126,6 +126,16 @@ impl Branch {
         (0..per * k + 2)
             .map(|l| l > 0 && l % per == 0 && l <= per * k)
             .collect()
+    }
+}
+
+impl std::fmt::Display for Branch {
+    /// The name [`FromStr`](std::str::FromStr) reads: `single` or `pair`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Branch::Single => "single",
+            Branch::Pair => "pair",
+        })
     }
 }
 
@@ -639,6 +649,47 @@ impl Architecture {
         self.activation
     }
 
+    /// What first tells this architecture from `other`, in words — e.g. `residual branches
+    /// single against pair` — or `None` when they are the same network. For error messages
+    /// that must say more than "mismatch" (a checkpoint resumed with other settings).
+    pub fn difference(&self, other: &Architecture) -> Option<String> {
+        let residual = |a: &Architecture| -> Vec<usize> {
+            (0..a.num_layers()).filter(|&l| a.is_residual(l)).collect()
+        };
+        let first_image_layer = (0..self.num_layers().min(other.num_layers()))
+            .find(|&l| self.spatial(l) != other.spatial(l));
+        if self.widths != other.widths {
+            Some(format!(
+                "widths {:?} against {:?}",
+                self.widths, other.widths
+            ))
+        } else if self.activation != other.activation {
+            Some(format!(
+                "activation {:?} against {:?}",
+                self.activation, other.activation
+            ))
+        } else if self.branch != other.branch {
+            Some(format!(
+                "residual branches {} against {}",
+                self.branch, other.branch
+            ))
+        } else if residual(self) != residual(other) {
+            Some(format!(
+                "residual layers (0-based) {:?} against {:?}",
+                residual(self),
+                residual(other)
+            ))
+        } else {
+            first_image_layer.map(|l| {
+                format!(
+                    "layer {l} (0-based) {:?} against {:?}",
+                    self.spatial(l),
+                    other.spatial(l)
+                )
+            })
+        }
+    }
+
     /// `(d_{i−1}, d_i)` of layer index `l` (0-based, i.e. `W_{l+1}`).
     pub fn layer_dims(&self, l: usize) -> (usize, usize) {
         (self.widths[l], self.widths[l + 1])
@@ -717,6 +768,47 @@ mod tests {
         );
         assert_ne!(bad, json);
         assert!(serde_json::from_str::<Architecture>(&bad).is_err());
+    }
+
+    /// Each property that tells two networks apart is the one named, in that order.
+    #[test]
+    fn the_difference_names_what_tells_two_networks_apart() {
+        let act = Activation::Relu;
+        let single = Architecture::resnet(5, 4, 2, 3, act).unwrap();
+        assert_eq!(single.difference(&single.clone()), None);
+        let wider = Architecture::resnet(5, 6, 2, 3, act).unwrap();
+        let d = single.difference(&wider).unwrap();
+        assert!(d.starts_with("widths [5, 4, 4, 4, 3] against [5, 6"), "{d}");
+        let tanh = Architecture::resnet(5, 4, 2, 3, Activation::Tanh).unwrap();
+        assert_eq!(
+            single.difference(&tanh).unwrap(),
+            "activation Relu against Tanh"
+        );
+        // Same widths, residual layers 1 and 2 against 2 only.
+        let mlp = Architecture::mlp(&[5, 4, 4, 4, 3], act).unwrap();
+        let one = mlp
+            .clone()
+            .with_residual(vec![false, false, true, false])
+            .unwrap();
+        let d = single.difference(&one).unwrap();
+        assert_eq!(d, "residual layers (0-based) [1, 2] against [2]");
+        // Same residual layers, branches of one layer against two.
+        let pair = mlp.with_branch(Branch::Pair).unwrap();
+        let pair = pair.with_residual(vec![false, false, true, false]).unwrap();
+        assert_eq!(
+            one.difference(&pair).unwrap(),
+            "residual branches single against pair"
+        );
+        // Same widths, one image layer's convolution against a linear map of its image.
+        let image = Image::new(1, 2, 2);
+        let conv = |last: Stage| {
+            Architecture::cnn(image, &[Stage::Conv2d(Conv2d::same(1, 1)), last], act).unwrap()
+        };
+        let a = conv(Stage::Conv2d(Conv2d::same(1, 1)));
+        let b = conv(Stage::Linear(4));
+        assert_eq!(a.widths(), b.widths());
+        let d = a.difference(&b).unwrap();
+        assert!(d.starts_with("layer 1 (0-based) Some("), "{d}");
     }
 
     #[test]

@@ -202,10 +202,48 @@ fn resume_in_a_fresh_process_is_bit_identical_and_checks_architecture() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("architecture mismatch") && err.contains("k3.st"),
+        err.contains("architecture mismatch")
+            && err.contains("k3.st")
+            && err.contains("widths [784, 16, 12, 10] against [784, 16, 13, 10]"),
         "{err}"
     );
     assert_eq!(before, std::fs::read(dir.join("k3.st")).unwrap());
+
+    // Same widths (two blocks of two layers against four single-layer branches): the message
+    // names the branches.
+    let resnet = |branch: &str, blocks: &str, extra: &[&str]| {
+        let args = [
+            "train",
+            "--data-dir",
+            data,
+            "--train-limit",
+            "300",
+            "--arch",
+            "resnet",
+            "--hidden",
+            "8",
+            "--residual-layers",
+            blocks,
+            "--branch",
+            branch,
+            "--iterations",
+            "1",
+        ];
+        common::cli(&[&args[..], extra].concat())
+    };
+    let out = resnet("pair", "2", &["--checkpoint", &p("pair.st")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = resnet("single", "4", &["--resume", &p("pair.st")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pair.st") && err.contains("residual branches pair against single"),
+        "{err}"
+    );
 
     // So is a lifted state of another sample count.
     let out = common::cli(&[

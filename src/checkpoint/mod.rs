@@ -559,16 +559,10 @@ impl FullBatchCheckpoint {
         num_samples: usize,
         path: &Path,
     ) -> Result<()> {
-        if &self.model.architecture != arch {
+        if let Some(difference) = self.model.architecture.difference(arch) {
             return Err(BcdError::checkpoint(
                 path,
-                format!(
-                    "architecture mismatch: checkpoint has widths {:?} ({:?}), requested {:?} ({:?})",
-                    self.model.architecture.widths(),
-                    self.model.architecture.activation(),
-                    arch.widths(),
-                    arch.activation()
-                ),
+                format!("architecture mismatch (the checkpoint's against the one requested): {difference}"),
             ));
         }
         if self.num_samples != num_samples {

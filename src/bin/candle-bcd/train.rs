@@ -98,14 +98,12 @@ impl ModelSetup {
         let arch = set.architecture(image_of(set, x)?, classes, ckpt.map(|c| c.architecture()))?;
         match ckpt {
             Some(ckpt) => {
-                if ckpt.architecture() != &arch {
+                if let Some(difference) = ckpt.architecture().difference(&arch) {
                     anyhow::bail!(
-                        "{}: architecture mismatch: the checkpoint has widths {:?}, requested {:?}",
+                        "{}: architecture mismatch (the checkpoint's against the one requested): {difference}",
                         args.resume
                             .as_ref()
                             .map_or(String::new(), |p| p.display().to_string()),
-                        ckpt.architecture().widths(),
-                        arch.widths()
                     );
                 }
                 let config = set.config(ckpt.config().clone(), args.v_constraint());
