@@ -4,7 +4,7 @@
 
 use candle_bcd::{Architecture, Branch};
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2dConfig, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
 
 /// One layer: its map and what it reads.
 enum Map {
@@ -41,6 +41,20 @@ impl Plain {
             arch: arch.clone(),
             maps,
         })
+    }
+
+    /// Multiplies the weights of every residual layer (a branch's last layer) held in `vm` by
+    /// `factor`, as `Network::scale_residual_branches` does for BCD.
+    pub fn scale_residual_branches(&self, vm: &VarMap, factor: f64) -> candle_core::Result<()> {
+        let vars = vm
+            .data()
+            .lock()
+            .expect("no other thread holds the variables");
+        for l in (0..self.maps.len()).filter(|&l| self.arch.is_residual(l)) {
+            let w = &vars[&format!("l{l}.weight")];
+            w.set(&(w.as_tensor() * factor)?)?;
+        }
+        Ok(())
     }
 }
 
