@@ -522,6 +522,20 @@ impl Checkpoint {
 }
 
 impl SavedModel {
+    /// Checks that this model (read from `path`) has the architecture `arch`; the error names
+    /// what differs ([`Architecture::difference`]).
+    pub fn check_architecture(&self, arch: &Architecture, path: &Path) -> Result<()> {
+        match self.architecture.difference(arch) {
+            None => Ok(()),
+            Some(difference) => Err(BcdError::checkpoint(
+                path,
+                format!(
+                    "architecture mismatch (the checkpoint's against the one requested): {difference}"
+                ),
+            )),
+        }
+    }
+
     /// The network of this checkpoint with its weights in `varmap`, under its own layer
     /// names, activation and residual layers. A `Var` of `varmap` already under such a name
     /// (a model of the user's that reads it) is set to the checkpoint's value, so that model
@@ -559,12 +573,7 @@ impl FullBatchCheckpoint {
         num_samples: usize,
         path: &Path,
     ) -> Result<()> {
-        if let Some(difference) = self.model.architecture.difference(arch) {
-            return Err(BcdError::checkpoint(
-                path,
-                format!("architecture mismatch (the checkpoint's against the one requested): {difference}"),
-            ));
-        }
+        self.model.check_architecture(arch, path)?;
         if self.num_samples != num_samples {
             return Err(BcdError::checkpoint(
                 path,

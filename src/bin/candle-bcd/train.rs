@@ -98,13 +98,8 @@ impl ModelSetup {
         let arch = set.architecture(image_of(set, x)?, classes, ckpt.map(|c| c.architecture()))?;
         match ckpt {
             Some(ckpt) => {
-                if let Some(difference) = ckpt.architecture().difference(&arch) {
-                    anyhow::bail!(
-                        "{}: architecture mismatch (the checkpoint's against the one requested): {difference}",
-                        args.resume
-                            .as_ref()
-                            .map_or(String::new(), |p| p.display().to_string()),
-                    );
+                if let Some(path) = &args.resume {
+                    ckpt.model().check_architecture(&arch, path)?;
                 }
                 let config = set.config(ckpt.config().clone(), args.v_constraint());
                 let network = ckpt.network(&varmap)?;
