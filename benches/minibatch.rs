@@ -10,7 +10,7 @@
 //! Environment: `BCD_BENCH_HIDDEN` (default 1500,1500,1500), `BCD_BENCH_LAYERS` (the stages of a
 //! CNN instead, as `--layers` spells them, e.g. `conv32,pool2,conv64,pool2`; the linear head is
 //! added), `BCD_BENCH_RESIDUAL` (`K`: an FC-ResNet instead, the stem to the first hidden width, `K`
-//! residual layers of that width, the head; BCD's residual branches start scaled by
+//! residual layers of that width, the head; both methods' residual branches start scaled by
 //! `BCD_BENCH_RESIDUAL_SCALE`, default `1/√K` as `--residual-init depth`), `BCD_BENCH_BRANCH`
 //! (the residual branches of either, `single` or `pair` as `--branch` spells it, default
 //! single), `BCD_MB_CG` (CG
